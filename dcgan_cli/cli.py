@@ -1,0 +1,130 @@
+"""The `dcgan` command: train, sample, summary, config. Heavy imports live inside the commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from dcgan_cli.config import Config, ConfigError, load_config, to_yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the useful output
+
+
+class UserError(click.ClickException):
+    """A mistake in the user's input: printed as one clean message, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Config:
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as error:
+        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+
+
+def _start_keras() -> None:
+    """Import Keras and run one op with the C++ start-up chatter on stderr (absl, oneDNN, CUDA probes) hidden;
+    Python errors still surface, since only the process's raw stderr is silenced and only meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+
+            keras.ops.convert_to_numpy(keras.ops.zeros(1))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                             required=True, help="YAML config file (see configs/default.yaml for every key).")
+set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                          help="Override one config value, parsed as YAML, e.g. --set hacks.batch_norm=false. "
+                               "Repeatable.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dcgan-cli")
+def main() -> None:
+    """Train DCGANs where every GAN hack is a line in a YAML file."""
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the run's files go (default: output.run_dir, else runs/<config name>).")
+def train(config_path: Path, overrides: tuple[str, ...], run_dir: Path | None) -> None:
+    """Train G and D from a config; write samples, checkpoints and metrics into one run directory."""
+    cfg = _load(config_path, overrides)
+    _start_keras()
+    from dcgan_cli import train as training
+
+    try:
+        run_dir = training.choose_run_dir(cfg, config_name=config_path.stem, explicit=run_dir)
+    except training.RunDirError as error:
+        raise UserError(str(error)) from None
+    click.echo(f"run directory: {run_dir}", err=True)
+    training.run(cfg, run_dir=run_dir)
+    click.echo(f"done: final samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}", err=True)
+
+
+@main.command()
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path), required=True,
+              help="A run directory (its newest checkpoint) or one checkpoint directory.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Images to generate.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latent draw.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("grid.png"), show_default=True,
+              help="Grid PNG to write.")
+@click.option("--individual", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write each image as its own PNG into this directory.")
+def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: Path | None) -> None:
+    """Generate images from a checkpoint into a grid PNG (and optionally one PNG per image)."""
+    _start_keras()
+    import numpy as np
+
+    from dcgan_cli import checkpoint, hacks, images
+    from dcgan_cli.models import generate
+
+    try:
+        found = checkpoint.resolve(checkpoint_path)
+        cfg, g = checkpoint.load_generator(found)
+    except (checkpoint.CheckpointError, ConfigError) as error:
+        raise UserError(str(error)) from None
+    z = hacks.sample_latent(np.random.default_rng(seed), count, cfg.model.latent_dim, hacks=cfg.hacks)
+    pictures = generate(g, z, cfg)
+    images.save_grid(pictures, out)
+    click.echo(f"wrote {out} ({count} images from {found})", err=True)
+    if individual is not None:
+        images.save_each(pictures, individual)
+        click.echo(f"wrote {count} images into {individual}", err=True)
+
+
+@main.command()
+@config_option
+@set_option
+def summary(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Print the generator's and the discriminator's layer tables (shapes and parameter counts)."""
+    cfg = _load(config_path, overrides)
+    _start_keras()
+    import numpy as np
+
+    from dcgan_cli.models import build_generator, build_discriminator
+
+    rng = np.random.default_rng(cfg.train.seed)
+    for model in (build_generator(cfg, rng), build_discriminator(cfg, rng)):
+        model.summary(print_fn=lambda line, **_: click.echo(line), line_length=100)
+
+
+@main.command("config")
+@config_option
+@set_option
+def show_config(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Print the fully resolved config as YAML, every default filled in."""
+    click.echo(to_yaml(_load(config_path, overrides)), nl=False)

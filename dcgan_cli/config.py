@@ -1,0 +1,320 @@
+"""Typed run configuration: one frozen dataclass per YAML section and the one strict loader.
+
+The loader reads YAML files and `--set SECTION.KEY=VALUE` overrides the same way, checks every value against its
+field, and reports every problem at once as a `ConfigError` before anything is built or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """One or more problems with a config, each a line naming the key path."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def setting(default: Any, *, choices: tuple | None = None, low: float | None = None,
+            high: float | None = None, high_open: bool = False) -> Any:
+    """A dataclass field with its default and the checks the loader applies to a user's value."""
+    return field(default=default, metadata={"choices": choices, "low": low, "high": high, "high_open": high_open})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = setting("digits", choices=("digits",))  # dataset; digits = scikit-learn's bundled 1,797 8x8 digits
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_size: int = setting(16, low=8)  # side of the square images; G's base side is this halved while even and > 4
+    channels: int = setting(1, choices=(1, 3))  # 1 = grey, 3 = RGB
+    latent_dim: int = setting(100, low=1)  # length of G's input vector z
+    g_filters: int = setting(64, low=1)  # G's filters in its last hidden block; doubled per block toward the base
+    d_filters: int = setting(64, low=1)  # D's filters in its first block; doubled per block toward the base
+    max_filters: int = setting(512, low=1)  # cap on the doubled filter counts of both networks
+    kernel_size: int = setting(4, low=1)  # side of every convolution kernel (DCGAN reference 4, paper 5)
+    g_activation: str = setting("relu", choices=("relu", "leaky_relu"))  # G's hidden activation (paper: relu)
+    bn_momentum: float = setting(0.9, low=0.0, high=1.0, high_open=True)  # BatchNorm moving-average momentum (PyTorch's 0.1)
+    bn_epsilon: float = setting(1e-5, low=0.0)  # BatchNorm variance epsilon (PyTorch's default)
+    d_bn_in_g_update: str = setting("batch", choices=("batch", "moving"))  # D's BN statistics in the G update
+
+
+@dataclass(frozen=True)
+class HacksConfig:
+    strided_conv: bool = setting(True)  # 1 D downsamples by Conv2D stride 2; off: Conv2D stride 1 + MaxPooling2D
+    transposed_conv: bool = setting(True)  # 2 G upsamples by Conv2DTranspose stride 2; off: UpSampling2D + Conv2D
+    leaky_relu: bool = setting(True)  # 3 LeakyReLU in D (and G if model.g_activation: leaky_relu); off: ReLU
+    leaky_slope: float = setting(0.2, low=0.0, high=1.0)  # LeakyReLU negative slope
+    batch_norm: bool = setting(True)  # 4 BatchNormalization between conv and activation; off: none
+    gaussian_init: bool = setting(True)  # 5 weights ~ N(0, init_stddev); off: Keras' GlorotUniform
+    init_stddev: float = setting(0.02, low=0.0)  # standard deviation of the Gaussian init
+    adam: bool = setting(True)  # 6 Adam(learning_rate, beta_1) for D and G; off: Keras' Adam(1e-3, beta_1=0.9)
+    learning_rate: float = setting(2e-4, low=0.0)  # Adam learning rate when adam is on
+    beta_1: float = setting(0.5, low=0.0, high=1.0, high_open=True)  # Adam beta_1 when adam is on
+    scale_images: bool = setting(True)  # 7 pixels in [-1, 1] and G ends in tanh; off: [0, 1] and sigmoid
+    gaussian_latent: bool = setting(True)  # 8 z ~ N(0, 1); off: z ~ U(-1, 1)
+    separate_batches: bool = setting(True)  # 9 D updates on an all-real then an all-fake batch; off: one mixed batch
+    label_smoothing: bool = setting(True)  # 10 real labels ~ U(real_label_range); off: hard 1 and 0
+    real_label_range: tuple[float, float] = setting((0.7, 1.2))  # range of smoothed real labels
+    smooth_fake: bool = setting(False)  # also smooth fake labels (two-sided); false = one-sided (Salimans et al.)
+    fake_label_range: tuple[float, float] = setting((0.0, 0.3))  # range of smoothed fake labels when smooth_fake
+    noisy_labels: bool = setting(True)  # 11 flip each D label with probability flip_probability; off: unchanged
+    flip_probability: float = setting(0.05, low=0.0, high=1.0)  # chance that one D label is flipped
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = setting(3000, low=1)  # training steps; each step is one D update and one G update
+    batch_size: int = setting(64, low=1)  # real images per step (and as many fakes)
+    seed: int = setting(0, low=0)  # seeds the one numpy Generator that every random draw comes from
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    run_dir: str | None = setting(None)  # run directory; null = runs/<config file name> (made unique)
+    sample_every: int = setting(500, low=1)  # write samples/step_NNNNNN.png every this many steps (and at the end)
+    checkpoint_every: int = setting(1000, low=1)  # write checkpoints/step_NNNNNN/ every this many steps (and at the end)
+    keep_checkpoints: int = setting(3, low=1)  # how many of the newest checkpoints to keep
+    log_every: int = setting(50, low=1)  # append a line to metrics.jsonl every this many steps (and at the end)
+    n_samples: int = setting(64, low=1)  # images in each sample grid, drawn from one fixed latent batch
+    progress: bool = setting(True)  # show the progress bar
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    hacks: HacksConfig = field(default_factory=HacksConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that also reads `1e-4` as a float (PyYAML's YAML 1.1 rules read it as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    """Parse YAML text safely (no code runs); a syntax error becomes a ConfigError naming `source`."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{source}: not valid YAML: {' '.join(str(error).split())}"]) from None
+    finally:
+        loader.dispose()
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Read a config file (or only defaults), apply `SECTION.KEY=VALUE` overrides, and check everything."""
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError([f"{path}: cannot read the config file ({error.__class__.__name__}). "
+                               f"Received: {str(path)!r}"]) from None
+        raw = parse_yaml(text, source=str(path))
+        if raw is None:
+            raw = {}
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}). "
+                           f"Received: {_show(raw)}"])
+    raw = _apply_overrides(raw, overrides, problems)
+    config = _build(raw, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _apply_overrides(raw: dict, overrides: Iterable[str], problems: list[str]) -> dict:
+    """Merge `SECTION.KEY=VALUE` strings into a copy of the raw mapping; values are YAML scalars."""
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            problems.append(f"--set {override}: expected SECTION.KEY=VALUE, e.g. hacks.batch_norm=false. "
+                            f"Received: {override!r}")
+            continue
+        try:
+            value = parse_yaml(text, source=f"--set {key}")
+        except ConfigError as error:
+            problems.extend(error.problems)
+            continue
+        section, name = parts
+        target = merged.setdefault(section, {})
+        if isinstance(target, dict):
+            target[name] = value
+    return merged
+
+
+def _build(raw: dict, problems: list[str]) -> Config:
+    """Turn the raw mapping into a Config, appending every problem found to `problems`."""
+    sections = {}
+    for section, value in raw.items():
+        if section not in SECTIONS:
+            problems.append(f"{section}: unknown section{_suggest(str(section), SECTIONS)}")
+        elif value is not None and not isinstance(value, dict):
+            problems.append(f"{section}: expected a mapping of settings. Received: {_show(value)}")
+        else:
+            sections[section] = _build_section(section, value or {}, problems)
+    config = Config(**sections)
+    problems.extend(_cross_checks(config))
+    return config
+
+
+def _build_section(section: str, values: dict, problems: list[str]) -> Any:
+    """Check one section's keys and values; invalid values fall back to defaults so checking can go on."""
+    cls = SECTIONS[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    accepted = {}
+    for key, value in values.items():
+        path = f"{section}.{key}"
+        if key not in fields:
+            problems.append(f"{path}: unknown key{_suggest_key(str(key), section)}")
+            continue
+        try:
+            accepted[key] = _check_value(value, hints[key], fields[key].metadata)
+        except ValueError as error:
+            problems.append(f"{path}: {error}. Received: {_show(value)}")
+    return cls(**accepted)
+
+
+def _check_value(value: Any, hint: Any, checks: dict) -> Any:
+    """Return `value` converted to the field's type, or raise ValueError saying what was expected."""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        return value
+    if hint is str or hint == (str | None):
+        if value is None and hint != str:
+            return None
+        choices = checks.get("choices")
+        if not isinstance(value, str) or (choices and value not in choices):
+            expected = f"one of {', '.join(choices)}" if choices else "a string"
+            hint_text = _suggest(str(value), choices) if choices and isinstance(value, str) else ""
+            raise ValueError(f"expected {expected}{hint_text}")
+        return value
+    if hint is int or hint is float:
+        number = _number(value, integer=hint is int)
+        choices = checks.get("choices")
+        if choices and number not in choices:
+            raise ValueError(f"expected one of {', '.join(map(str, choices))}")
+        _check_range(number, checks, integer=hint is int)
+        return number
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValueError("expected a range [low, high]")
+        low, high = (_number(item, integer=False) for item in value)
+        if low > high:
+            raise ValueError("expected a range [low, high] with low <= high")
+        return (low, high)
+    raise TypeError(f"no check for type {hint!r}")
+
+
+def _number(value: Any, *, integer: bool) -> int | float:
+    """An int (or float) from a YAML scalar; booleans and non-finite floats are refused."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected {kind}")
+    if integer:
+        if isinstance(value, float):
+            raise ValueError("expected an integer")
+        return value
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return float(value)
+
+
+def _check_range(number: float, checks: dict, *, integer: bool) -> None:
+    """Raise ValueError when `number` lies outside the field's [low, high] (or [low, high))."""
+    low, high, high_open = checks.get("low"), checks.get("high"), checks.get("high_open")
+    kind = "an integer" if integer else "a number"
+    if high is None:
+        if low is not None and number < low:
+            raise ValueError(f"expected {kind} >= {low:g}")
+        return
+    bracket = ")" if high_open else "]"
+    if number < low or number > high or (high_open and number == high):
+        raise ValueError(f"expected {kind} in [{low:g}, {high:g}{bracket}")
+
+
+def _cross_checks(config: Config) -> list[str]:
+    """Problems that involve more than one value."""
+    problems = []
+    size = config.model.image_size
+    if size % 2:
+        problems.append("model.image_size: expected an even size (G doubles its base at least once). "
+                        f"Received: {size}")
+    return problems
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str:
+    """'; did you mean 'x'?' for the closest candidate, or ''."""
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _suggest_key(key: str, section: str) -> str:
+    """Suggest a key of this section, or the full path where the key belongs to another section."""
+    local = _suggest(key, (f.name for f in dataclasses.fields(SECTIONS[section])))
+    if local:
+        return local
+    for other, cls in SECTIONS.items():
+        if key in {f.name for f in dataclasses.fields(cls)}:
+            return f"; did you mean '{other}.{key}'?"
+    return ""
+
+
+def _show(value: Any) -> str:
+    """A short, readable rendering of a user's value for error messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def to_dict(config: Config) -> dict:
+    """The config as plain YAML-ready data (tuples become lists)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, tuple):
+            return [plain(item) for item in value]
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+def to_yaml(config: Config) -> str:
+    """The fully resolved config as YAML text, in section and field order."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+
+
+def replace_value(config: Config, path: str, value: Any) -> Config:
+    """A copy of `config` with the one value at `SECTION.KEY` replaced (unchecked: for values the code sets)."""
+    section, key = path.split(".")
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{key: value})})

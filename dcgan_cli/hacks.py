@@ -1,0 +1,174 @@
+"""The eleven GAN hacks: one function each, its "on" and "off" branches side by side.
+
+Only this module reads the `hacks` config section, so flipping one switch changes exactly one thing. "Off" is always
+a concrete, documented alternative, so an ablation compares two real settings.
+
+Sources: DCGAN = Radford, Metz & Chintala (2015), "Unsupervised Representation Learning with Deep Convolutional
+Generative Adversarial Networks"; ganhacks = Chintala et al., "How to Train a GAN?" (github.com/soumith/ganhacks);
+Salimans et al. (2016), "Improved Techniques for Training GANs".
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+from dcgan_cli.config import HacksConfig
+from dcgan_cli.layers import BatchNorm
+
+
+def downsample(x, *, filters: int, hacks: HacksConfig, kernel_size: int, use_bias: bool,
+               initializer: keras.initializers.Initializer, name: str):
+    """Hack 1 (DCGAN): halve the resolution in D with a strided convolution instead of pooling.
+
+    on:  Conv2D(filters, k, strides=2)                   (N, H, W, C) -> (N, H/2, W/2, filters)
+    off: Conv2D(filters, k, strides=1) + MaxPooling2D(2) (N, H, W, C) -> (N, H, W, filters) -> (N, H/2, W/2, filters)
+    """
+    strides = 2 if hacks.strided_conv else 1
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=use_bias,
+                      kernel_initializer=initializer, name=name)(x)
+    if hacks.strided_conv:
+        return x
+    return layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+
+
+def upsample(x, *, filters: int, hacks: HacksConfig, kernel_size: int, use_bias: bool,
+             initializer: keras.initializers.Initializer, name: str):
+    """Hack 2 (DCGAN): double the resolution in G with a strided transposed convolution.
+
+    on:  Conv2DTranspose(filters, k, strides=2)          (N, H, W, C) -> (N, 2H, 2W, filters)
+    off: UpSampling2D(2) + Conv2D(filters, k, strides=1) (N, H, W, C) -> (N, 2H, 2W, C) -> (N, 2H, 2W, filters)
+    """
+    if hacks.transposed_conv:
+        return layers.Conv2DTranspose(filters, kernel_size, strides=2, padding="same", use_bias=use_bias,
+                                      kernel_initializer=initializer, name=name)(x)
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(x)
+    return layers.Conv2D(filters, kernel_size, strides=1, padding="same", use_bias=use_bias,
+                         kernel_initializer=initializer, name=name)(x)
+
+
+def activation(x, *, hacks: HacksConfig, leaky: bool, name: str):
+    """Hack 3 (DCGAN): LeakyReLU where `leaky` (all of D; G when model.g_activation is leaky_relu).
+
+    on:  LeakyReLU(negative_slope=hacks.leaky_slope) where `leaky`, else ReLU   shape unchanged
+    off: ReLU everywhere                                                         shape unchanged
+    """
+    if hacks.leaky_relu and leaky:
+        return layers.LeakyReLU(negative_slope=hacks.leaky_slope, name=name)(x)
+    return layers.ReLU(name=name)(x)
+
+
+def batch_norm(x, *, hacks: HacksConfig, momentum: float, epsilon: float, frozen_statistics: str, name: str):
+    """Hack 4 (DCGAN): BatchNormalization between a convolution and its activation.
+
+    on:  BatchNorm(momentum, epsilon); frozen_statistics picks batch or moving statistics while frozen
+    off: identity (no layer)
+    """
+    if not hacks.batch_norm:
+        return x
+    return BatchNorm(momentum=momentum, epsilon=epsilon, frozen_statistics=frozen_statistics, name=name)(x)
+
+
+def conv_bias(hacks: HacksConfig) -> bool:
+    """Whether a layer that batch norm may follow keeps its bias: BN's offset makes it redundant (hack 4 on)."""
+    return not hacks.batch_norm
+
+
+def kernel_initializer(hacks: HacksConfig, rng: np.random.Generator) -> keras.initializers.Initializer:
+    """Hack 5 (DCGAN): Gaussian weight init; each call draws its own seed from `rng`, so layers differ.
+
+    on:  RandomNormal(mean=0, stddev=hacks.init_stddev)
+    off: GlorotUniform (the Keras default)
+    """
+    seed = int(rng.integers(2**31 - 1))
+    if hacks.gaussian_init:
+        return keras.initializers.RandomNormal(mean=0.0, stddev=hacks.init_stddev, seed=seed)
+    return keras.initializers.GlorotUniform(seed=seed)
+
+
+def optimizer(hacks: HacksConfig) -> keras.optimizers.Optimizer:
+    """Hack 6 (DCGAN): a new Adam for D or G.
+
+    on:  Adam(learning_rate=hacks.learning_rate, beta_1=hacks.beta_1)   (2e-4, 0.5)
+    off: Adam() with Keras' defaults                                     (1e-3, 0.9)
+    """
+    if hacks.adam:
+        return keras.optimizers.Adam(learning_rate=hacks.learning_rate, beta_1=hacks.beta_1)
+    return keras.optimizers.Adam()
+
+
+def scale_images(images: np.ndarray, *, hacks: HacksConfig) -> np.ndarray:
+    """Hack 7 (DCGAN): uint8 pixels to the model range, float32, same shape.
+
+    on:  (x - 127.5) / 127.5, in [-1, 1]
+    off: x / 255, in [0, 1]
+    """
+    images = images.astype(np.float32)
+    if hacks.scale_images:
+        return (images - 127.5) / 127.5
+    return images / 255.0
+
+
+def unscale_images(images: np.ndarray, *, hacks: HacksConfig) -> np.ndarray:
+    """Hack 7, inverse: model-range floats back to uint8 pixels (clipped, rounded), same shape."""
+    images = np.asarray(images, dtype=np.float32)
+    pixels = images * 127.5 + 127.5 if hacks.scale_images else images * 255.0
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def output_activation(hacks: HacksConfig) -> str:
+    """Hack 7, G's last activation, matching the pixel range: on: tanh; off: sigmoid."""
+    return "tanh" if hacks.scale_images else "sigmoid"
+
+
+def sample_latent(rng: np.random.Generator, n: int, latent_dim: int, *, hacks: HacksConfig) -> np.ndarray:
+    """Hack 8 (ganhacks): n latent vectors, float32 (n, latent_dim).
+
+    on:  z ~ N(0, 1)
+    off: z ~ U(-1, 1)
+    """
+    if hacks.gaussian_latent:
+        return rng.standard_normal((n, latent_dim), dtype=np.float32)
+    return rng.uniform(-1.0, 1.0, (n, latent_dim)).astype(np.float32)
+
+
+def d_batches(real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, *,
+              hacks: HacksConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Hack 9 (ganhacks): the batches of one D update, as (images, is_real) pairs; is_real is bool (n,).
+
+    on:  [(real, all True), (fake, all False)]: two updates, one all-real, one all-fake
+    off: [(real and fake shuffled together, mask)]: one update on a mixed batch of 2n
+    """
+    is_real = np.ones(len(real), dtype=bool)
+    is_fake = np.zeros(len(fake), dtype=bool)
+    if hacks.separate_batches:
+        return [(real, is_real), (fake, is_fake)]
+    order = rng.permutation(len(real) + len(fake))
+    images = np.concatenate([real, fake])[order]
+    return [(images, np.concatenate([is_real, is_fake])[order])]
+
+
+def smooth_labels(is_real: np.ndarray, rng: np.random.Generator, *, hacks: HacksConfig) -> np.ndarray:
+    """Hack 10 (ganhacks; Salimans et al.): D's targets for bool is_real (n,), float32 (n, 1).
+
+    on:  real ~ U(real_label_range) (0.7, 1.2); fake ~ U(fake_label_range) (0.0, 0.3) if smooth_fake, else 0
+    off: real 1, fake 0
+    """
+    hard = is_real.astype(np.float32)
+    if not hacks.label_smoothing:
+        return hard[:, None]
+    real = rng.uniform(*hacks.real_label_range, size=len(is_real))
+    fake = rng.uniform(*hacks.fake_label_range, size=len(is_real)) if hacks.smooth_fake else 0.0
+    return np.where(is_real, real, fake).astype(np.float32)[:, None]
+
+
+def flip_labels(is_real: np.ndarray, rng: np.random.Generator, *, hacks: HacksConfig) -> np.ndarray:
+    """Hack 11 (ganhacks): noisy D labels, bool (n,) -> bool (n,).
+
+    on:  each label flipped independently with probability flip_probability
+    off: labels unchanged
+    """
+    if not hacks.noisy_labels:
+        return is_real
+    return is_real ^ (rng.random(len(is_real)) < hacks.flip_probability)

@@ -1,0 +1,52 @@
+"""Image grids and PNG files (numpy and Pillow only)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def grid(images: np.ndarray, *, min_width: int = 512, padding: int = 1) -> np.ndarray:
+    """Tile uint8 images (N, H, W, C) into one near-square grid on grey separators, enlarged by an integer nearest-neighbour factor
+    so that it is at least `min_width` pixels wide: uint8 (rows*(H+p)+p, cols*(W+p)+p, C) times that factor."""
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
+        raise ValueError(f"expected a non-empty uint8 array (N, H, W, C). Received: {images.dtype} {images.shape}")
+    n, h, w, c = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c), 96, dtype=np.uint8)
+    for i, image in enumerate(images):
+        top = padding + (i // cols) * (h + padding)
+        left = padding + (i % cols) * (w + padding)
+        canvas[top:top + h, left:left + w] = image
+    factor = max(1, math.ceil(min_width / canvas.shape[1]))
+    return canvas.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write one uint8 image (H, W, 1 or 3) as a PNG, via a temporary file so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as file:
+        pil.save(file, format="PNG")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    return path
+
+
+def save_grid(images: np.ndarray, path: str | Path) -> Path:
+    """Write uint8 images (N, H, W, C) as one grid PNG."""
+    return save_png(grid(images), path)
+
+
+def save_each(images: np.ndarray, directory: str | Path) -> list[Path]:
+    """Write uint8 images (N, H, W, C) as directory/000000.png, 000001.png, ..."""
+    width = max(6, len(str(len(images) - 1)))
+    return [save_png(image, Path(directory) / f"{i:0{width}d}.png") for i, image in enumerate(images)]

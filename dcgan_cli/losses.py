@@ -1,0 +1,50 @@
+"""D's loss and per-source metrics as pure functions.
+
+D's targets are (N, 2): column 0 is the label D is trained toward (smoothed, flipped), column 1 says where the
+image came from (1 = the data, 0 = G). The loss reads only column 0; the metrics split by column 1, so a mixed
+batch (hack 9 off) still reports D's loss and mean output on real and on fake images separately.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def d_targets(labels: np.ndarray, is_real: np.ndarray) -> np.ndarray:
+    """Stack labels (N, 1) and bool is_real (N,) into D's targets, float32 (N, 2)."""
+    return np.concatenate([labels.astype(np.float32), is_real.astype(np.float32)[:, None]], axis=1)
+
+
+def d_loss(y, p):
+    """Binary cross-entropy of D's probabilities p (N, 1) against the labels y[:, :1]: per sample, (N,)."""
+    return keras.losses.binary_crossentropy(y[:, :1], p)
+
+
+def _masked_mean(values, mask):
+    """Mean of values (N,) where mask (N,) is 1; 0 when the mask is empty. Scalar."""
+    return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def d_loss_real(y, p):
+    """D's loss on the real images of the batch. Scalar."""
+    return _masked_mean(d_loss(y, p), y[:, 1])
+
+
+def d_loss_fake(y, p):
+    """D's loss on the fake images of the batch. Scalar."""
+    return _masked_mean(d_loss(y, p), 1.0 - y[:, 1])
+
+
+def d_real_mean(y, p):
+    """Mean D(x) over the real images of the batch: D's belief that real images are real. Scalar."""
+    return _masked_mean(p[:, 0], y[:, 1])
+
+
+def d_fake_mean(y, p):
+    """Mean D(G(z)) over the fake images of the batch: D's belief that fakes are real. Scalar."""
+    return _masked_mean(p[:, 0], 1.0 - y[:, 1])
+
+
+D_METRICS = (d_loss_real, d_loss_fake, d_real_mean, d_fake_mean)

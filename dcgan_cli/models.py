@@ -1,0 +1,104 @@
+"""Generator, discriminator and the combined GAN model, built and compiled from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import layers
+
+from dcgan_cli import hacks, losses
+from dcgan_cli.config import Config
+
+
+@dataclass(frozen=True)
+class Models:
+    """The three models of a run; `gan` is z -> D(G(z)) and shares its layers with `g` and `d`."""
+
+    g: keras.Model
+    d: keras.Model
+    gan: keras.Model
+
+
+def base_size(image_size: int) -> tuple[int, int]:
+    """G's base side and the number of doublings to reach image_size: halve while even and above 4.
+
+    64 -> (4, 4), 28 -> (7, 2), 16 -> (4, 2), 10 -> (5, 1).
+    """
+    side, doublings = image_size, 0
+    while side % 2 == 0 and side > 4:
+        side, doublings = side // 2, doublings + 1
+    return side, doublings
+
+
+def _filters(start: int, cap: int, count: int) -> list[int]:
+    """start, 2*start, 4*start, ... (count values), each capped at cap."""
+    return [min(start * 2**i, cap) for i in range(count)]
+
+
+def build_generator(cfg: Config, rng: np.random.Generator) -> keras.Model:
+    """G: z (N, latent_dim) -> Dense -> (base, base) -> one upsampling block per doubling -> image."""
+    m, h = cfg.model, cfg.hacks
+    base, doublings = base_size(m.image_size)
+    widths = _filters(m.g_filters, m.max_filters, doublings)[::-1]  # widths[0] at the base, widest
+    leaky = m.g_activation == "leaky_relu"
+    # G is never frozen inside a training call, so its BN keeps Keras' own frozen behaviour.
+    norm = dict(hacks=h, momentum=m.bn_momentum, epsilon=m.bn_epsilon, frozen_statistics="moving")
+    conv = dict(hacks=h, kernel_size=m.kernel_size)
+
+    z = keras.Input((m.latent_dim,), name="z")  # (N, latent_dim)
+    x = layers.Dense(base * base * widths[0], use_bias=hacks.conv_bias(h),
+                     kernel_initializer=hacks.kernel_initializer(h, rng), name="project")(z)  # (N, base*base*w0)
+    x = layers.Reshape((base, base, widths[0]), name="reshape")(x)  # (N, base, base, w0)
+    x = hacks.batch_norm(x, name="project_bn", **norm)  # (N, base, base, w0)
+    x = hacks.activation(x, hacks=h, leaky=leaky, name="project_act")  # (N, base, base, w0)
+    for block, width in enumerate(widths[1:], start=1):
+        x = hacks.upsample(x, filters=width, use_bias=hacks.conv_bias(h), initializer=hacks.kernel_initializer(h, rng),
+                           name=f"up{block}", **conv)  # (N, base*2^block, base*2^block, width)
+        x = hacks.batch_norm(x, name=f"up{block}_bn", **norm)  # same shape
+        x = hacks.activation(x, hacks=h, leaky=leaky, name=f"up{block}_act")  # same shape
+    x = hacks.upsample(x, filters=m.channels, use_bias=True, initializer=hacks.kernel_initializer(h, rng),
+                       name="to_image", **conv)  # (N, image_size, image_size, channels)
+    image = layers.Activation(hacks.output_activation(h), dtype="float32", name="image")(x)  # same, model range
+    return keras.Model(z, image, name="generator")
+
+
+def build_discriminator(cfg: Config, rng: np.random.Generator) -> keras.Model:
+    """D: image -> one strided block per doubling (mirroring G) -> Flatten -> Dense -> sigmoid p(real) (N, 1)."""
+    m, h = cfg.model, cfg.hacks
+    base, doublings = base_size(m.image_size)
+    widths = _filters(m.d_filters, m.max_filters, doublings)
+    norm = dict(hacks=h, momentum=m.bn_momentum, epsilon=m.bn_epsilon, frozen_statistics=m.d_bn_in_g_update)
+
+    image = keras.Input((m.image_size, m.image_size, m.channels), name="image")  # (N, size, size, channels)
+    x = image
+    for block, width in enumerate(widths, start=1):
+        first = block == 1
+        x = hacks.downsample(x, filters=width, hacks=h, kernel_size=m.kernel_size,
+                             use_bias=first or hacks.conv_bias(h), initializer=hacks.kernel_initializer(h, rng),
+                             name=f"down{block}")  # (N, size/2^block, size/2^block, width)
+        if not first:  # no batch norm on D's input layer (DCGAN)
+            x = hacks.batch_norm(x, name=f"down{block}_bn", **norm)  # same shape
+        x = hacks.activation(x, hacks=h, leaky=True, name=f"down{block}_act")  # same shape
+    x = layers.Flatten(name="flatten")(x)  # (N, base*base*widths[-1])
+    x = layers.Dense(1, kernel_initializer=hacks.kernel_initializer(h, rng), name="score")(x)  # (N, 1)
+    p_real = layers.Activation("sigmoid", dtype="float32", name="p_real")(x)  # (N, 1), in (0, 1)
+    return keras.Model(image, p_real, name="discriminator")
+
+
+def build_models(cfg: Config, rng: np.random.Generator) -> Models:
+    """Build G, D and the combined model, and compile D and the GAN, each with its own optimizer (hack 6)."""
+    g = build_generator(cfg, rng)
+    d = build_discriminator(cfg, rng)
+    z = keras.Input((cfg.model.latent_dim,), name="z")  # (N, latent_dim)
+    gan = keras.Model(z, d(g(z)), name="gan")  # (N, 1): D's belief that G's images are real
+    d.compile(optimizer=hacks.optimizer(cfg.hacks), loss=losses.d_loss, metrics=list(losses.D_METRICS))
+    gan.compile(optimizer=hacks.optimizer(cfg.hacks), loss="binary_crossentropy")
+    return Models(g=g, d=d, gan=gan)
+
+
+
+def generate(g: keras.Model, z: np.ndarray, cfg: Config) -> np.ndarray:
+    """G in inference mode (BatchNorm moving statistics) on latents z (N, latent_dim): uint8 images (N, H, W, C)."""
+    return hacks.unscale_images(g.predict_on_batch(z), hacks=cfg.hacks)

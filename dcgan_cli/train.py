@@ -1,0 +1,169 @@
+"""The training loop: per step, (1) update D on real and fake images, (2) update G through a frozen D.
+
+Keras 3 does not freeze D at compile time, so `d.trainable` is set before every update: True for D's own updates,
+False for the G update (D's weights and moving statistics stay put while its BatchNorm, by default, still
+normalises with the batch's own statistics; see layers.BatchNorm).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from dcgan_cli import checkpoint, data, hacks, images, losses
+from dcgan_cli import config as config_module
+from dcgan_cli.backend import compile_function
+from dcgan_cli.config import Config
+from dcgan_cli.models import Models, build_models, generate
+
+METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used without losing an earlier run."""
+
+
+def choose_run_dir(cfg: Config, *, config_name: str, explicit: str | Path | None = None) -> Path:
+    """The run directory: `explicit`, else output.run_dir (either must be new or empty), else a fresh
+    runs/<config_name>, runs/<config_name>-2, ..."""
+    chosen = explicit if explicit is not None else cfg.output.run_dir
+    if chosen is not None:
+        path = Path(chosen)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunDirError("the run directory already holds files; choose a new one so no run is overwritten. "
+                              f"Received: {str(path)!r}")
+        return path
+    path, number = Path("runs") / config_name, 1
+    while path.exists():
+        number += 1
+        path = Path("runs") / f"{config_name}-{number}"
+    return path
+
+
+def fake_maker(g: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """G in training mode (batch statistics, as in the DCGAN reference) as one compiled call: z -> fake images.
+
+    The call is stateless: G's moving statistics are updated once per step, by the G update on the same z.
+    """
+    def forward(trainable, non_trainable, z):
+        fakes, _ = g.stateless_call(trainable, non_trainable, z, training=True)
+        return fakes
+
+    compiled = compile_function(forward)
+
+    def make(z: np.ndarray) -> np.ndarray:
+        trainable = [v.value for v in g.trainable_variables]
+        non_trainable = [v.value for v in g.non_trainable_variables]
+        return keras.ops.convert_to_numpy(compiled(trainable, non_trainable, z))
+
+    return make
+
+
+def update_d(models: Models, real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, *,
+             cfg: Config) -> dict[str, float]:
+    """(1) Update D on model-range real and fake batches (N, H, W, C): all-real then all-fake, or one mixed batch
+    (hack 9), with labels smoothed (hack 10) and flipped (hack 11). Returns D's loss and mean output per source."""
+    h = cfg.hacks
+    models.d.trainable = True
+    logs: dict[str, float] = {}
+    for batch, is_real in hacks.d_batches(real, fake, rng, hacks=h):
+        labels = hacks.smooth_labels(hacks.flip_labels(is_real, rng, hacks=h), rng, hacks=h)
+        out = models.d.train_on_batch(batch, losses.d_targets(labels, is_real), return_dict=True)
+        if is_real.any():
+            logs.update(d_loss_real=out["d_loss_real"], d_real_mean=out["d_real_mean"])
+        if not is_real.all():
+            logs.update(d_loss_fake=out["d_loss_fake"], d_fake_mean=out["d_fake_mean"])
+    return logs
+
+
+def update_g(models: Models, z: np.ndarray) -> float:
+    """(2) Update G on latents z (N, latent_dim) through a frozen D, toward D's "real" label (always 1, never
+    smoothed). Returns G's loss."""
+    models.d.trainable = False
+    target = np.ones((len(z), 1), dtype=np.float32)
+    return models.gan.train_on_batch(z, target, return_dict=True)["loss"]
+
+
+def train_step(models: Models, real: np.ndarray, rng: np.random.Generator, *, cfg: Config,
+               make_fakes: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+    """One step on a uint8 batch of real images (N, H, W, C): (1) update D, (2) update G on the same z."""
+    real = hacks.scale_images(real, hacks=cfg.hacks)  # (N, H, W, C) in the model range
+    z = hacks.sample_latent(rng, len(real), cfg.model.latent_dim, hacks=cfg.hacks)  # (N, latent_dim)
+    logs = update_d(models, real, make_fakes(z), rng, cfg=cfg)
+    logs["g_loss"] = update_g(models, z)
+    return {key: float(logs[key]) for key in METRICS}
+
+
+class _Window:
+    """Running means of the metrics and the image rate since the last logged step."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = dict.fromkeys(METRICS, 0.0)
+        self.steps = 0
+        self.images = 0
+        self.started = time.perf_counter()
+
+    def add(self, logs: dict[str, float], images: int) -> None:
+        for key in METRICS:
+            self.sums[key] += logs[key]
+        self.steps += 1
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        means = {key: total / max(self.steps, 1) for key, total in self.sums.items()}
+        return {**means, "images_per_s": self.images / seconds}
+
+
+def _postfix(means: dict[str, float]) -> str:
+    return (f"D real {means['d_loss_real']:.3f} fake {means['d_loss_fake']:.3f} | G {means['g_loss']:.3f} | "
+            f"D(x) {means['d_real_mean']:.2f} D(G(z)) {means['d_fake_mean']:.2f} | "
+            f"{means['images_per_s']:.0f} img/s")
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+def run(cfg: Config, *, run_dir: str | Path) -> Path:
+    """Train from scratch into `run_dir` (config.yaml, samples/, checkpoints/, metrics.jsonl); return run_dir."""
+    run_dir = Path(run_dir)
+    cfg = config_module.replace_value(cfg, "output.run_dir", str(run_dir))
+    rng = np.random.default_rng(cfg.train.seed)
+    keras.utils.set_random_seed(cfg.train.seed)
+    real_images = data.load_images(cfg)
+    models = build_models(cfg, rng)
+    sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
+    make_fakes = fake_maker(models.g)
+
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
+    steps, out = cfg.train.steps, cfg.output
+    window = _Window()
+    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as metrics_file, \
+            tqdm(total=steps, unit="step", desc="train", disable=not out.progress, dynamic_ncols=True) as bar:
+        for step in range(1, steps + 1):
+            real = data.sample_batch(real_images, cfg.train.batch_size, rng)
+            window.add(train_step(models, real, rng, cfg=cfg, make_fakes=make_fakes), len(real))
+            bar.update(1)
+            if _due(step, out.log_every, steps):
+                means = window.means()
+                metrics_file.write(json.dumps({"step": step, **means}) + "\n")
+                metrics_file.flush()
+                bar.set_postfix_str(_postfix(means), refresh=False)
+                window.reset()
+            if _due(step, out.sample_every, steps):
+                images.save_grid(generate(models.g, sample_latents, cfg), run_dir / "samples" / f"step_{step:06d}.png")
+            if _due(step, out.checkpoint_every, steps):
+                checkpoint.save(run_dir, step=step, models=models, cfg=cfg, sample_latents=sample_latents)
+                checkpoint.prune(run_dir, keep=out.keep_checkpoints)
+    return run_dir
