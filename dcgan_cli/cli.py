@@ -115,11 +115,11 @@ def summary(config_path: Path, overrides: tuple[str, ...]) -> None:
     _start_keras()
     import numpy as np
 
-    from dcgan_cli.models import build_generator, build_discriminator
+    from dcgan_cli.models import build_discriminator, build_generator, summary
 
     rng = np.random.default_rng(cfg.train.seed)
     for model in (build_generator(cfg, rng), build_discriminator(cfg, rng)):
-        model.summary(print_fn=lambda line, **_: click.echo(line), line_length=100)
+        click.echo(summary(model))
 
 
 @main.command("config")

@@ -129,26 +129,31 @@ def parse_yaml(text: str, *, source: str) -> Any:
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Read a config file (or only defaults), apply `SECTION.KEY=VALUE` overrides, and check everything."""
-    raw: Any = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError([f"{path}: cannot read the config file ({error.__class__.__name__}). "
-                               f"Received: {str(path)!r}"]) from None
-        raw = parse_yaml(text, source=str(path))
-        if raw is None:
-            raw = {}
     problems: list[str] = []
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}). "
-                           f"Received: {_show(raw)}"])
+    raw = _read_file(Path(path), problems) if path is not None else {}
     raw = _apply_overrides(raw, overrides, problems)
     config = _build(raw, problems)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _read_file(path: Path, problems: list[str]) -> dict:
+    """The file's top-level mapping; {} (with the problem recorded) when it cannot be read or is not a mapping."""
+    try:
+        raw = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(f"{path}: cannot read the config file ({error.__class__.__name__}). Received: {str(path)!r}")
+        return {}
+    except ConfigError as error:
+        problems.extend(error.problems)
+        return {}
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}). Received: {_show(raw)}")
+        return {}
+    return raw
 
 
 def _apply_overrides(raw: dict, overrides: Iterable[str], problems: list[str]) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import keras
@@ -102,3 +103,19 @@ def build_models(cfg: Config, rng: np.random.Generator) -> Models:
 def generate(g: keras.Model, z: np.ndarray, cfg: Config) -> np.ndarray:
     """G in inference mode (BatchNorm moving statistics) on latents z (N, latent_dim): uint8 images (N, H, W, C)."""
     return hacks.unscale_images(g.predict_on_batch(z), hacks=cfg.hacks)
+
+
+def summary(model: keras.Model, *, width: int = 100) -> str:
+    """Keras' layer table (names, output shapes, parameter counts) as text, all columns present even when
+    stdout is not a terminal (rich would otherwise cut the table at 80 columns)."""
+    lines: list[str] = []
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width + 4)
+    try:
+        model.summary(line_length=width, print_fn=lambda text, **_: lines.append(text))
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
+    return "".join(lines)

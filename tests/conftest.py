@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
 
 TINY = [
-    "model.image_size=8", "model.latent_dim=8", "model.g_filters=8", "model.d_filters=8",
+    "model.image_size=16", "model.latent_dim=8", "model.g_filters=8", "model.d_filters=8",
     "train.batch_size=8", "train.steps=4",
     "output.sample_every=2", "output.checkpoint_every=2", "output.log_every=2", "output.n_samples=9",
     "output.progress=false",
@@ -20,7 +20,7 @@ TINY = [
 
 @pytest.fixture
 def tiny_overrides() -> list[str]:
-    """`--set` overrides for a run of 4 steps on 8x8 digits with small networks."""
+    """`--set` overrides for a run of 4 steps on 16x16 digits with small networks."""
     return list(TINY)
 
 

@@ -1,0 +1,66 @@
+"""Checkpoints: written whole or not at all, found, pruned, loaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dcgan_cli import checkpoint
+from dcgan_cli.models import build_models
+
+
+def save(run_dir, cfg, step, models, latents):
+    return checkpoint.save(run_dir, step=step, models=models, cfg=cfg, sample_latents=latents)
+
+
+@pytest.fixture
+def models(tiny_cfg):
+    return build_models(tiny_cfg, np.random.default_rng(0))
+
+
+def test_saved_checkpoint_holds_everything_and_reloads_g(tmp_path, tiny_cfg, models):
+    latents = np.ones((9, 8), np.float32)
+    path = save(tmp_path, tiny_cfg, 7, models, latents)
+    assert path.name == "step_000007"
+    assert sorted(p.name for p in path.iterdir()) == [
+        "COMPLETE", "config.yaml", "discriminator.weights.h5", "generator.weights.h5", "sample_latents.npy",
+        "state.json"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000007"]
+    cfg, g = checkpoint.load_generator(path)
+    assert cfg == tiny_cfg
+    z = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    np.testing.assert_array_equal(g.predict_on_batch(z), models.g.predict_on_batch(z))
+
+
+def test_resolve_takes_the_newest_complete_checkpoint(tmp_path, tiny_cfg, models):
+    latents = np.zeros((9, 8), np.float32)
+    for step in (2, 10, 4):
+        save(tmp_path, tiny_cfg, step, models, latents)
+    half = tmp_path / "checkpoints" / "step_000020"
+    half.mkdir()  # a crash before COMPLETE was written
+    (tmp_path / "checkpoints" / ".tmp-step_000030").mkdir()
+    assert checkpoint.resolve(tmp_path).name == "step_000010"
+    assert checkpoint.resolve(tmp_path / "checkpoints" / "step_000002").name == "step_000002"
+    assert [p.name for p in checkpoint.complete(tmp_path)] == ["step_000002", "step_000004", "step_000010"]
+
+
+def test_prune_keeps_the_newest(tmp_path, tiny_cfg, models):
+    for step in (1, 2, 3, 4):
+        save(tmp_path, tiny_cfg, step, models, np.zeros((1, 8), np.float32))
+    checkpoint.prune(tmp_path, keep=2)
+    assert [p.name for p in checkpoint.complete(tmp_path)] == ["step_000003", "step_000004"]
+
+
+def test_resolve_errors_name_the_path(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="no such checkpoint or run directory. Received: '.*nope'"):
+        checkpoint.resolve(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(checkpoint.CheckpointError, match="not a complete checkpoint.*Received: '.*empty'"):
+        checkpoint.resolve(tmp_path / "empty")
+
+
+def test_corrupt_weights_are_a_clear_error(tmp_path, tiny_cfg, models):
+    path = save(tmp_path, tiny_cfg, 1, models, np.zeros((1, 8), np.float32))
+    (path / "generator.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(checkpoint.CheckpointError, match="cannot load the generator's weights"):
+        checkpoint.load_generator(path)

@@ -1,0 +1,137 @@
+"""End to end through the `dcgan` command, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from dcgan_cli.cli import main
+from dcgan_cli.config import load_config
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def tiny_file(tmp_path, tiny_overrides):
+    """The tiny config written as a YAML file, the way a user writes one."""
+    raw: dict = {}
+    for override in tiny_overrides:
+        key, value = override.split("=")
+        section, name = key.split(".")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def invoke(runner, *args):
+    return runner.invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["summary"], ["config"]])
+def test_every_command_has_help(runner, command):
+    result = invoke(runner, *command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_help_does_not_import_keras():
+    code = "import sys; from dcgan_cli.cli import main; print('keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_train_then_sample(runner, tmp_path, tiny_file):
+    run_dir = tmp_path / "run"
+    result = invoke(runner, "train", "--config", tiny_file, "--run-dir", run_dir, "--set", "train.steps=3")
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "config.yaml").is_file() and load_config(run_dir / "config.yaml").train.steps == 3
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_000002.png", "step_000003.png"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002", "step_000003"]
+    assert (run_dir / "checkpoints" / "step_000003" / "COMPLETE").is_file()
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 3]
+    with Image.open(run_dir / "samples" / "step_000003.png") as grid:
+        assert grid.size == (520, 520)  # 9 images of 16x16 in 3 columns of 17 px + 1, enlarged 10x
+
+    out = tmp_path / "grid.png"
+    result = invoke(runner, "sample", "--checkpoint", run_dir, "--n", 16, "--out", out, "--individual",
+                    tmp_path / "each")
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as grid:
+        assert grid.size == (552, 552) and grid.mode == "L"  # 4 x 4 tiles of 17 px + 1, enlarged 8x
+    assert len(list((tmp_path / "each").glob("*.png"))) == 16
+
+    result = invoke(runner, "sample", "--checkpoint", run_dir / "checkpoints" / "step_000002", "--n", 2,
+                    "--out", tmp_path / "two.png")
+    assert result.exit_code == 0 and "step_000002" in result.output
+
+
+def test_default_run_dir_is_named_after_the_config(runner, tmp_path, tiny_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert invoke(runner, "train", "--config", tiny_file, "--set", "train.steps=1").exit_code == 0
+    assert invoke(runner, "train", "--config", tiny_file, "--set", "train.steps=1").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tiny", "tiny-2"]
+
+
+def test_bad_key_exits_2_with_its_path_and_writes_nothing(runner, tmp_path, tiny_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(runner, "train", "--config", tiny_file, "--set", "hacks.leaky_rlu=true",
+                    "--set", "train.steps=-1")
+    assert result.exit_code == 2
+    assert "hacks.leaky_rlu: unknown key; did you mean 'leaky_relu'?" in result.output
+    assert "train.steps: expected an integer >= 1. Received: -1" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--config", "missing.yaml"], "missing.yaml: cannot read the config file"),
+    (["sample", "--checkpoint", "nowhere"], "no such checkpoint or run directory. Received: 'nowhere'"),
+    (["sample", "--checkpoint", ".", "--n", "0"], "0 is not in the range x>=1"),
+    (["config", "--config", "missing.yaml", "--set", "nonsense"], "cannot read the config file"),
+    (["config", "--config", "missing.yaml", "--set", "nonsense"], "expected SECTION.KEY=VALUE"),
+])
+def test_user_mistakes_exit_2_without_traceback(runner, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(runner, *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_taken_run_dir_is_refused(runner, tmp_path, tiny_file):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("keep me")
+    result = invoke(runner, "train", "--config", tiny_file, "--run-dir", tmp_path / "taken")
+    assert result.exit_code == 2 and "already holds files" in result.output
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "keep me"
+
+
+def test_config_prints_the_resolved_config(runner, tmp_path, tiny_file):
+    result = invoke(runner, "config", "--config", tiny_file, "--set", "hacks.adam=false")
+    assert result.exit_code == 0
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text(result.output)
+    cfg = load_config(resolved)
+    assert cfg.hacks.adam is False and cfg.model.image_size == 16 and cfg.hacks.learning_rate == 2e-4
+
+
+def test_summary_prints_both_models_with_shapes_and_parameter_counts(runner, tiny_file):
+    result = invoke(runner, "summary", "--config", tiny_file, "--set", "model.image_size=64",
+                    "--set", "model.channels=3", "--set", "model.kernel_size=3", "--set", "model.d_filters=64")
+    assert result.exit_code == 0
+    rows = {}
+    for line in result.output.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) == 3:
+            rows[cells[0]] = (cells[1], cells[2])
+    assert 'Model: "generator"' in result.output and 'Model: "discriminator"' in result.output
+    assert rows["down1 (Conv2D)"] == ("(None, 32, 32, 64)", "1,792")  # the seed's strided-conv example
+    assert rows["to_image (Conv2DTranspose)"][0] == "(None, 64, 64, 3)"

@@ -1,0 +1,145 @@
+"""The split loop trains the right network: D on D updates, G on G updates, D's BN as in the DCGAN reference."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from dcgan_cli import data, hacks, train
+from dcgan_cli.config import load_config
+from dcgan_cli.models import build_models
+
+
+def setup(tiny_overrides, *extra):
+    cfg = load_config(None, [*tiny_overrides, *extra])
+    rng = np.random.default_rng(0)
+    models = build_models(cfg, rng)
+    make_fakes = train.fake_maker(models.g)
+    real = hacks.scale_images(data.sample_batch(data.load_images(cfg), cfg.train.batch_size, rng), hacks=cfg.hacks)
+    z = hacks.sample_latent(rng, len(real), cfg.model.latent_dim, hacks=cfg.hacks)
+    return cfg, rng, models, make_fakes, real, z
+
+
+def snapshot(model: keras.Model) -> dict[str, np.ndarray]:
+    """Every variable of the model (weights and BatchNorm moving statistics), by path."""
+    return {v.path: np.array(v.numpy()) for v in model.weights}
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    return {path for path in before if not np.array_equal(before[path], after[path])}
+
+
+def is_statistic(path: str) -> bool:
+    return "moving_" in path
+
+
+@pytest.mark.parametrize("separate", ["true", "false"])
+def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separate):
+    """Starting with a G update, so that each update must set d.trainable itself (on TensorFlow the flag is
+    read when a model's train function is first traced; on JAX at every call)."""
+    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides, f"hacks.separate_batches={separate}")
+    assert any(is_statistic(path) for path in snapshot(models.d))
+    for _ in range(2):
+        d_before, g_before = snapshot(models.d), snapshot(models.g)
+        g_loss = train.update_g(models, z)
+        d_after, g_after = snapshot(models.d), snapshot(models.g)
+        assert changed(d_before, d_after) == set(), "D's weights and moving statistics stay put on a G update"
+        assert changed(g_before, g_after) == set(g_before), "every G weight and statistic moves on a G update"
+        assert np.isfinite(g_loss)
+
+        d_before, g_before = d_after, g_after
+        logs = train.update_d(models, real, make_fakes(z), rng, cfg=cfg)
+        d_after, g_after = snapshot(models.d), snapshot(models.g)
+        assert changed(d_before, d_after) == set(d_before), "every D weight and statistic moves on a D update"
+        assert changed(g_before, g_after) == set(), "G stays put on a D update"
+        assert set(logs) == {"d_loss_real", "d_loss_fake", "d_real_mean", "d_fake_mean"}
+
+
+def test_the_naive_keras2_recipe_leaves_d_untrained(tiny_overrides):
+    """Guard for the test above: Keras 3 ignores compile-time freezing, so 'freeze D once after compiling it'
+    (the Keras 2 recipe) silently stops D from learning; the loop must set d.trainable before every update."""
+    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides)
+    models.d.trainable = False
+    before = snapshot(models.d)
+    labels = hacks.smooth_labels(np.ones(len(real), bool), rng, hacks=cfg.hacks)
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        models.d.train_on_batch(real, np.concatenate([labels, np.ones_like(labels)], axis=1))
+    assert changed(before, snapshot(models.d)) == set()
+
+
+@pytest.mark.parametrize("mode", ["batch", "moving"])
+def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overrides, mode):
+    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides, f"model.d_bn_in_g_update={mode}",
+                                                  "hacks.init_stddev=0.3")
+    for _ in range(3):
+        train.update_d(models, real, make_fakes(z), rng, cfg=cfg)
+    fakes = make_fakes(z)
+    models.d.trainable = True
+    p_batch, _ = models.d.stateless_call([v.value for v in models.d.trainable_variables],
+                                         [v.value for v in models.d.non_trainable_variables], fakes, training=True)
+    p_moving = models.d(fakes, training=False)
+    ones = np.ones((len(z), 1), np.float32)
+    loss_batch = float(keras.ops.mean(keras.losses.binary_crossentropy(ones, p_batch)))
+    loss_moving = float(keras.ops.mean(keras.losses.binary_crossentropy(ones, p_moving)))
+    assert abs(loss_batch - loss_moving) > 0.01, "the two statistics must give visibly different outputs"
+    g_loss = train.update_g(models, z)
+    expected = loss_batch if mode == "batch" else loss_moving
+    assert g_loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides):
+    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides)
+    models.d.trainable = False
+    train.update_g(models, z)  # moving statistics now differ from the batch's
+    before = snapshot(models.g)
+    fakes = make_fakes(z)
+    assert changed(before, snapshot(models.g)) == set()
+    expected, _ = models.g.stateless_call([v.value for v in models.g.trainable_variables],
+                                          [v.value for v in models.g.non_trainable_variables], z, training=True)
+    np.testing.assert_allclose(fakes, keras.ops.convert_to_numpy(expected), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fakes, models.g.predict_on_batch(z), atol=1e-3)
+
+
+@pytest.mark.parametrize("separate", ["true", "false"])
+def test_train_step_reports_every_metric_per_source(tiny_overrides, separate):
+    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides, f"hacks.separate_batches={separate}",
+                                                  "hacks.label_smoothing=false", "hacks.noisy_labels=false")
+    batch = data.sample_batch(data.load_images(cfg), cfg.train.batch_size, rng)
+    logs = train.train_step(models, batch, rng, cfg=cfg, make_fakes=make_fakes)
+    assert set(logs) == set(train.METRICS) and all(np.isfinite(v) for v in logs.values())
+    assert 0 < logs["d_real_mean"] < 1 and 0 < logs["d_fake_mean"] < 1
+    # with hard labels, D's loss on each source is -log D(x) and -log(1 - D(G(z))) averaged: both positive
+    assert logs["d_loss_real"] > 0 and logs["d_loss_fake"] > 0
+
+
+def test_run_writes_the_run_directory(tmp_path, tiny_cfg):
+    run_dir = train.run(tiny_cfg, run_dir=tmp_path / "run")
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    assert set(lines[0]) == {"step", *train.METRICS, "images_per_s"}
+    assert load_config(run_dir / "config.yaml").output.run_dir == str(run_dir)
+
+
+def test_same_seed_same_run(tmp_path, tiny_cfg):
+    first = train.run(tiny_cfg, run_dir=tmp_path / "a")
+    second = train.run(tiny_cfg, run_dir=tmp_path / "b")
+    for name in ("step_000004.png",):
+        assert (first / "samples" / name).read_bytes() == (second / "samples" / name).read_bytes()
+
+
+def test_run_dir_choice(tmp_path, tiny_cfg, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert str(train.choose_run_dir(tiny_cfg, config_name="digits")) == "runs/digits"
+    (tmp_path / "runs" / "digits").mkdir(parents=True)
+    assert str(train.choose_run_dir(tiny_cfg, config_name="digits")) == "runs/digits-2"
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    with pytest.raises(train.RunDirError, match="Received: 'taken'"):
+        train.choose_run_dir(tiny_cfg, config_name="digits", explicit="taken")
+    (tmp_path / "empty").mkdir()
+    assert str(train.choose_run_dir(tiny_cfg, config_name="digits", explicit="empty")) == "empty"
