@@ -71,7 +71,12 @@ def train(config_path: Path, overrides: tuple[str, ...], run_dir: Path | None) -
     except training.RunDirError as error:
         raise UserError(str(error)) from None
     click.echo(f"run directory: {run_dir}", err=True)
-    training.run(cfg, run_dir=run_dir)
+    from dcgan_cli.data import DataError
+
+    try:
+        training.run(cfg, run_dir=run_dir)
+    except DataError as error:
+        raise UserError(str(error)) from None
     click.echo(f"done: final samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}", err=True)
 
 
@@ -120,6 +125,30 @@ def summary(config_path: Path, overrides: tuple[str, ...]) -> None:
     rng = np.random.default_rng(cfg.train.seed)
     for model in (build_generator(cfg, rng), build_discriminator(cfg, rng)):
         click.echo(summary(model))
+
+
+@main.command("data")
+@config_option
+@set_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("real.png"), show_default=True,
+              help="Grid PNG of real training images to write.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Images in the grid.")
+def show_data(config_path: Path, overrides: tuple[str, ...], out: Path, count: int) -> None:
+    """Show what would be trained on (count, shape, range, memory, cache, labels) and write a grid of real images."""
+    cfg = _load(config_path, overrides)
+    import numpy as np
+
+    from dcgan_cli import data, images
+
+    try:
+        dataset = data.load_dataset(cfg, progress=cfg.output.progress)
+    except data.DataError as error:
+        raise UserError(str(error)) from None
+    for line in data.describe(dataset):
+        click.echo(line)
+    sample = data.sample_batch(dataset.images, min(count, len(dataset.images)), np.random.default_rng(cfg.train.seed))
+    images.save_grid(sample, out)
+    click.echo(f"wrote {out}", err=True)
 
 
 @main.command("config")

@@ -32,9 +32,18 @@ def setting(default: Any, *, choices: tuple | None = None, low: float | None = N
     return field(default=default, metadata={"choices": choices, "low": low, "high": high, "high_open": high_open})
 
 
+DATASETS = ("digits", "folder", "mnist", "fashion_mnist", "cifar10", "npz", "npy")
+NEEDS_PATH = ("folder", "npz", "npy")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = setting("digits", choices=("digits",))  # dataset; digits = scikit-learn's bundled 1,797 8x8 digits
+    name: str = setting("digits", choices=DATASETS)  # which dataset (see README: Datasets)
+    path: str | None = setting(None)  # folder, npz, npy: the image folder or array file; mnist, fashion_mnist,
+    #                                   cifar10: local dataset files, so nothing is downloaded
+    limit: int | None = setting(None, low=1)  # use only the first N images; null = all
+    labels: bool = setting(False)  # load the class labels too, and refuse a dataset that has none
+    cache_dir: str | None = setting(None)  # decoded-folder cache; null = $XDG_CACHE_HOME/dcgan-cli or ~/.cache/dcgan-cli
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,8 @@ def _check_value(value: Any, hint: Any, checks: dict) -> Any:
             hint_text = _suggest(str(value), choices) if choices and isinstance(value, str) else ""
             raise ValueError(f"expected {expected}{hint_text}")
         return value
+    if hint == (int | None):
+        return None if value is None else _check_value(value, int, checks)
     if hint is int or hint is float:
         number = _number(value, integer=hint is int)
         choices = checks.get("choices")
@@ -273,6 +284,8 @@ def _check_range(number: float, checks: dict, *, integer: bool) -> None:
 def _cross_checks(config: Config) -> list[str]:
     """Problems that involve more than one value."""
     problems = []
+    if config.data.name in NEEDS_PATH and config.data.path is None:
+        problems.append(f"data.path: required when data.name is {config.data.name}. Received: None")
     size = config.model.image_size
     if size % 2:
         problems.append("model.image_size: expected an even size (G doubles its base at least once). "

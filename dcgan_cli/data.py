@@ -1,45 +1,98 @@
-"""Datasets as uint8 arrays (N, H, W, C), and random batches drawn from them."""
+"""Datasets as uint8 arrays (N, image_size, image_size, channels), and random batches drawn from them.
+
+Images stay uint8 in memory (or memory-mapped from the folder cache): N x H x W x C bytes. Each batch is converted
+to the model range only when it is drawn (hack 7, in the training loop).
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
-from PIL import Image
 
 from dcgan_cli.config import Config
+from dcgan_cli.datasets import arrays, folder, keras_sets
+from dcgan_cli.datasets.common import DataError, Dataset, fit_array, to_uint8
+
+__all__ = ["DataError", "Dataset", "load_dataset", "sample_batch", "describe"]
 
 
-def load_images(cfg: Config) -> np.ndarray:
-    """The configured dataset as uint8 (N, image_size, image_size, channels)."""
-    if cfg.data.name == "digits":
-        return digits(image_size=cfg.model.image_size, channels=cfg.model.channels)
-    raise ValueError(f"unknown dataset. Received: {cfg.data.name!r}")
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
-def digits(*, image_size: int, channels: int) -> np.ndarray:
-    """scikit-learn's bundled 1,797 handwritten digits (8x8, 17 grey levels), resized (bicubic): uint8 (N, s, s, c)."""
-    from sklearn.datasets import load_digits
+def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], None] = _stderr) -> Dataset:
+    """The configured dataset, sized to the model, limited to data.limit images, with labels where it has them."""
+    d, m = cfg.data, cfg.model
+    if d.name == "folder":
+        dataset = folder.load(d.path, size=m.image_size, channels=m.channels, limit=d.limit, cache_dir=d.cache_dir,
+                              progress=progress, log=log)
+    else:
+        raw, labels, source = _arrays(cfg)
+        raw = to_uint8(raw[:d.limit], source=source)
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)[:d.limit].astype(np.int64)
+            if len(labels) != len(raw):
+                raise DataError(f"{source}: {len(raw)} images but {len(labels)} labels. Received: {d.path!r}")
+        images = fit_array(raw, size=m.image_size, channels=m.channels)
+        dataset = Dataset(images=images, labels=labels, class_names=None, source=source)
+    if d.labels and dataset.labels is None:
+        raise DataError(f"data.labels: {dataset.source} has no class labels (a folder needs one subfolder per "
+                        "class; an .npz needs an array 'y'). Received: True")
+    return dataset
 
-    levels = load_digits().images  # (1797, 8, 8), floats 0..16
-    small = np.rint(levels * (255.0 / 16.0)).astype(np.uint8)
-    return to_shape(small[..., None], image_size=image_size, channels=channels)
+
+def _arrays(cfg: Config) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Raw images (any dtype, (N, H, W[, C])), labels or None, and the source's description."""
+    d = cfg.data
+    if d.name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()  # 1,797 images of 8x8, 17 grey levels 0..16
+        return np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8), bunch.target, "scikit-learn digits"
+    if d.name == "npy":
+        return arrays.load_npy(_existing(d.path)), None, d.path
+    if d.name == "npz":
+        return (*arrays.load_npz(_existing(d.path)), d.path)
+    return keras_sets.load(d.name, d.path)
 
 
-def to_shape(images: np.ndarray, *, image_size: int, channels: int) -> np.ndarray:
-    """Resize uint8 (N, H, W, C) square images to (N, image_size, image_size, channels); grey is repeated to RGB."""
-    if images.shape[1] != image_size or images.shape[2] != image_size:
-        images = np.stack([_resize(image, image_size) for image in images])
-    if images.shape[-1] == 1 and channels == 3:
-        images = np.repeat(images, 3, axis=-1)
-    return images
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """One uint8 (H, W, C) image resized to (size, size, C) with bicubic interpolation."""
-    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    resized = np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC))
-    return resized.reshape(size, size, image.shape[-1])
+def _existing(path: str) -> Path:
+    """The file at `path`, or a DataError naming it."""
+    found = Path(path).expanduser()
+    if not found.is_file():
+        raise DataError(f"data.path: no such file. Received: {path!r}")
+    return found
 
 
 def sample_batch(images: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
     """A batch of uint8 images drawn at random indices (with replacement): (batch_size, H, W, C)."""
-    return images[rng.integers(0, len(images), batch_size)]
+    return images[np.sort(rng.integers(0, len(images), batch_size))]
+
+
+def describe(dataset: Dataset) -> list[str]:
+    """What a user checks first when samples look wrong: count, shape, dtype, range, memory, cache, labels."""
+    images = dataset.images
+    low, high = 255, 0
+    for start in range(0, len(images), 8192):
+        block = np.asarray(images[start:start + 8192])
+        low, high = min(low, int(block.min())), max(high, int(block.max()))
+    lines = [
+        f"source:      {dataset.source}",
+        f"images:      {len(images):,}",
+        f"shape:       {images.shape} {images.dtype}",
+        f"value range: {low} .. {high}",
+        f"memory:      {images.nbytes / 2**20:,.1f} MiB (N x H x W x C bytes)"
+        + (", memory-mapped" if isinstance(images, np.memmap) else ""),
+        f"cache:       {dataset.cache if dataset.cache is not None else 'none (decoded on every run)'}",
+    ]
+    if dataset.labels is None:
+        lines.append("labels:      none")
+    else:
+        counts = np.bincount(dataset.labels)
+        names = dataset.class_names or tuple(str(i) for i in range(len(counts)))
+        lines.append(f"labels:      {len(counts)} classes: "
+                     + ", ".join(f"{name} {count:,}" for name, count in zip(names, counts)))
+    return lines

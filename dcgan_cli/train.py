@@ -140,7 +140,7 @@ def run(cfg: Config, *, run_dir: str | Path) -> Path:
     cfg = config_module.replace_value(cfg, "output.run_dir", str(run_dir))
     rng = np.random.default_rng(cfg.train.seed)
     keras.utils.set_random_seed(cfg.train.seed)
-    real_images = data.load_images(cfg)
+    real_images = data.load_dataset(cfg, progress=cfg.output.progress).images
     models = build_models(cfg, rng)
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
     make_fakes = fake_maker(models.g)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -135,3 +136,70 @@ def test_summary_prints_both_models_with_shapes_and_parameter_counts(runner, tin
     assert 'Model: "generator"' in result.output and 'Model: "discriminator"' in result.output
     assert rows["down1 (Conv2D)"] == ("(None, 32, 32, 64)", "1,792")  # the seed's strided-conv example
     assert rows["to_image (Conv2DTranspose)"][0] == "(None, 64, 64, 3)"
+
+
+MNIST_T10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
+
+
+def digit_pngs(root: Path, count: int = 24) -> Path:
+    """A folder of PNG digits in class subfolders: from the real MNIST test set where present, else drawn."""
+    if MNIST_T10K.is_dir():
+        from dcgan_cli.datasets.arrays import load_idx_dir
+
+        images, labels = load_idx_dir(MNIST_T10K)
+    else:
+        images = np.random.default_rng(0).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        labels = np.arange(count) % 10
+    for i in range(count):
+        (root / str(labels[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i]).save(root / str(labels[i]) / f"{i:05d}.png")
+    return root
+
+
+def test_data_command_shows_the_dataset_and_writes_real_png(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    digit_pngs(tmp_path / "pngs")
+    result = invoke(runner, "data", "--config", write_yaml(tmp_path, {
+        "data": {"name": "folder", "path": "pngs", "cache_dir": "cache"}, "model": {"image_size": 28}}))
+    assert result.exit_code == 0, result.output
+    assert "images:      24" in result.output and "(24, 28, 28, 1) uint8" in result.output
+    assert "cache:       cache/folder-" in result.output
+    with Image.open(tmp_path / "real.png") as grid:
+        assert grid.size[0] >= 512
+
+
+def write_yaml(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "data.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_train_on_a_folder_of_pngs(runner, tmp_path, tiny_overrides):
+    digit_pngs(tmp_path / "pngs")
+    config = write_yaml(tmp_path, {"data": {"name": "folder", "path": str(tmp_path / "pngs"),
+                                            "cache_dir": str(tmp_path / "cache")}})
+    result = invoke(runner, "train", "--config", config, "--run-dir", tmp_path / "run",
+                    *[arg for o in tiny_overrides for arg in ("--set", o)], "--set", "train.steps=2")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
+
+
+@pytest.mark.skipif(not MNIST_T10K.is_dir(), reason="../shared/data/mnist-t10k is not here")
+def test_train_on_the_mnist_idx_files_directly(runner, tmp_path, tiny_overrides):
+    config = write_yaml(tmp_path, {"data": {"name": "mnist", "path": str(MNIST_T10K)}})
+    result = invoke(runner, "train", "--config", config, "--run-dir", tmp_path / "run",
+                    *[arg for o in tiny_overrides for arg in ("--set", o)], "--set", "model.image_size=28",
+                    "--set", "train.steps=2")
+    assert result.exit_code == 0, result.output
+    assert load_config(tmp_path / "run" / "config.yaml").data.name == "mnist"
+
+
+def test_missing_data_exits_2_before_anything_is_written(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = write_yaml(tmp_path, {"data": {"name": "folder", "path": "nowhere"}})
+    for command in ("train", "data"):
+        result = invoke(runner, command, "--config", config)
+        assert result.exit_code == 2 and "data.path: no such folder. Received: 'nowhere'" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.yaml"]
+    result = invoke(runner, "train", "--config", write_yaml(tmp_path, {"data": {"name": "npz"}}))
+    assert result.exit_code == 2 and "data.path: required when data.name is npz. Received: None" in result.output

@@ -18,7 +18,7 @@ def setup(tiny_overrides, *extra):
     rng = np.random.default_rng(0)
     models = build_models(cfg, rng)
     make_fakes = train.fake_maker(models.g)
-    real = hacks.scale_images(data.sample_batch(data.load_images(cfg), cfg.train.batch_size, rng), hacks=cfg.hacks)
+    real = hacks.scale_images(data.sample_batch(data.load_dataset(cfg, progress=False).images, cfg.train.batch_size, rng), hacks=cfg.hacks)
     z = hacks.sample_latent(rng, len(real), cfg.model.latent_dim, hacks=cfg.hacks)
     return cfg, rng, models, make_fakes, real, z
 
@@ -107,7 +107,7 @@ def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides)
 def test_train_step_reports_every_metric_per_source(tiny_overrides, separate):
     cfg, rng, models, make_fakes, real, z = setup(tiny_overrides, f"hacks.separate_batches={separate}",
                                                   "hacks.label_smoothing=false", "hacks.noisy_labels=false")
-    batch = data.sample_batch(data.load_images(cfg), cfg.train.batch_size, rng)
+    batch = data.sample_batch(data.load_dataset(cfg, progress=False).images, cfg.train.batch_size, rng)
     logs = train.train_step(models, batch, rng, cfg=cfg, make_fakes=make_fakes)
     assert set(logs) == set(train.METRICS) and all(np.isfinite(v) for v in logs.values())
     assert 0 < logs["d_real_mean"] < 1 and 0 < logs["d_fake_mean"] < 1

@@ -1,0 +1,1 @@
+"""Dataset sources; `dcgan_cli.data` picks one from the config."""
