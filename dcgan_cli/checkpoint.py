@@ -1,55 +1,123 @@
-"""Checkpoints: written whole into a temporary directory, then renamed into place, so a crash never leaves a
-half-written one where a loader would find it.
+"""Checkpoints: everything a run needs to continue exactly, written whole or not at all.
 
-A checkpoint is `run_dir/checkpoints/step_NNNNNN/` holding generator.weights.h5, discriminator.weights.h5 (BatchNorm
-statistics included), config.yaml (the resolved config), state.json (the step) and sample_latents.npy (the fixed
-latent batch of the sample grids); the file COMPLETE, written last, marks it whole.
+`run_dir/checkpoints/step_NNNNNN/` holds:
+
+    weights.npz         G's and D's variables (BatchNorm moving statistics included) and both optimizers'
+                        (iteration counts, learning rates, Adam moments), as arrays g/0000, d/0000, g_optimizer/0000,
+                        d_optimizer/0000, ... in each model's variable order
+    sample_latents.npy  the fixed latent batch of the sample grids
+    state.json          the step, the numpy Generator's state, the architecture hash, each variable's path and shape
+    config.yaml         the resolved config
+    COMPLETE            written last: marks the checkpoint whole
+
+It is written into `checkpoints/.tmp-step_NNNNNN/`, every file flushed to disk, then renamed into place, so a crash
+at any moment leaves either no checkpoint or a whole one. Everything is written through Python file objects, so a
+full disk is an ordinary OSError (h5py, behind Keras' .weights.h5, crashes the process when a write fails).
+Nothing here unpickles or runs code from a file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from dcgan_cli import config as config_module
-from dcgan_cli.config import Config
+from dcgan_cli.config import ARCHITECTURE, Config, ConfigError
 from dcgan_cli.models import Models, build_generator
 
 CHECKPOINTS = "checkpoints"
 MARKER = "COMPLETE"
+FORMAT = 1
 _NAME = re.compile(r"^step_(\d{6,})$")
+_TEMPORARY = ".tmp-"
 
 
 class CheckpointError(ValueError):
-    """A path that is not a usable checkpoint or run directory."""
+    """A path that is not a usable checkpoint or run directory, or a checkpoint that does not fit."""
 
 
-def save(run_dir: Path, *, step: int, models: Models, cfg: Config, sample_latents: np.ndarray) -> Path:
+@dataclass(frozen=True)
+class Restored:
+    """What a checkpoint gives back besides the weights: where the loop stands and its random state."""
+
+    path: Path
+    step: int
+    rng: np.random.Generator
+    sample_latents: np.ndarray
+
+
+def architecture_hash(cfg: Config) -> str:
+    """A short hash of the config values that fix the networks' layers and weight shapes."""
+    flat = config_module.flatten(cfg)
+    return hashlib.sha256(json.dumps({key: flat[key] for key in ARCHITECTURE}).encode()).hexdigest()[:16]
+
+
+def build_optimizers(models: Models) -> None:
+    """Create both optimizers' variables now (D's over D's weights, G's over the GAN's trainable G weights), so
+    saved optimizer state has somewhere to go; Keras would otherwise build them at the first update."""
+    models.d.trainable = True
+    if not models.d.optimizer.built:
+        models.d.optimizer.build(models.d.trainable_variables)
+    models.d.trainable = False
+    if not models.gan.optimizer.built:
+        models.gan.optimizer.build(models.gan.trainable_variables)
+
+
+def all_finite(models: Models) -> bool:
+    """Whether every weight, moving statistic and optimizer variable of G and D is finite."""
+    variables = [*models.g.weights, *models.d.weights, *models.d.optimizer.variables, *models.gan.optimizer.variables]
+    return all(np.isfinite(v.numpy()).all() for v in variables)
+
+
+def _groups(models: Models) -> dict[str, list]:
+    """The variables a checkpoint holds, by group, in a fixed order (optimizers built first)."""
+    build_optimizers(models)
+    return {"g": models.g.weights, "d": models.d.weights,
+            "g_optimizer": models.gan.optimizer.variables, "d_optimizer": models.d.optimizer.variables}
+
+
+def save(run_dir: Path, *, step: int, models: Models, cfg: Config, rng: np.random.Generator,
+         sample_latents: np.ndarray) -> Path:
     """Write the checkpoint of `step` atomically and return its directory."""
     parent = Path(run_dir) / CHECKPOINTS
     final = parent / f"step_{step:06d}"
-    temporary = parent / f".tmp-{final.name}"
+    temporary = parent / f"{_TEMPORARY}{final.name}"
     if temporary.exists():
         shutil.rmtree(temporary)
     temporary.mkdir(parents=True)
-    models.g.save_weights(temporary / "generator.weights.h5")
-    models.d.save_weights(temporary / "discriminator.weights.h5")
-    (temporary / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
-    (temporary / "state.json").write_text(json.dumps({"step": step}) + "\n", encoding="utf-8")
-    np.save(temporary / "sample_latents.npy", sample_latents)
-    (temporary / MARKER).write_text("", encoding="utf-8")
-    for file in temporary.iterdir():
-        _fsync(file)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temporary, final)
-    _fsync(parent)
+    try:
+        groups = _groups(models)
+        with open(temporary / "weights.npz", "wb") as file:
+            np.savez(file, **{f"{group}/{i:04d}": v.numpy() for group, variables in groups.items()
+                              for i, v in enumerate(variables)})
+        with open(temporary / "sample_latents.npy", "wb") as file:
+            np.save(file, sample_latents)
+        state = {"format": FORMAT, "step": step, "rng": rng.bit_generator.state,
+                 "architecture": architecture_hash(cfg), "keras": keras.__version__,
+                 "backend": keras.backend.backend(),
+                 "variables": {group: [[v.path, list(v.shape)] for v in variables]
+                               for group, variables in groups.items()}}
+        (temporary / "state.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+        (temporary / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
+        (temporary / MARKER).write_text(f"step {step}\n", encoding="utf-8")
+        for file in temporary.iterdir():
+            _fsync(file)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        _fsync(parent)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     return final
 
 
@@ -62,6 +130,14 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete half-written checkpoints left by a crash during a save."""
+    parent = Path(run_dir) / CHECKPOINTS
+    if parent.is_dir():
+        for leftover in parent.glob(f"{_TEMPORARY}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def complete(run_dir: Path) -> list[Path]:
     """The run's complete checkpoints, oldest first."""
     parent = Path(run_dir) / CHECKPOINTS
@@ -71,10 +147,11 @@ def complete(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
-def prune(run_dir: Path, *, keep: int) -> None:
-    """Delete all but the newest `keep` complete checkpoints."""
+def prune(run_dir: Path, *, keep: int, protect: Path | None = None) -> None:
+    """Delete all but the newest `keep` complete checkpoints, never `protect` (the one a run resumed from)."""
     for old in complete(run_dir)[:-keep]:
-        shutil.rmtree(old)
+        if protect is None or old.resolve() != protect.resolve():
+            shutil.rmtree(old)
 
 
 def resolve(path: str | Path) -> Path:
@@ -96,13 +173,57 @@ def read_config(checkpoint: Path) -> Config:
     return config_module.load_config(Path(checkpoint) / "config.yaml")
 
 
+def _read_state(checkpoint: Path) -> dict:
+    try:
+        return json.loads((Path(checkpoint) / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read state.json ({_short(error)}). Received: {str(checkpoint)!r}") from None
+
+
+def _assign(groups: dict[str, list], checkpoint: Path) -> None:
+    """Load the saved arrays of `groups` into their variables, checking count and shapes."""
+    try:
+        with np.load(checkpoint / "weights.npz", allow_pickle=False) as saved:
+            for group, variables in groups.items():
+                keys = sorted(key for key in saved.files if key.startswith(f"{group}/"))
+                if len(keys) != len(variables):
+                    raise ValueError(f"{len(keys)} saved {group} variables for {len(variables)} in the model")
+                for variable, key in zip(variables, keys):
+                    variable.assign(saved[key])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"cannot load weights.npz ({_short(error)}). Received: {str(checkpoint)!r}") from None
+
+
 def load_generator(checkpoint: Path) -> tuple[Config, keras.Model]:
     """Rebuild G from a checkpoint's config and load its weights."""
-    cfg = read_config(checkpoint)
-    g = build_generator(cfg, np.random.default_rng(0))
     try:
-        g.load_weights(Path(checkpoint) / "generator.weights.h5")
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot load the generator's weights ({' '.join(str(error).split())[:200]}). "
+        cfg = read_config(checkpoint)
+    except ConfigError as error:
+        raise CheckpointError(f"the checkpoint's config.yaml is unusable ({error.problems[0]}). "
                               f"Received: {str(checkpoint)!r}") from None
+    g = build_generator(cfg, np.random.default_rng(0))
+    _assign({"g": g.weights}, Path(checkpoint))
     return cfg, g
+
+
+def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
+    """Load G, D and both optimizers from a checkpoint into freshly built models of the same architecture."""
+    checkpoint = Path(checkpoint)
+    state = _read_state(checkpoint)
+    if state.get("architecture") != architecture_hash(cfg):
+        raise CheckpointError("the checkpoint was written for another architecture than this config's. "
+                              f"Received: {str(checkpoint)!r}")
+    _assign(_groups(models), checkpoint)
+    try:
+        sample_latents = np.load(checkpoint / "sample_latents.npy", allow_pickle=False)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        step = int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"cannot restore the loop state ({_short(error)}). "
+                              f"Received: {str(checkpoint)!r}") from None
+    return Restored(path=checkpoint, step=step, rng=rng, sample_latents=sample_latents)
+
+
+def _short(error: Exception) -> str:
+    return " ".join(str(error).split())[:200] or error.__class__.__name__

@@ -55,29 +55,56 @@ def main() -> None:
     """Train DCGANs where every GAN hack is a line in a YAML file."""
 
 
+class RunFailed(click.ClickException):
+    """Training stopped by something other than the user's input (divergence, a full disk): exit code 1."""
+
+    exit_code = 1
+
+
 @main.command()
-@config_option
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML config file (see configs/default.yaml for every key). With --resume, optional.")
 @set_option
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the run's files go (default: output.run_dir, else runs/<config name>).")
-def train(config_path: Path, overrides: tuple[str, ...], run_dir: Path | None) -> None:
-    """Train G and D from a config; write samples, checkpoints and metrics into one run directory."""
-    cfg = _load(config_path, overrides)
-    _start_keras()
-    from dcgan_cli import train as training
+@click.option("--resume", is_flag=True,
+              help="Continue the run in the run directory from its newest complete checkpoint.")
+def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | None, resume: bool) -> None:
+    """Train G and D from a config; write samples, checkpoints and metrics into one run directory.
 
-    try:
-        run_dir = training.choose_run_dir(cfg, config_name=config_path.stem, explicit=run_dir)
-    except training.RunDirError as error:
-        raise UserError(str(error)) from None
-    click.echo(f"run directory: {run_dir}", err=True)
+    Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits; --resume continues exactly.
+    """
+    if config_path is None and not (resume and run_dir is not None):
+        raise UserError("give --config PATH, or --resume --run-dir DIR to continue a run with its saved config")
+    cfg = _load(config_path, overrides) if config_path is not None else None
+    _start_keras()
+    from dcgan_cli import checkpoint, rundir
+    from dcgan_cli import train as training
     from dcgan_cli.data import DataError
 
     try:
-        training.run(cfg, run_dir=run_dir)
-    except DataError as error:
+        if resume:
+            run_dir, cfg, notes = rundir.for_resume(cfg, overrides, explicit=run_dir,
+                                                    config_name=config_path.stem if config_path else None)
+            for note in notes:
+                click.echo(note, err=True)
+        else:
+            run_dir = rundir.choose_new(cfg, config_name=config_path.stem, explicit=run_dir)
+        click.echo(f"run directory: {run_dir}", err=True)
+        training.run(cfg, run_dir=run_dir, resume=resume)
+    except (rundir.RunDirError, checkpoint.CheckpointError, DataError) as error:
         raise UserError(str(error)) from None
-    click.echo(f"done: final samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}", err=True)
+    except ConfigError as error:
+        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+    except training.Interrupted as error:
+        click.echo(str(error), err=True)
+        sys.exit(128 + error.signum)
+    except training.TrainingError as error:
+        raise RunFailed(str(error)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted before the first step; nothing was written to resume from", err=True)
+        sys.exit(130)
+    click.echo(f"done: samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}", err=True)
 
 
 @main.command()

@@ -48,7 +48,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    image_size: int = setting(16, low=8)  # side of the square images; G's base side is this halved while even and > 4
+    image_size: int = setting(16, low=8, high=1024)  # side of the square images; G's base side is this halved while even and > 4
     channels: int = setting(1, choices=(1, 3))  # 1 = grey, 3 = RGB
     latent_dim: int = setting(100, low=1)  # length of G's input vector z
     g_filters: int = setting(64, low=1)  # G's filters in its last hidden block; doubled per block toward the base
@@ -88,7 +88,7 @@ class HacksConfig:
 class TrainConfig:
     steps: int = setting(3000, low=1)  # training steps; each step is one D update and one G update
     batch_size: int = setting(64, low=1)  # real images per step (and as many fakes)
-    seed: int = setting(0, low=0)  # seeds the one numpy Generator that every random draw comes from
+    seed: int = setting(0, low=0, high=2**32 - 1)  # seeds the one numpy Generator every random draw comes from
 
 
 @dataclass(frozen=True)
@@ -127,13 +127,14 @@ _Loader.add_implicit_resolver(
 
 def parse_yaml(text: str, *, source: str) -> Any:
     """Parse YAML text safely (no code runs); a syntax error becomes a ConfigError naming `source`."""
-    loader = _Loader(text)
     try:
-        return loader.get_single_data()
+        loader = _Loader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         raise ConfigError([f"{source}: not valid YAML: {' '.join(str(error).split())}"]) from None
-    finally:
-        loader.dispose()
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
@@ -274,11 +275,16 @@ def _check_range(number: float, checks: dict, *, integer: bool) -> None:
     kind = "an integer" if integer else "a number"
     if high is None:
         if low is not None and number < low:
-            raise ValueError(f"expected {kind} >= {low:g}")
+            raise ValueError(f"expected {kind} >= {_plain(low)}")
         return
     bracket = ")" if high_open else "]"
     if number < low or number > high or (high_open and number == high):
-        raise ValueError(f"expected {kind} in [{low:g}, {high:g}{bracket}")
+        raise ValueError(f"expected {kind} in [{_plain(low)}, {_plain(high)}{bracket}")
+
+
+def _plain(number: float) -> str:
+    """1024 -> '1024', 0.5 -> '0.5', 4294967295 -> '4294967295'."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _cross_checks(config: Config) -> list[str]:
@@ -336,3 +342,23 @@ def replace_value(config: Config, path: str, value: Any) -> Config:
     """A copy of `config` with the one value at `SECTION.KEY` replaced (unchecked: for values the code sets)."""
     section, key = path.split(".")
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{key: value})})
+
+
+# The values that fix the networks' layers and weight shapes: a checkpoint only loads into the same architecture.
+ARCHITECTURE = (
+    "model.image_size", "model.channels", "model.latent_dim", "model.g_filters", "model.d_filters",
+    "model.max_filters", "model.kernel_size", "model.g_activation", "hacks.strided_conv", "hacks.transposed_conv",
+    "hacks.leaky_relu", "hacks.batch_norm", "hacks.scale_images",
+)
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """{"section.key": value} for every value of the config."""
+    return {f"{section}.{key}": value for section, values in to_dict(config).items() for key, value in values.items()}
+
+
+def differences(old: Config, new: Config, *, ignore: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+    """(path, old value, new value) for every value that differs, in config order."""
+    before, after = flatten(old), flatten(new)
+    return [(path, before[path], after[path]) for path in before
+            if path not in ignore and before[path] != after[path]]

@@ -111,10 +111,10 @@ def scale_images(images: np.ndarray, *, hacks: HacksConfig) -> np.ndarray:
 
 
 def unscale_images(images: np.ndarray, *, hacks: HacksConfig) -> np.ndarray:
-    """Hack 7, inverse: model-range floats back to uint8 pixels (clipped, rounded), same shape."""
+    """Hack 7, inverse: model-range floats back to uint8 pixels (clipped, rounded; NaN black), same shape."""
     images = np.asarray(images, dtype=np.float32)
     pixels = images * 127.5 + 127.5 if hacks.scale_images else images * 255.0
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(np.nan_to_num(pixels, nan=0.0)), 0, 255).astype(np.uint8)
 
 
 def output_activation(hacks: HacksConfig) -> str:

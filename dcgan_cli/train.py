@@ -8,7 +8,9 @@ normalises with the batch's own statistics; see layers.BatchNorm).
 from __future__ import annotations
 
 import json
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -21,29 +23,30 @@ from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config
 from dcgan_cli.models import Models, build_models, generate
+from dcgan_cli.rundir import keep_metrics_until
+from dcgan_cli.signals import StopRequest
 
 METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
 
-class RunDirError(ValueError):
-    """A run directory that cannot be used without losing an earlier run."""
+class TrainingError(Exception):
+    """A run that stopped before its last step; the message says why and what was kept."""
 
 
-def choose_run_dir(cfg: Config, *, config_name: str, explicit: str | Path | None = None) -> Path:
-    """The run directory: `explicit`, else output.run_dir (either must be new or empty), else a fresh
-    runs/<config_name>, runs/<config_name>-2, ..."""
-    chosen = explicit if explicit is not None else cfg.output.run_dir
-    if chosen is not None:
-        path = Path(chosen)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise RunDirError("the run directory already holds files; choose a new one so no run is overwritten. "
-                              f"Received: {str(path)!r}")
-        return path
-    path, number = Path("runs") / config_name, 1
-    while path.exists():
-        number += 1
-        path = Path("runs") / f"{config_name}-{number}"
-    return path
+class Diverged(TrainingError):
+    """A loss or weight became NaN or infinite."""
+
+
+class WriteFailed(TrainingError):
+    """A file of the run could not be written (disk full, no permission)."""
+
+
+class Interrupted(TrainingError):
+    """SIGINT or SIGTERM stopped the run after a step, with a checkpoint written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 def fake_maker(g: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
@@ -134,36 +137,85 @@ def _due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
-def run(cfg: Config, *, run_dir: str | Path) -> Path:
-    """Train from scratch into `run_dir` (config.yaml, samples/, checkpoints/, metrics.jsonl); return run_dir."""
+@contextmanager
+def _writing(path: Path, last: Path | None):
+    """Turn an OSError while writing `path` into a WriteFailed that names it and the last good checkpoint."""
+    try:
+        yield
+    except OSError as error:
+        kept = f"the last complete checkpoint, {last}, is intact" if last else "no checkpoint had been written yet"
+        raise WriteFailed(f"cannot write {path}: {error.strerror or error}; {kept}.") from None
+
+
+def _diverged(step: int, what: str, last: Path | None) -> Diverged:
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+    return Diverged(f"training diverged at step {step}: {what}; nothing from this step was saved and {kept}. "
+                    "Try a lower hacks.learning_rate.")
+
+
+def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train into `run_dir` (config.yaml, samples/, checkpoints/, metrics.jsonl), from scratch or, with `resume`,
+    from its newest complete checkpoint (if any), continuing bit for bit where the interrupted run left off."""
     run_dir = Path(run_dir)
     cfg = config_module.replace_value(cfg, "output.run_dir", str(run_dir))
-    rng = np.random.default_rng(cfg.train.seed)
     keras.utils.set_random_seed(cfg.train.seed)
+    rng = np.random.default_rng(cfg.train.seed)
     real_images = data.load_dataset(cfg, progress=cfg.output.progress).images
     models = build_models(cfg, rng)
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
-    make_fakes = fake_maker(models.g)
+    start, resumed_from = 0, None
+    checkpoint.remove_temporaries(run_dir)
+    found = checkpoint.complete(run_dir) if resume else []
+    if found:
+        restored = checkpoint.restore(found[-1], models, cfg)
+        start, rng, sample_latents, resumed_from = restored.step, restored.rng, restored.sample_latents, restored.path
+    with _writing(run_dir, resumed_from):
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
+        keep_metrics_until(run_dir / "metrics.jsonl", start)
+    _loop(cfg, models, real_images, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from)
+    return run_dir
 
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
+
+def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator,
+          sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None) -> None:
+    """Steps start+1 .. train.steps, with logging, sample grids, checkpoints, the NaN guard and clean stops."""
     steps, out = cfg.train.steps, cfg.output
+    make_fakes = fake_maker(models.g)
+    last_saved, saved_step = resumed_from, start
     window = _Window()
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as metrics_file, \
-            tqdm(total=steps, unit="step", desc="train", disable=not out.progress, dynamic_ncols=True) as bar:
-        for step in range(1, steps + 1):
+    metrics_path = run_dir / "metrics.jsonl"
+    with StopRequest() as stop, \
+            tqdm(total=steps, initial=start, unit="step", desc="train", disable=not out.progress,
+                 dynamic_ncols=True) as bar:
+        for step in range(start + 1, steps + 1):
             real = data.sample_batch(real_images, cfg.train.batch_size, rng)
-            window.add(train_step(models, real, rng, cfg=cfg, make_fakes=make_fakes), len(real))
+            logs = train_step(models, real, rng, cfg=cfg, make_fakes=make_fakes)
+            bad = [f"{key}={value}" for key, value in logs.items() if not np.isfinite(value)]
+            if bad:
+                raise _diverged(step, ", ".join(bad), last_saved)
+            window.add(logs, len(real))
             bar.update(1)
             if _due(step, out.log_every, steps):
                 means = window.means()
-                metrics_file.write(json.dumps({"step": step, **means}) + "\n")
-                metrics_file.flush()
+                with _writing(metrics_path, last_saved), open(metrics_path, "a", encoding="utf-8") as file:
+                    file.write(json.dumps({"step": step, **means}) + "\n")
                 bar.set_postfix_str(_postfix(means), refresh=False)
                 window.reset()
+            # The grid of a step is written before its checkpoint, so a resumed run never misses one.
             if _due(step, out.sample_every, steps):
-                images.save_grid(generate(models.g, sample_latents, cfg), run_dir / "samples" / f"step_{step:06d}.png")
-            if _due(step, out.checkpoint_every, steps):
-                checkpoint.save(run_dir, step=step, models=models, cfg=cfg, sample_latents=sample_latents)
-                checkpoint.prune(run_dir, keep=out.keep_checkpoints)
-    return run_dir
+                grid_path = run_dir / "samples" / f"step_{step:06d}.png"
+                with _writing(grid_path, last_saved):
+                    images.save_grid(generate(models.g, sample_latents, cfg), grid_path)
+            if _due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step):
+                if not checkpoint.all_finite(models):
+                    raise _diverged(step, "a weight or optimizer variable is NaN or infinite", last_saved)
+                with _writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
+                    last_saved = checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=rng,
+                                                 sample_latents=sample_latents)
+                    checkpoint.prune(run_dir, keep=out.keep_checkpoints, protect=resumed_from)
+                saved_step = step
+            if stop.signum:
+                name = signal.Signals(stop.signum).name
+                raise Interrupted(f"stopped by {name} at step {step} of {steps}; checkpoint {last_saved}. "
+                                  f"Resume with: dcgan train --resume --run-dir {run_dir}", stop.signum)

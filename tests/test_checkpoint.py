@@ -10,7 +10,8 @@ from dcgan_cli.models import build_models
 
 
 def save(run_dir, cfg, step, models, latents):
-    return checkpoint.save(run_dir, step=step, models=models, cfg=cfg, sample_latents=latents)
+    return checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=np.random.default_rng(5),
+                           sample_latents=latents)
 
 
 @pytest.fixture
@@ -23,8 +24,7 @@ def test_saved_checkpoint_holds_everything_and_reloads_g(tmp_path, tiny_cfg, mod
     path = save(tmp_path, tiny_cfg, 7, models, latents)
     assert path.name == "step_000007"
     assert sorted(p.name for p in path.iterdir()) == [
-        "COMPLETE", "config.yaml", "discriminator.weights.h5", "generator.weights.h5", "sample_latents.npy",
-        "state.json"]
+        "COMPLETE", "config.yaml", "sample_latents.npy", "state.json", "weights.npz"]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000007"]
     cfg, g = checkpoint.load_generator(path)
     assert cfg == tiny_cfg
@@ -61,6 +61,6 @@ def test_resolve_errors_name_the_path(tmp_path):
 
 def test_corrupt_weights_are_a_clear_error(tmp_path, tiny_cfg, models):
     path = save(tmp_path, tiny_cfg, 1, models, np.zeros((1, 8), np.float32))
-    (path / "generator.weights.h5").write_bytes(b"not hdf5")
-    with pytest.raises(checkpoint.CheckpointError, match="cannot load the generator's weights"):
+    (path / "weights.npz").write_bytes(b"not a zip")
+    with pytest.raises(checkpoint.CheckpointError, match="cannot load weights.npz"):
         checkpoint.load_generator(path)

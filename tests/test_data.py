@@ -220,6 +220,8 @@ def test_npy_and_npz_files(tmp_path):
      "data.path: cannot read this .npy file"),
     (lambda p: (p / "f.npz").write_bytes(b"junk"), ["data.name=npz", "data.path={}/f.npz"],
      "data.path: cannot read this .npz file"),
+    (lambda p: (p / "f.npz").write_bytes(b"PK\x03\x04 cut short"), ["data.name=npz", "data.path={}/f.npz"],
+     "data.path: cannot read this .npz file"),
     (lambda p: None, ["data.name=npz", "data.path={}/none.npz"], "data.path: no such file. Received: '.*none.npz'"),
     (lambda p: np.save(p / "f.npy", np.zeros((3, 8, 8), np.uint8)),
      ["data.name=npy", "data.path={}/f.npy", "data.labels=true"], "data.labels: .* has no class labels"),

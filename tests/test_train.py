@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_cli import data, hacks, train
+from dcgan_cli import data, hacks, rundir, train
 from dcgan_cli.config import load_config
 from dcgan_cli.models import build_models
 
@@ -134,12 +134,12 @@ def test_same_seed_same_run(tmp_path, tiny_cfg):
 
 def test_run_dir_choice(tmp_path, tiny_cfg, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert str(train.choose_run_dir(tiny_cfg, config_name="digits")) == "runs/digits"
+    assert str(rundir.choose_new(tiny_cfg, config_name="digits")) == "runs/digits"
     (tmp_path / "runs" / "digits").mkdir(parents=True)
-    assert str(train.choose_run_dir(tiny_cfg, config_name="digits")) == "runs/digits-2"
+    assert str(rundir.choose_new(tiny_cfg, config_name="digits")) == "runs/digits-2"
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
-    with pytest.raises(train.RunDirError, match="Received: 'taken'"):
-        train.choose_run_dir(tiny_cfg, config_name="digits", explicit="taken")
+    with pytest.raises(rundir.RunDirError, match="already holds files.*Received: 'taken'"):
+        rundir.choose_new(tiny_cfg, config_name="digits", explicit="taken")
     (tmp_path / "empty").mkdir()
-    assert str(train.choose_run_dir(tiny_cfg, config_name="digits", explicit="empty")) == "empty"
+    assert str(rundir.choose_new(tiny_cfg, config_name="digits", explicit="empty")) == "empty"

@@ -6,6 +6,7 @@ Nothing here unpickles: arrays load with allow_pickle=False and the other format
 from __future__ import annotations
 
 import gzip
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"data.path: cannot read this .npz file ({_short(error)}). Received: {str(path)!r}") from None
     if "x" in arrays:
         return arrays["x"], arrays.get("y")
