@@ -32,7 +32,7 @@ import numpy as np
 
 from dcgan_cli import config as config_module
 from dcgan_cli.config import ARCHITECTURE, Config, ConfigError
-from dcgan_cli.models import Models, build_generator
+from dcgan_cli.models import Models, build_generator, build_optimizers
 
 CHECKPOINTS = "checkpoints"
 MARKER = "COMPLETE"
@@ -59,17 +59,6 @@ def architecture_hash(cfg: Config) -> str:
     """A short hash of the config values that fix the networks' layers and weight shapes."""
     flat = config_module.flatten(cfg)
     return hashlib.sha256(json.dumps({key: flat[key] for key in ARCHITECTURE}).encode()).hexdigest()[:16]
-
-
-def build_optimizers(models: Models) -> None:
-    """Create both optimizers' variables now (D's over D's weights, G's over the GAN's trainable G weights), so
-    saved optimizer state has somewhere to go; Keras would otherwise build them at the first update."""
-    models.d.trainable = True
-    if not models.d.optimizer.built:
-        models.d.optimizer.build(models.d.trainable_variables)
-    models.d.trainable = False
-    if not models.gan.optimizer.built:
-        models.gan.optimizer.build(models.gan.trainable_variables)
 
 
 def all_finite(models: Models) -> bool:

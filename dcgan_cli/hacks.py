@@ -133,20 +133,16 @@ def sample_latent(rng: np.random.Generator, n: int, latent_dim: int, *, hacks: H
     return rng.uniform(-1.0, 1.0, (n, latent_dim)).astype(np.float32)
 
 
-def d_batches(real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, *,
-              hacks: HacksConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Hack 9 (ganhacks): the batches of one D update, as (images, is_real) pairs; is_real is bool (n,).
+def d_batch_plan(n: int, rng: np.random.Generator, *, hacks: HacksConfig) -> list[np.ndarray]:
+    """Hack 9 (ganhacks): the D updates of one step, each an index array into the pool concat(real, fake) of 2n
+    images (index < n is real).
 
-    on:  [(real, all True), (fake, all False)]: two updates, one all-real, one all-fake
-    off: [(real and fake shuffled together, mask)]: one update on a mixed batch of 2n
+    on:  [0 .. n-1], then [n .. 2n-1]: two updates, one all-real, one all-fake
+    off: [a shuffled permutation of 0 .. 2n-1]: one update on a mixed batch of 2n
     """
-    is_real = np.ones(len(real), dtype=bool)
-    is_fake = np.zeros(len(fake), dtype=bool)
     if hacks.separate_batches:
-        return [(real, is_real), (fake, is_fake)]
-    order = rng.permutation(len(real) + len(fake))
-    images = np.concatenate([real, fake])[order]
-    return [(images, np.concatenate([is_real, is_fake])[order])]
+        return [np.arange(n), np.arange(n, 2 * n)]
+    return [rng.permutation(2 * n)]
 
 
 def smooth_labels(is_real: np.ndarray, rng: np.random.Generator, *, hacks: HacksConfig) -> np.ndarray:

@@ -7,7 +7,6 @@ batch (hack 9 off) still reports D's loss and mean output on real and on fake im
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -17,13 +16,32 @@ def d_targets(labels: np.ndarray, is_real: np.ndarray) -> np.ndarray:
     return np.concatenate([labels.astype(np.float32), is_real.astype(np.float32)[:, None]], axis=1)
 
 
+EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before the logarithm, as Keras does
+
+
+def binary_crossentropy(y, p):
+    """-(y log p + (1 - y) log(1 - p)) of probabilities p (N, 1) against targets y (N, 1): per sample, (N,).
+
+    Written out because smoothed real labels reach 1.2 (hack 10), which torch's own loss refuses.
+    """
+    y = ops.convert_to_tensor(y, "float32")
+    p = ops.clip(ops.cast(p, "float32"), EPSILON, 1.0 - EPSILON)
+    return -ops.mean(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p), axis=-1)
+
+
 def d_loss(y, p):
-    """Binary cross-entropy of D's probabilities p (N, 1) against the labels y[:, :1]: per sample, (N,)."""
-    return keras.losses.binary_crossentropy(y[:, :1], p)
+    """D's loss: binary cross-entropy of D's probabilities p (N, 1) against the labels y[:, :1]: (N,)."""
+    return binary_crossentropy(y[:, :1], p)
+
+
+def g_loss(y, p):
+    """G's loss: binary cross-entropy of D's probabilities p (N, 1) on fakes against y = 1 (N, 1): (N,)."""
+    return binary_crossentropy(y, p)
 
 
 def _masked_mean(values, mask):
     """Mean of values (N,) where mask (N,) is 1; 0 when the mask is empty. Scalar."""
+    mask = ops.convert_to_tensor(mask, "float32")
     return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 

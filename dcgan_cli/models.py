@@ -95,9 +95,20 @@ def build_models(cfg: Config, rng: np.random.Generator) -> Models:
     z = keras.Input((cfg.model.latent_dim,), name="z")  # (N, latent_dim)
     gan = keras.Model(z, d(g(z)), name="gan")  # (N, 1): D's belief that G's images are real
     d.compile(optimizer=hacks.optimizer(cfg.hacks), loss=losses.d_loss, metrics=list(losses.D_METRICS))
-    gan.compile(optimizer=hacks.optimizer(cfg.hacks), loss="binary_crossentropy")
+    gan.compile(optimizer=hacks.optimizer(cfg.hacks), loss=losses.g_loss)
     return Models(g=g, d=d, gan=gan)
 
+
+
+def build_optimizers(models: Models) -> None:
+    """Create both optimizers' variables now (D's over D's weights, G's over the GAN's trainable G weights), so
+    saved optimizer state has somewhere to go; Keras would otherwise build them at the first update."""
+    models.d.trainable = True
+    if not models.d.optimizer.built:
+        models.d.optimizer.build(models.d.trainable_variables)
+    models.d.trainable = False
+    if not models.gan.optimizer.built:
+        models.gan.optimizer.build(models.gan.trainable_variables)
 
 
 def generate(g: keras.Model, z: np.ndarray, cfg: Config) -> np.ndarray:

@@ -68,16 +68,28 @@ def fake_maker(g: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     return make
 
 
+def d_targets_for(n: int, rng: np.random.Generator, *, cfg: Config) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The D updates of one step (hack 9) as (index into concat(real, fake), D's targets (len, 2)) pairs, with
+    labels smoothed (hack 10) and flipped (hack 11); both loops draw them alike, so both do the same mathematics."""
+    h = cfg.hacks
+    plan = []
+    for index in hacks.d_batch_plan(n, rng, hacks=h):
+        is_real = index < n
+        labels = hacks.smooth_labels(hacks.flip_labels(is_real, rng, hacks=h), rng, hacks=h)
+        plan.append((index, losses.d_targets(labels, is_real)))
+    return plan
+
+
 def update_d(models: Models, real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, *,
              cfg: Config) -> dict[str, float]:
     """(1) Update D on model-range real and fake batches (N, H, W, C): all-real then all-fake, or one mixed batch
     (hack 9), with labels smoothed (hack 10) and flipped (hack 11). Returns D's loss and mean output per source."""
-    h = cfg.hacks
     models.d.trainable = True
     logs: dict[str, float] = {}
-    for batch, is_real in hacks.d_batches(real, fake, rng, hacks=h):
-        labels = hacks.smooth_labels(hacks.flip_labels(is_real, rng, hacks=h), rng, hacks=h)
-        out = models.d.train_on_batch(batch, losses.d_targets(labels, is_real), return_dict=True)
+    pool = np.concatenate([real, fake])
+    for index, targets in d_targets_for(len(real), rng, cfg=cfg):
+        is_real = index < len(real)
+        out = models.d.train_on_batch(pool[index], targets, return_dict=True)
         if is_real.any():
             logs.update(d_loss_real=out["d_loss_real"], d_real_mean=out["d_real_mean"])
         if not is_real.all():
@@ -103,6 +115,54 @@ def train_step(models: Models, real: np.ndarray, rng: np.random.Generator, *, cf
     return {key: float(logs[key]) for key in METRICS}
 
 
+class _SplitLoop:
+    """train.loop: train_on_batch. Losses come back as Python numbers at every step anyway, so they are checked
+    at every step."""
+
+    reads_every_step = True
+
+    def __init__(self, models: Models, cfg: Config):
+        self.models, self.cfg = models, cfg
+        self.make_fakes = fake_maker(models.g)
+        self.sums = dict.fromkeys(METRICS, 0.0)
+
+    def step(self, real: np.ndarray, rng: np.random.Generator) -> None:
+        logs = train_step(self.models, real, rng, cfg=self.cfg, make_fakes=self.make_fakes)
+        for key in METRICS:
+            self.sums[key] += logs[key]
+
+    def take_sums(self) -> dict[str, float]:
+        sums, self.sums = self.sums, dict.fromkeys(METRICS, 0.0)
+        return sums
+
+    def sync(self) -> None:
+        """The Keras variables are always current in this loop."""
+
+
+class _CompiledLoop:
+    """train.loop: compiled. The state stays on the device; sums are read back only when needed."""
+
+    reads_every_step = False
+
+    def __init__(self, models: Models, cfg: Config):
+        from dcgan_cli.compiled import CompiledStep
+
+        self.cfg = cfg
+        self.compiled = CompiledStep(models, cfg, jit_compile=cfg.train.jit_compile)
+
+    def step(self, real: np.ndarray, rng: np.random.Generator) -> None:
+        h = self.cfg.hacks
+        real = hacks.scale_images(real, hacks=h)  # (N, H, W, C) in the model range
+        z = hacks.sample_latent(rng, len(real), self.cfg.model.latent_dim, hacks=h)  # (N, latent_dim)
+        self.compiled(real, z, d_targets_for(len(real), rng, cfg=self.cfg))
+
+    def take_sums(self) -> dict[str, float]:
+        return self.compiled.take_metric_sums()
+
+    def sync(self) -> None:
+        self.compiled.write_back()
+
+
 class _Window:
     """Running means of the metrics and the image rate since the last logged step."""
 
@@ -115,10 +175,10 @@ class _Window:
         self.images = 0
         self.started = time.perf_counter()
 
-    def add(self, logs: dict[str, float], images: int) -> None:
+    def add(self, sums: dict[str, float], *, steps: int, images: int) -> None:
         for key in METRICS:
-            self.sums[key] += logs[key]
-        self.steps += 1
+            self.sums[key] += sums[key]
+        self.steps += steps
         self.images += images
 
     def means(self) -> dict[str, float]:
@@ -147,9 +207,9 @@ def _writing(path: Path, last: Path | None):
         raise WriteFailed(f"cannot write {path}: {error.strerror or error}; {kept}.") from None
 
 
-def _diverged(step: int, what: str, last: Path | None) -> Diverged:
+def _diverged(where: str, what: str, last: Path | None) -> Diverged:
     kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
-    return Diverged(f"training diverged at step {step}: {what}; nothing from this step was saved and {kept}. "
+    return Diverged(f"training diverged at {where}: {what}; nothing from this step was saved and {kept}. "
                     "Try a lower hacks.learning_rate.")
 
 
@@ -180,36 +240,44 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
 def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator,
           sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None) -> None:
     """Steps start+1 .. train.steps, with logging, sample grids, checkpoints, the NaN guard and clean stops."""
-    steps, out = cfg.train.steps, cfg.output
-    make_fakes = fake_maker(models.g)
-    last_saved, saved_step = resumed_from, start
+    steps, out, batch_size = cfg.train.steps, cfg.output, cfg.train.batch_size
+    loop = _CompiledLoop(models, cfg) if cfg.train.loop == "compiled" else _SplitLoop(models, cfg)
+    last_saved, saved_step, read_step = resumed_from, start, start
     window = _Window()
     metrics_path = run_dir / "metrics.jsonl"
     with StopRequest() as stop, \
             tqdm(total=steps, initial=start, unit="step", desc="train", disable=not out.progress,
                  dynamic_ncols=True) as bar:
         for step in range(start + 1, steps + 1):
-            real = data.sample_batch(real_images, cfg.train.batch_size, rng)
-            logs = train_step(models, real, rng, cfg=cfg, make_fakes=make_fakes)
-            bad = [f"{key}={value}" for key, value in logs.items() if not np.isfinite(value)]
-            if bad:
-                raise _diverged(step, ", ".join(bad), last_saved)
-            window.add(logs, len(real))
+            loop.step(data.sample_batch(real_images, batch_size, rng), rng)
             bar.update(1)
-            if _due(step, out.log_every, steps):
+            logged = _due(step, out.log_every, steps)
+            saving = _due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step)
+            if loop.reads_every_step or logged or saving:
+                sums = loop.take_sums()
+                bad = [f"{key}={value}" for key, value in sums.items() if not np.isfinite(value)]
+                if bad:
+                    where = f"step {step}" if step == read_step + 1 else f"steps {read_step + 1}..{step}"
+                    raise _diverged(where, ", ".join(bad), last_saved)
+                window.add(sums, steps=step - read_step, images=(step - read_step) * batch_size)
+                read_step = step
+            if logged:
                 means = window.means()
                 with _writing(metrics_path, last_saved), open(metrics_path, "a", encoding="utf-8") as file:
                     file.write(json.dumps({"step": step, **means}) + "\n")
                 bar.set_postfix_str(_postfix(means), refresh=False)
                 window.reset()
+            sampling = _due(step, out.sample_every, steps)
+            if sampling or saving:
+                loop.sync()
             # The grid of a step is written before its checkpoint, so a resumed run never misses one.
-            if _due(step, out.sample_every, steps):
+            if sampling:
                 grid_path = run_dir / "samples" / f"step_{step:06d}.png"
                 with _writing(grid_path, last_saved):
                     images.save_grid(generate(models.g, sample_latents, cfg), grid_path)
-            if _due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step):
+            if saving:
                 if not checkpoint.all_finite(models):
-                    raise _diverged(step, "a weight or optimizer variable is NaN or infinite", last_saved)
+                    raise _diverged(f"step {step}", "a weight or optimizer variable is NaN or infinite", last_saved)
                 with _writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
                     last_saved = checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=rng,
                                                  sample_latents=sample_latents)

@@ -167,3 +167,11 @@ def test_resolved_yaml_round_trips(tmp_path):
 def test_replace_value_changes_one_value():
     cfg = replace_value(Config(), "hacks.batch_norm", False)
     assert cfg.hacks.batch_norm is False and cfg.hacks.adam is True and Config().hacks.batch_norm is True
+
+
+def test_a_bare_off_means_the_choice_off(tmp_path):
+    cfg = load_config(write(tmp_path, "train:\n  mixed_precision: off\n  distribution: off\n"))
+    assert cfg.train.mixed_precision == "off" and cfg.train.distribution == "off"
+    assert load_config(None, ["train.mixed_precision=off"]).train.mixed_precision == "off"
+    assert problems(tmp_path, "train:\n  mixed_precision: on\n") == [
+        "train.mixed_precision: expected one of off, bfloat16, float16. Received: True"]

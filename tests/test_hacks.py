@@ -174,17 +174,15 @@ def test_latent_distribution():
 
 # 9 separate_batches
 def test_separate_batches_gives_all_real_then_all_fake():
-    real, fake = np.ones((8, 4, 4, 1), np.float32), -np.ones((8, 4, 4, 1), np.float32)
-    (x1, m1), (x2, m2) = hacks.d_batches(real, fake, rng(), hacks=ON)
-    assert m1.all() and (x1 == 1).all() and not m2.any() and (x2 == -1).all()
+    real_part, fake_part = hacks.d_batch_plan(8, rng(), hacks=ON)
+    assert real_part.tolist() == list(range(8)) and fake_part.tolist() == list(range(8, 16))
 
 
 def test_separate_batches_off_gives_one_shuffled_mixed_batch():
-    real, fake = np.ones((32, 4, 4, 1), np.float32), -np.ones((32, 4, 4, 1), np.float32)
-    (batch, is_real), = hacks.d_batches(real, fake, rng(), hacks=off(separate_batches=False))
-    assert batch.shape == (64, 4, 4, 1) and is_real.sum() == 32
-    assert np.array_equal(batch[:, 0, 0, 0] == 1, is_real)
-    assert not is_real[:32].all()
+    (mixed,) = hacks.d_batch_plan(32, rng(), hacks=off(separate_batches=False))
+    assert sorted(mixed.tolist()) == list(range(64)) and (mixed < 32).sum() == 32
+    assert not (mixed[:32] < 32).all(), "shuffled, not real-then-fake"
+    assert not np.array_equal(mixed, hacks.d_batch_plan(32, rng(1), hacks=off(separate_batches=False))[0])
 
 
 # 10 label_smoothing

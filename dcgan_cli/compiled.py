@@ -1,0 +1,162 @@
+"""train.loop: compiled — the train_on_batch loop's mathematics as one compiled function per step.
+
+Per step, as in train.update_d and train.update_g: D is updated on each batch of the hack-9 plan (all-real then
+all-fake, or one mixed batch) with the same targets, then G is updated through D with D frozen (its BatchNorm on the
+batch's own statistics, or its moving ones, as model.d_bn_in_g_update says) toward the label 1, on the same z.
+Fakes for D come from G in training mode without touching G's moving statistics, which the G update moves once.
+
+On JAX the step is pure (Keras' stateless_call and stateless_apply under jax.jit) and the state stays on the device
+between steps, copied into the Keras variables only when a checkpoint, a sample grid or the end needs it. On
+TensorFlow (tf.function, XLA if train.jit_compile) and torch (eager) the step updates the variables in place, as
+their optimizers require. Either way the metric sums stay on the device until they are logged.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from dcgan_cli import losses
+from dcgan_cli.backend import compile_function, descend, stateless_optimizers, value_and_grad
+from dcgan_cli.config import Config
+from dcgan_cli.models import Models, build_optimizers
+
+METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
+
+
+def _d_metrics(found: dict, held: tuple[str, ...], y, p) -> None:
+    """Record D's loss and mean output on each source a batch holds (real, fake or both)."""
+    for source in held:
+        found[f"d_loss_{source}"] = getattr(losses, f"d_loss_{source}")(y, p)
+        found[f"d_{source}_mean"] = getattr(losses, f"d_{source}_mean")(y, p)
+
+
+def _stack(found: dict):
+    return ops.stack([ops.cast(found[key], "float32") for key in METRIC_ORDER])
+
+
+def _g_loss(p):
+    """G's loss, averaged: D's output on fakes against the label 1 (never smoothed). Scalar."""
+    return ops.mean(losses.g_loss(ops.ones_like(p), p))
+
+
+class CompiledStep:
+    """A whole training step as one compiled call; call it, then write_back() before reading the models."""
+
+    def __init__(self, models: Models, cfg: Config, *, jit_compile: bool = False):
+        build_optimizers(models)
+        models.d.trainable = True
+        self.models = models
+        self.bn_batch_statistics = cfg.model.d_bn_in_g_update == "batch"
+        self.sources = [("real",), ("fake",)] if cfg.hacks.separate_batches else [("real", "fake")]
+        self.stateless = stateless_optimizers()
+        if self.stateless:
+            self.state = self._read_state()
+            self._step = compile_function(self._pure_step)
+        else:
+            self.sums = keras.Variable(np.zeros(len(METRIC_ORDER), np.float32), trainable=False, name="metric_sums")
+            self._step = compile_function(self._stateful_step, jit_compile=jit_compile)
+
+    def __call__(self, real: np.ndarray, z: np.ndarray, plan: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """One step on model-range real images (N, H, W, C), latents z (N, latent_dim) and the D plan of
+        train.d_targets_for: (index into concat(real, fake), D's targets) per D update."""
+        indices = tuple(ops.convert_to_tensor(index.astype(np.int32)) for index, _ in plan)
+        targets = tuple(ops.convert_to_tensor(target) for _, target in plan)
+        real, z = ops.convert_to_tensor(real), ops.convert_to_tensor(z)
+        if self.stateless:
+            self.state = self._step(self.state, real, z, indices, targets)
+        else:
+            self._step(real, z, indices, targets)
+
+    def take_metric_sums(self) -> dict[str, float]:
+        """The metric sums since the last call, read back from the device, then reset to zero."""
+        if self.stateless:
+            sums = ops.convert_to_numpy(self.state[-1])
+            self.state = (*self.state[:-1], ops.zeros_like(self.state[-1]))
+        else:
+            sums = ops.convert_to_numpy(self.sums.value)
+            self.sums.assign(np.zeros(len(METRIC_ORDER), np.float32))
+        return dict(zip(METRIC_ORDER, (float(v) for v in sums)))
+
+    def write_back(self) -> None:
+        """Make the Keras variables current (only the stateless JAX step keeps its state elsewhere)."""
+        if not self.stateless:
+            return
+        for variables, values in zip(self._variable_groups(), self.state[:6]):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    def _variable_groups(self) -> tuple[list, ...]:
+        m = self.models
+        m.d.trainable = True
+        return (m.g.trainable_variables, m.g.non_trainable_variables, m.d.trainable_variables,
+                m.d.non_trainable_variables, m.d.optimizer.variables, m.gan.optimizer.variables)
+
+    def _read_state(self) -> tuple:
+        groups = [[ops.convert_to_tensor(v.numpy()) for v in variables] for variables in self._variable_groups()]
+        return (*groups, ops.zeros((len(METRIC_ORDER),), dtype="float32"))
+
+    def _fakes(self, g_tv, g_ntv, z):
+        images, _ = self.models.g.stateless_call(g_tv, g_ntv, z, training=True)
+        return images
+
+    def _pure_step(self, state, real, z, indices, targets):
+        """JAX: the step as a pure function of the state."""
+        g, d = self.models.g, self.models.d
+        d_optimizer, g_optimizer = self.models.d.optimizer, self.models.gan.optimizer
+        g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums = state
+
+        def scaled(optimizer, optimizer_values, loss):
+            with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_values))):
+                return optimizer.scale_loss(loss)
+
+        # (1) Update D on each batch of the plan.
+        pool = ops.concatenate([real, ops.cast(self._fakes(g_tv, g_ntv, z), real.dtype)], axis=0)
+        found = {}
+        for index, y, held in zip(indices, targets, self.sources):
+            x = ops.take(pool, index, axis=0)
+
+            def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt):
+                p, new_ntv = d.stateless_call(d_trainable, d_ntv, x, training=True)
+                return scaled(d_optimizer, d_opt, ops.mean(losses.d_loss(y, p))), (new_ntv, p)
+
+            (_, (d_ntv, p)), grads = value_and_grad(d_objective)(d_tv)
+            d_tv, d_opt = d_optimizer.stateless_apply(d_opt, grads, d_tv)
+            _d_metrics(found, held, y, p)
+
+        # (2) Update G through a frozen D: D's variables are only read, its new statistics dropped.
+        def g_objective(g_trainable):
+            images, new_g_ntv = g.stateless_call(g_trainable, g_ntv, z, training=True)
+            p, _ = d.stateless_call(d_tv, d_ntv, images, training=self.bn_batch_statistics)
+            loss = _g_loss(p)
+            return scaled(g_optimizer, g_opt, loss), (new_g_ntv, loss)
+
+        (_, (g_ntv, found["g_loss"])), grads = value_and_grad(g_objective)(g_tv)
+        g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
+        return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums + _stack(found)
+
+    def _stateful_step(self, real, z, indices, targets):
+        """TensorFlow and torch: the step on the Keras variables, as train_on_batch does it."""
+        g, d = self.models.g, self.models.d
+        fakes = self._fakes([v.value for v in g.trainable_variables], [v.value for v in g.non_trainable_variables], z)
+        pool = ops.concatenate([real, ops.cast(fakes, real.dtype)], axis=0)
+        found = {}
+        d.trainable = True
+        for index, y, held in zip(indices, targets, self.sources):
+            x = ops.take(pool, index, axis=0)
+
+            def d_objective(x=x, y=y):
+                p = d(x, training=True)
+                return ops.mean(losses.d_loss(y, p)), p
+
+            _, p = descend(d_objective, d.trainable_variables, d.optimizer)
+            _d_metrics(found, held, y, p)
+        d.trainable = False
+
+        def g_objective():
+            loss = _g_loss(d(g(z, training=True), training=True))
+            return loss, loss
+
+        found["g_loss"], _ = descend(g_objective, g.trainable_variables, self.models.gan.optimizer)
+        self.sums.assign(self.sums.value + _stack(found))
