@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import keras
+
+from dcgan_cli.config import ConfigError
 
 
 def compile_function(fn: Callable, *, jit_compile: bool = False) -> Callable:
@@ -31,9 +34,9 @@ def stateless_optimizers() -> bool:
     return keras.backend.backend() == "jax"
 
 
-def descend(loss_fn: Callable, variables: list, optimizer: keras.optimizers.Optimizer):
-    """One in-place optimizer step on Keras `variables` down the gradient of loss_fn() -> (loss, aux), with the
-    optimizer's loss scaling (float16); returns (loss, aux). For TensorFlow (inside tf.function) and torch."""
+def gradients(loss_fn: Callable, variables: list, optimizer: keras.optimizers.Optimizer):
+    """loss_fn() -> (loss, aux) run under autodiff; returns (loss, aux, gradients of the optimizer-scaled loss with
+    respect to the Keras `variables`). Stateful backends only: TensorFlow (inside tf.function) and torch."""
     name = keras.backend.backend()
     if name == "tensorflow":
         import tensorflow as tf
@@ -41,51 +44,151 @@ def descend(loss_fn: Callable, variables: list, optimizer: keras.optimizers.Opti
         with tf.GradientTape() as tape:
             loss, aux = loss_fn()
             scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, [v.value for v in variables])
-    elif name == "torch":
+        return loss, aux, tape.gradient(scaled, [v.value for v in variables])
+    if name == "torch":
+        import torch
+
+        for v in variables:
+            v.value.grad = None
+        with torch.enable_grad():
+            loss, aux = loss_fn()
+            optimizer.scale_loss(loss).backward()
+        return loss.detach(), aux, [v.value.grad for v in variables]
+    raise NotImplementedError(f"use the stateless step on this backend. Received: {name!r}")
+
+
+def forward_with_vjp(fn: Callable, variables: list):
+    """Run fn() -> tensor once under autodiff and return (output, vjp), where vjp(cotangent) gives the gradients
+    of the output, weighted by the cotangent, with respect to the Keras `variables` (TensorFlow inside
+    tf.function, and torch): the output can be used, detached, before its gradients are wanted."""
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            output = fn()
+        return output, lambda cotangent: tape.gradient(output, [v.value for v in variables],
+                                                       output_gradients=cotangent)
+    if name == "torch":
         import torch
 
         with torch.enable_grad():
-            for v in variables:
-                v.value.grad = None
-            loss, aux = loss_fn()
-            optimizer.scale_loss(loss).backward()
-        grads = [v.value.grad for v in variables]
-        loss = loss.detach()
-    else:
-        raise NotImplementedError(f"use value_and_grad with stateless_apply on this backend. Received: {name!r}")
-    optimizer.apply(grads, variables)
-    return loss, aux
+            output = fn()
+        return output.detach(), lambda cotangent: list(torch.autograd.grad(output, [v.value for v in variables],
+                                                                           grad_outputs=cotangent))
+    raise NotImplementedError(f"use jax.vjp on this backend. Received: {name!r}")
 
 
-def value_and_grad(fn: Callable) -> Callable:
-    """fn(params, *args) -> (value, aux) becomes a function returning ((value, aux), d value / d params), params
-    being a list of tensors: jax.value_and_grad, a tf.GradientTape, or torch.autograd."""
+def input_gradient(fn: Callable, x):
+    """fn(x) -> (loss, aux); returns (loss, aux, d loss / d x) for one input tensor (all backends)."""
     name = keras.backend.backend()
     if name == "jax":
         import jax
 
-        return jax.value_and_grad(fn, has_aux=True)
+        (loss, aux), grad = jax.value_and_grad(fn, has_aux=True)(x)
+        return loss, aux, grad
     if name == "tensorflow":
         import tensorflow as tf
 
-        def with_tape(params, *args):
-            with tf.GradientTape() as tape:
-                tape.watch(params)
-                value, aux = fn(params, *args)
-            return (value, aux), tape.gradient(value, params)
-
-        return with_tape
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss, aux = fn(x)
+        return loss, aux, tape.gradient(loss, x)
     if name == "torch":
         import torch
 
-        def with_autograd(params, *args):
-            params = [p.detach().requires_grad_(True) for p in params]
-            with torch.enable_grad():
-                value, aux = fn(params, *args)
-                grads = torch.autograd.grad(value, params)
-            detach = lambda t: t.detach() if isinstance(t, torch.Tensor) else t  # noqa: E731
-            return (value.detach(), keras.tree.map_structure(detach, aux)), list(grads)
-
-        return with_autograd
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss, aux = fn(x)
+            (grad,) = torch.autograd.grad(loss, [x])
+        return loss.detach(), aux, grad
     raise NotImplementedError(f"no gradient support for this Keras backend. Received: {name!r}")
+
+
+def value_and_grad(fn: Callable) -> Callable:
+    """JAX: fn(params, *args) -> (value, aux) becomes params -> ((value, aux), gradients)."""
+    import jax
+
+    return jax.value_and_grad(fn, has_aux=True)
+
+
+def vjp(fn: Callable, params):
+    """JAX: fn(params) -> (output, aux) evaluated once; returns (output, vjp_fn, aux), vjp_fn(cotangent) giving
+    (gradients with respect to params,)."""
+    import jax
+
+    return jax.vjp(fn, params, has_aux=True)
+
+
+def local_devices() -> list[str]:
+    """The accelerators of this machine, else its CPUs (several when split into virtual devices for testing)."""
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+    if name == "torch":
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    return keras.distribution.list_devices()
+
+
+def split_cpu(count: int) -> None:
+    """TensorFlow: present the CPU as `count` logical devices (must run before TensorFlow starts its devices);
+    JAX reads --xla_force_host_platform_device_count from XLA_FLAGS instead."""
+    if keras.backend.backend() == "tensorflow" and count > 1:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+@contextmanager
+def data_parallel(enabled: bool, *, batch_size: int) -> Iterator[int]:
+    """While entered, models built and trained are replicated over every local device and each batch is split
+    among them (JAX: keras.distribution.DataParallel; TensorFlow: tf.distribute.MirroredStrategy). Yields the
+    number of devices (1 when not enabled)."""
+    if not enabled:
+        yield 1
+        return
+    name = keras.backend.backend()
+    if name not in ("jax", "tensorflow"):
+        raise ConfigError([f"train.distribution: data_parallel needs the JAX or TensorFlow backend. Received: {name}"])
+    devices = local_devices()
+    if batch_size % len(devices):
+        raise ConfigError([f"train.batch_size: expected a multiple of the {len(devices)} devices "
+                           f"({', '.join(devices)}), so that each gets an equal share. Received: {batch_size}"])
+    if name == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield len(devices)
+        finally:
+            keras.distribution.set_distribution(None)
+        return
+    import tensorflow as tf
+
+    with tf.distribute.MirroredStrategy(devices=devices).scope():
+        yield len(devices)
+
+
+def distribute_batch(x):
+    """Place a batch (first axis split over the devices) when a JAX data-parallel distribution is active."""
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if distribution is None:
+        return keras.ops.convert_to_tensor(x)
+    return keras.distribution.distribute_tensor(x, distribution.get_data_layout(x.shape))
+
+
+@contextmanager
+def precision(mode: str) -> Iterator[None]:
+    """Layers created while entered compute in bfloat16 or float16 (mixed precision), variables staying float32;
+    `off` changes nothing. The global policy is restored afterwards."""
+    previous = keras.config.dtype_policy()
+    if mode != "off":
+        keras.config.set_dtype_policy(f"mixed_{mode}")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

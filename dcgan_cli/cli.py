@@ -36,6 +36,9 @@ def _start_keras() -> None:
             os.dup2(devnull.fileno(), 2)
             import keras
 
+            from dcgan_cli.backend import split_cpu
+
+            split_cpu(int(os.environ.get("DCGAN_CPU_DEVICES", "1")))  # testing data parallelism on a CPU
             keras.ops.convert_to_numpy(keras.ops.zeros(1))
     finally:
         os.dup2(saved, 2)

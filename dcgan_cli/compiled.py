@@ -3,7 +3,9 @@
 Per step, as in train.update_d and train.update_g: D is updated on each batch of the hack-9 plan (all-real then
 all-fake, or one mixed batch) with the same targets, then G is updated through D with D frozen (its BatchNorm on the
 batch's own statistics, or its moving ones, as model.d_bn_in_g_update says) toward the label 1, on the same z.
-Fakes for D come from G in training mode without touching G's moving statistics, which the G update moves once.
+As in the PyTorch reference, G runs forward once per step: its fakes feed the D updates (detached) and, kept under
+autodiff, the G update, whose gradient flows back through that same forward pass (G's weights do not change in
+between, so this is the train_on_batch loop's gradient without its second forward pass).
 
 On JAX the step is pure (Keras' stateless_call and stateless_apply under jax.jit) and the state stays on the device
 between steps, copied into the Keras variables only when a checkpoint, a sample grid or the end needs it. On
@@ -18,7 +20,8 @@ import numpy as np
 from keras import ops
 
 from dcgan_cli import losses
-from dcgan_cli.backend import compile_function, descend, stateless_optimizers, value_and_grad
+from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
+                               stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
 from dcgan_cli.models import Models, build_optimizers
 
@@ -62,8 +65,8 @@ class CompiledStep:
         """One step on model-range real images (N, H, W, C), latents z (N, latent_dim) and the D plan of
         train.d_targets_for: (index into concat(real, fake), D's targets) per D update."""
         indices = tuple(ops.convert_to_tensor(index.astype(np.int32)) for index, _ in plan)
-        targets = tuple(ops.convert_to_tensor(target) for _, target in plan)
-        real, z = ops.convert_to_tensor(real), ops.convert_to_tensor(z)
+        targets = tuple(distribute_batch(target) for _, target in plan)
+        real, z = distribute_batch(real), distribute_batch(z)
         if self.stateless:
             self.state = self._step(self.state, real, z, indices, targets)
         else:
@@ -85,7 +88,7 @@ class CompiledStep:
             return
         for variables, values in zip(self._variable_groups(), self.state[:6]):
             for variable, value in zip(variables, values):
-                variable.assign(value)
+                variable.assign(ops.copy(value))  # Keras' own jitted calls may donate the variables' buffers
 
     def _variable_groups(self) -> tuple[list, ...]:
         m = self.models
@@ -94,12 +97,8 @@ class CompiledStep:
                 m.d.non_trainable_variables, m.d.optimizer.variables, m.gan.optimizer.variables)
 
     def _read_state(self) -> tuple:
-        groups = [[ops.convert_to_tensor(v.numpy()) for v in variables] for variables in self._variable_groups()]
+        groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
         return (*groups, ops.zeros((len(METRIC_ORDER),), dtype="float32"))
-
-    def _fakes(self, g_tv, g_ntv, z):
-        images, _ = self.models.g.stateless_call(g_tv, g_ntv, z, training=True)
-        return images
 
     def _pure_step(self, state, real, z, indices, targets):
         """JAX: the step as a pure function of the state."""
@@ -111,8 +110,11 @@ class CompiledStep:
             with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_values))):
                 return optimizer.scale_loss(loss)
 
+        # G forward once, in training mode; its moving statistics move here.
+        fake, g_vjp, g_ntv = vjp(lambda g_trainable: g.stateless_call(g_trainable, g_ntv, z, training=True), g_tv)
+
         # (1) Update D on each batch of the plan.
-        pool = ops.concatenate([real, ops.cast(self._fakes(g_tv, g_ntv, z), real.dtype)], axis=0)
+        pool = ops.concatenate([real, ops.stop_gradient(ops.cast(fake, real.dtype))], axis=0)
         found = {}
         for index, y, held in zip(indices, targets, self.sources):
             x = ops.take(pool, index, axis=0)
@@ -126,21 +128,26 @@ class CompiledStep:
             _d_metrics(found, held, y, p)
 
         # (2) Update G through a frozen D: D's variables are only read, its new statistics dropped.
-        def g_objective(g_trainable):
-            images, new_g_ntv = g.stateless_call(g_trainable, g_ntv, z, training=True)
+        def fake_objective(images):
             p, _ = d.stateless_call(d_tv, d_ntv, images, training=self.bn_batch_statistics)
             loss = _g_loss(p)
-            return scaled(g_optimizer, g_opt, loss), (new_g_ntv, loss)
+            return scaled(g_optimizer, g_opt, loss), loss
 
-        (_, (g_ntv, found["g_loss"])), grads = value_and_grad(g_objective)(g_tv)
+        _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
+        (grads,) = g_vjp(d_fake)
         g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
         return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums + _stack(found)
 
     def _stateful_step(self, real, z, indices, targets):
-        """TensorFlow and torch: the step on the Keras variables, as train_on_batch does it."""
+        """TensorFlow and torch: the step on the Keras variables, in place."""
         g, d = self.models.g, self.models.d
-        fakes = self._fakes([v.value for v in g.trainable_variables], [v.value for v in g.non_trainable_variables], z)
-        pool = ops.concatenate([real, ops.cast(fakes, real.dtype)], axis=0)
+        g_optimizer = self.models.gan.optimizer
+
+        # G forward once, in training mode; its moving statistics move here.
+        fake, g_vjp = forward_with_vjp(lambda: g(z, training=True), g.trainable_variables)
+
+        # (1) Update D on each batch of the plan.
+        pool = ops.concatenate([real, ops.stop_gradient(ops.cast(fake, real.dtype))], axis=0)
         found = {}
         d.trainable = True
         for index, y, held in zip(indices, targets, self.sources):
@@ -150,13 +157,17 @@ class CompiledStep:
                 p = d(x, training=True)
                 return ops.mean(losses.d_loss(y, p)), p
 
-            _, p = descend(d_objective, d.trainable_variables, d.optimizer)
+            _, p, grads = gradients(d_objective, d.trainable_variables, d.optimizer)
+            d.optimizer.apply(grads, d.trainable_variables)
             _d_metrics(found, held, y, p)
+
+        # (2) Update G through a frozen D (BatchNorm per model.d_bn_in_g_update, moving statistics untouched).
         d.trainable = False
 
-        def g_objective():
-            loss = _g_loss(d(g(z, training=True), training=True))
-            return loss, loss
+        def fake_objective(images):
+            loss = _g_loss(d(images, training=True))
+            return g_optimizer.scale_loss(loss), loss
 
-        found["g_loss"], _ = descend(g_objective, g.trainable_variables, self.models.gan.optimizer)
+        _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
+        g_optimizer.apply(g_vjp(d_fake), g.trainable_variables)
         self.sums.assign(self.sums.value + _stack(found))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +19,10 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from dcgan_cli import checkpoint, data, hacks, images, losses
+from dcgan_cli import backend, checkpoint, data, hacks, images, losses
 from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
-from dcgan_cli.config import Config
+from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.models import Models, build_models, generate
 from dcgan_cli.rundir import keep_metrics_until
 from dcgan_cli.signals import StopRequest
@@ -218,10 +219,24 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
     from its newest complete checkpoint (if any), continuing bit for bit where the interrupted run left off."""
     run_dir = Path(run_dir)
     cfg = config_module.replace_value(cfg, "output.run_dir", str(run_dir))
+    if cfg.train.distribution != "off" and cfg.train.loop == "compiled" and keras.backend.backend() != "jax":
+        raise ConfigError(["train.distribution: data_parallel with train.loop compiled needs the JAX backend "
+                           "(use train.loop: train_on_batch on TensorFlow). Received: data_parallel"])
     keras.utils.set_random_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
     real_images = data.load_dataset(cfg, progress=cfg.output.progress).images
-    models = build_models(cfg, rng)
+    with backend.data_parallel(cfg.train.distribution == "data_parallel", batch_size=cfg.train.batch_size) as count:
+        if count > 1:
+            print(f"data parallel over {count} devices: {', '.join(backend.local_devices())}", file=sys.stderr)
+        with backend.precision(cfg.train.mixed_precision):
+            models = build_models(cfg, rng)
+        _train(cfg, models, real_images, rng, run_dir=run_dir, resume=resume)
+    return run_dir
+
+
+def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator, *, run_dir: Path,
+           resume: bool) -> None:
+    """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop."""
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
     start, resumed_from = 0, None
     checkpoint.remove_temporaries(run_dir)
@@ -234,7 +249,6 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
         (run_dir / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
         keep_metrics_until(run_dir / "metrics.jsonl", start)
     _loop(cfg, models, real_images, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from)
-    return run_dir
 
 
 def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator,

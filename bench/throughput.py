@@ -1,0 +1,130 @@
+"""Training throughput of the DCGAN-32 and DCGAN-64 architectures on random in-memory data, through the product's
+own loops (train_on_batch, compiled) and a reference seed-style Keras loop written here (G.predict, then
+D.train_on_batch on real, D.train_on_batch on fake, GAN.train_on_batch). Warm-up steps are not timed.
+
+    python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled [--precision bfloat16] [--steps N]
+    python bench/throughput.py --arch dcgan64 --batch 64 --compare      # all three loops, 3 interleaved rounds
+
+One measurement prints one JSON line; --compare prints a table of medians and ratios to the reference loop.
+The backend is Keras' (KERAS_BACKEND=tensorflow|jax|torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dcgan_cli import backend, hacks, train  # noqa: E402
+from dcgan_cli.config import load_config  # noqa: E402
+from dcgan_cli.models import build_models  # noqa: E402
+
+# ngf = ndf = 64, BatchNorm, LeakyReLU 0.2 in D and ReLU in G, N(0, 0.02), 4x4 kernels, Adam(2e-4, 0.5); no bias
+# where batch norm follows (D's first and G's last convolution keep theirs).
+ARCHS = {
+    "dcgan32": ["model.image_size=32", "model.channels=1"],
+    "dcgan64": ["model.image_size=64", "model.channels=3"],
+}
+LOOPS = ("reference", "train_on_batch", "compiled")
+
+
+def config(arch: str, batch: int, loop: str, precision: str, xla: bool = True):
+    return load_config(None, [*ARCHS[arch], "model.g_filters=64", "model.d_filters=64", "model.max_filters=512",
+                              f"train.batch_size={batch}", f"train.mixed_precision={precision}",
+                              f"train.loop={'compiled' if loop == 'compiled' else 'train_on_batch'}",
+                              f"train.jit_compile={str(xla).lower()}"])
+
+
+class ReferenceLoop:
+    """The seed's loop, made to train D in Keras 3 (d.trainable set before each call): fakes from G.predict, then
+    three train_on_batch calls with hard labels."""
+
+    def __init__(self, models, cfg):
+        self.models, self.cfg = models, cfg
+
+    def step(self, real_uint8, rng):
+        m, h = self.models, self.cfg.hacks
+        n = len(real_uint8)
+        real = hacks.scale_images(real_uint8, hacks=h)
+        z = hacks.sample_latent(rng, n, self.cfg.model.latent_dim, hacks=h)
+        fake = m.g.predict(z, verbose=0)
+        m.d.trainable = True
+        ones, zeros = np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32)
+        m.d.train_on_batch(real, np.concatenate([ones, ones], axis=1))
+        m.d.train_on_batch(fake, np.concatenate([zeros, zeros], axis=1))
+        m.d.trainable = False
+        m.gan.train_on_batch(z, ones)
+
+    def take_sums(self):
+        return {}
+
+
+def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup: int, xla: bool = True) -> dict:
+    cfg = config(arch, batch, loop, precision, xla)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (max(batch * 8, 512), cfg.model.image_size, cfg.model.image_size,
+                                   cfg.model.channels), dtype=np.uint8)
+    with backend.precision(precision):
+        models = build_models(cfg, rng)
+    runner = {"reference": ReferenceLoop, "train_on_batch": train._SplitLoop,
+              "compiled": train._CompiledLoop}[loop](models, cfg)
+    for _ in range(warmup):
+        runner.step(images[rng.integers(0, len(images), batch)], rng)
+    runner.take_sums()  # waits for the device
+    started = time.perf_counter()
+    for _ in range(steps):
+        runner.step(images[rng.integers(0, len(images), batch)], rng)
+    runner.take_sums()
+    seconds = time.perf_counter() - started
+    return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
+            "images_per_s": round(steps * batch / seconds, 1), "steps": steps, "warmup": warmup, "xla": xla,
+            "g_params": models.g.count_params(), "d_params": models.d.count_params(),
+            "devices": backend.local_devices()}
+
+
+def compare(arch: str, batch: int, precision: str, steps: int, warmup: int, xla: bool, rounds: int = 3) -> None:
+    results = {loop: [] for loop in LOOPS}
+    for round_number in range(rounds):
+        for loop in LOOPS:
+            result = measure(arch, batch, loop, precision, steps, warmup, xla)
+            results[loop].append(result["images_per_s"])
+            print(json.dumps({**result, "round": round_number + 1}), flush=True)
+    reference = statistics.median(results["reference"])
+    print(f"\n{arch}, batch {batch}, {keras.backend.backend()}, {precision}, XLA {'on' if xla else 'off'}: "
+          f"median of {rounds} rounds")
+    print(f"{'loop':<16}{'images/s':>10}{'vs reference':>14}")
+    for loop in LOOPS:
+        median = statistics.median(results[loop])
+        print(f"{loop:<16}{median:>10.0f}{median / reference:>13.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="dcgan32")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--loop", choices=LOOPS, default="compiled")
+    parser.add_argument("--precision", choices=("off", "bfloat16", "float16"), default="off")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 60 for dcgan32, 12 for dcgan64)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--xla", choices=("on", "off"), default="on",
+                        help="TensorFlow, compiled loop: XLA (train.jit_compile)")
+    parser.add_argument("--compare", action="store_true", help="all three loops, interleaved, 3 rounds")
+    args = parser.parse_args()
+    steps = args.steps or (60 if args.arch == "dcgan32" else 12)
+    if args.compare:
+        compare(args.arch, args.batch, args.precision, steps, args.warmup, args.xla == "on")
+    else:
+        print(json.dumps(measure(args.arch, args.batch, args.loop, args.precision, steps, args.warmup,
+                                 args.xla == "on")))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
