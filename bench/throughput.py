@@ -36,11 +36,11 @@ ARCHS = {
 LOOPS = ("reference", "train_on_batch", "compiled")
 
 
-def config(arch: str, batch: int, loop: str, precision: str, xla: bool = True):
+def config(arch: str, batch: int, loop: str, precision: str, xla: str = "auto"):
     return load_config(None, [*ARCHS[arch], "model.g_filters=64", "model.d_filters=64", "model.max_filters=512",
                               f"train.batch_size={batch}", f"train.mixed_precision={precision}",
                               f"train.loop={'compiled' if loop == 'compiled' else 'train_on_batch'}",
-                              f"train.jit_compile={str(xla).lower()}"])
+                              f"train.jit_compile={xla}"])
 
 
 class ReferenceLoop:
@@ -67,7 +67,7 @@ class ReferenceLoop:
         return {}
 
 
-def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup: int, xla: bool = True) -> dict:
+def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup: int, xla: str = "auto") -> dict:
     cfg = config(arch, batch, loop, precision, xla)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (max(batch * 8, 512), cfg.model.image_size, cfg.model.image_size,
@@ -85,12 +85,13 @@ def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup
     runner.take_sums()
     seconds = time.perf_counter() - started
     return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
-            "images_per_s": round(steps * batch / seconds, 1), "steps": steps, "warmup": warmup, "xla": xla,
+            "images_per_s": round(steps * batch / seconds, 1), "steps": steps, "warmup": warmup,
+            "xla": backend.use_xla(xla) if keras.backend.backend() == "tensorflow" else keras.backend.backend() == "jax",
             "g_params": models.g.count_params(), "d_params": models.d.count_params(),
             "devices": backend.local_devices()}
 
 
-def compare(arch: str, batch: int, precision: str, steps: int, warmup: int, xla: bool, rounds: int = 3) -> None:
+def compare(arch: str, batch: int, precision: str, steps: int, warmup: int, xla: str, rounds: int = 3) -> None:
     results = {loop: [] for loop in LOOPS}
     for round_number in range(rounds):
         for loop in LOOPS:
@@ -98,7 +99,7 @@ def compare(arch: str, batch: int, precision: str, steps: int, warmup: int, xla:
             results[loop].append(result["images_per_s"])
             print(json.dumps({**result, "round": round_number + 1}), flush=True)
     reference = statistics.median(results["reference"])
-    print(f"\n{arch}, batch {batch}, {keras.backend.backend()}, {precision}, XLA {'on' if xla else 'off'}: "
+    print(f"\n{arch}, batch {batch}, {keras.backend.backend()}, {precision}, jit_compile {xla}: "
           f"median of {rounds} rounds")
     print(f"{'loop':<16}{'images/s':>10}{'vs reference':>14}")
     for loop in LOOPS:
@@ -114,16 +115,15 @@ def main() -> None:
     parser.add_argument("--precision", choices=("off", "bfloat16", "float16"), default="off")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 60 for dcgan32, 12 for dcgan64)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
-    parser.add_argument("--xla", choices=("on", "off"), default="on",
-                        help="TensorFlow, compiled loop: XLA (train.jit_compile)")
+    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                        help="TensorFlow, compiled loop: train.jit_compile (auto: XLA with a GPU only)")
     parser.add_argument("--compare", action="store_true", help="all three loops, interleaved, 3 rounds")
     args = parser.parse_args()
     steps = args.steps or (60 if args.arch == "dcgan32" else 12)
     if args.compare:
-        compare(args.arch, args.batch, args.precision, steps, args.warmup, args.xla == "on")
+        compare(args.arch, args.batch, args.precision, steps, args.warmup, args.xla)
     else:
-        print(json.dumps(measure(args.arch, args.batch, args.loop, args.precision, steps, args.warmup,
-                                 args.xla == "on")))
+        print(json.dumps(measure(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,17 @@ def compile_function(fn: Callable, *, jit_compile: bool = False) -> Callable:
     return fn
 
 
+def use_xla(setting: str) -> bool:
+    """train.jit_compile for TensorFlow: "on", "off", or "auto" (on where TensorFlow sees a GPU)."""
+    if setting != "auto":
+        return setting == "on"
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def stateless_optimizers() -> bool:
     """Whether optimizers can run statelessly (JAX); TensorFlow's and torch's update their variables in place."""
     return keras.backend.backend() == "jax"

@@ -91,7 +91,8 @@ class TrainConfig:
     seed: int = setting(0, low=0, high=2**32 - 1)  # seeds the one numpy Generator every random draw comes from
     loop: str = setting("train_on_batch", choices=("train_on_batch", "compiled"))  # the split train_on_batch
     #                                     loop, or the same mathematics as one compiled function per step
-    jit_compile: bool = setting(True)  # TensorFlow, compiled loop: compile the step with XLA (JAX always does)
+    jit_compile: str = setting("auto", choices=("auto", "on", "off"))  # TensorFlow, compiled loop: XLA for the
+    #                                     step; auto = on with a GPU, off on a CPU (oneDNN's kernels are faster)
     mixed_precision: str = setting("off", choices=("off", "bfloat16", "float16"))  # compute dtype of the layers;
     #                                     variables, losses and D's sigmoid stay float32; float16 adds loss scaling
     distribution: str = setting("off", choices=("off", "data_parallel"))  # data_parallel: split each batch over
@@ -238,8 +239,8 @@ def _check_value(value: Any, hint: Any, checks: dict) -> Any:
         if value is None and hint != str:
             return None
         choices = checks.get("choices")
-        if value is False and choices and "off" in choices:  # YAML 1.1 reads a bare `off` as false
-            value = "off"
+        if isinstance(value, bool) and choices and {"on", "off"} & set(choices):  # YAML 1.1: bare on/off are booleans
+            value = "on" if value else "off"
         if not isinstance(value, str) or (choices and value not in choices):
             expected = f"one of {', '.join(choices)}" if choices else "a string"
             hint_text = _suggest(str(value), choices) if choices and isinstance(value, str) else ""

@@ -149,7 +149,7 @@ class _CompiledLoop:
         from dcgan_cli.compiled import CompiledStep
 
         self.cfg = cfg
-        self.compiled = CompiledStep(models, cfg, jit_compile=cfg.train.jit_compile)
+        self.compiled = CompiledStep(models, cfg, jit_compile=backend.use_xla(cfg.train.jit_compile))
 
     def step(self, real: np.ndarray, rng: np.random.Generator) -> None:
         h = self.cfg.hacks

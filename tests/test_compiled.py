@@ -1,0 +1,164 @@
+"""The compiled loop does the train_on_batch loop's mathematics; backends, mixed precision, data parallelism."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from dcgan_cli import backend, checkpoint, train
+from dcgan_cli.compiled import CompiledStep
+from dcgan_cli.config import load_config
+from dcgan_cli.models import build_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def arrays(run: Path, step: int) -> dict[str, np.ndarray]:
+    with np.load(run / "checkpoints" / f"step_{step:06d}" / "weights.npz") as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+def assert_close(a: dict, b: dict, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=atol, err_msg=key)
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    ["hacks.separate_batches=false", "model.d_bn_in_g_update=moving"],
+    ["hacks.label_smoothing=false", "hacks.noisy_labels=false", "hacks.adam=false"],
+])
+def test_both_loops_agree_from_the_same_weights_batches_latents_and_labels(tmp_path, tiny_overrides, extra):
+    """Same seed, so the same initial weights and the same draws of batches, latents, label noise and shuffles."""
+    runs = {}
+    for loop in ("train_on_batch", "compiled"):
+        cfg = load_config(None, [*tiny_overrides, *extra, "train.steps=5", f"train.loop={loop}",
+                                 "output.checkpoint_every=5", "output.log_every=5"])
+        runs[loop] = train.run(cfg, run_dir=tmp_path / loop)
+    assert_close(arrays(runs["train_on_batch"], 5), arrays(runs["compiled"], 5))
+    split, compiled = ((run / "metrics.jsonl").read_text().splitlines()[-1] for run in runs.values())
+    for key in train.METRICS:
+        a = float(split.split(f'"{key}": ')[1].split(",")[0])
+        b = float(compiled.split(f'"{key}": ')[1].split(",")[0])
+        assert a == pytest.approx(b, rel=1e-4), key
+
+
+def test_the_compiled_loop_resumes_exactly(tmp_path, tiny_overrides):
+    base = [*tiny_overrides, "train.loop=compiled", "output.checkpoint_every=1"]
+    whole = train.run(load_config(None, [*base, "train.steps=6"]), run_dir=tmp_path / "whole")
+    part = train.run(load_config(None, [*base, "train.steps=3"]), run_dir=tmp_path / "part")
+    train.run(load_config(None, [*base, "train.steps=6"]), run_dir=part, resume=True)
+    a, b = arrays(whole, 6), arrays(part, 6)
+    assert all(np.array_equal(a[key], b[key]) for key in a)
+
+
+def test_the_compiled_loop_reads_metrics_back_only_when_logging_or_saving(tmp_path, tiny_overrides, monkeypatch):
+    reads = []
+    original = CompiledStep.take_metric_sums
+    monkeypatch.setattr(CompiledStep, "take_metric_sums", lambda self: reads.append(1) or original(self))
+    cfg = load_config(None, [*tiny_overrides, "train.loop=compiled", "train.steps=12", "output.log_every=4",
+                             "output.checkpoint_every=6", "output.sample_every=12"])
+    train.run(cfg, run_dir=tmp_path / "run")
+    assert len(reads) == 4  # steps 4, 6, 8, 12 — not 12 reads
+
+
+def test_d_and_g_updates_touch_only_their_own_network_in_the_compiled_step(tiny_cfg):
+    models = build_models(tiny_cfg, np.random.default_rng(0))
+    step = CompiledStep(models, tiny_cfg)
+    step.write_back()
+    before = {v.path: np.array(v.numpy()) for v in [*models.g.weights, *models.d.weights]}
+    rng = np.random.default_rng(1)
+    real = rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32)
+    z = rng.standard_normal((8, 8)).astype(np.float32)
+    step(real, z, train.d_targets_for(8, rng, cfg=tiny_cfg))
+    step.write_back()
+    after = {v.path: np.array(v.numpy()) for v in [*models.g.weights, *models.d.weights]}
+    assert all(not np.array_equal(before[key], after[key]) for key in before), "every weight and statistic moves"
+    assert all(np.isfinite(value).all() for value in after.values())
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+@pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])
+def test_mixed_precision_keeps_variables_losses_and_d_output_in_float32(tmp_path, tiny_overrides, precision, loop):
+    cfg = load_config(None, [*tiny_overrides, f"train.mixed_precision={precision}", f"train.loop={loop}"])
+    with backend.precision(precision):
+        models = build_models(cfg, np.random.default_rng(0))
+    assert keras.config.dtype_policy().name == "float32", "the global policy is restored"
+    conv = models.d.get_layer("down2")
+    assert conv.compute_dtype == precision and conv.kernel.dtype == "float32"
+    assert models.d.get_layer("p_real").compute_dtype == "float32"
+    assert models.d.output.dtype == "float32" and models.g.output.dtype == "float32"
+    optimizer_kind = type(models.d.optimizer).__name__
+    assert optimizer_kind == ("LossScaleOptimizer" if precision == "float16" else "Adam")
+    run = train.run(cfg, run_dir=tmp_path / "run")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert all("NaN" not in line and "Infinity" not in line for line in lines)
+
+
+def test_data_parallel_needs_a_batch_that_splits_evenly(tiny_overrides, monkeypatch):
+    monkeypatch.setattr(backend, "local_devices", lambda: ["a", "b", "c"])
+    with pytest.raises(Exception, match="train.batch_size: expected a multiple of the 3 devices"):
+        with backend.data_parallel(True, batch_size=8):
+            pass
+
+
+def run_elsewhere(*args: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env})
+
+
+def tiny_cli(run: Path, *extra: str) -> list[str]:
+    sets = ["model.image_size=16", "model.latent_dim=8", "model.g_filters=8", "model.d_filters=8",
+            "train.batch_size=8", "train.steps=4", "output.sample_every=2", "output.checkpoint_every=4",
+            "output.log_every=2", "output.n_samples=9", "output.progress=false", *extra]
+    config = run.parent / "empty.yaml"
+    config.write_text("{}\n")
+    return ["-m", "dcgan_cli", "train", "--config", str(config), "--run-dir", str(run),
+            *[arg for s in sets for arg in ("--set", s)]]
+
+
+needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+
+
+@needs_jax
+def test_jax_data_parallel_over_two_virtual_devices_matches_one_device(tmp_path):
+    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    for loop in ("compiled", "train_on_batch"):
+        result = run_elsewhere(*tiny_cli(tmp_path / f"dp-{loop}", f"train.loop={loop}",
+                                         "train.distribution=data_parallel"), env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "data parallel over 2 devices" in result.stderr
+    single = run_elsewhere(*tiny_cli(tmp_path / "single", "train.loop=compiled"), env={"KERAS_BACKEND": "jax"})
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert_close(arrays(tmp_path / "dp-compiled", 4), arrays(tmp_path / "single", 4), rtol=1e-3, atol=1e-5)
+
+
+def test_tensorflow_data_parallel_over_two_logical_cpus(tmp_path):
+    result = run_elsewhere(*tiny_cli(tmp_path / "dp", "train.distribution=data_parallel"),
+                           env={"KERAS_BACKEND": "tensorflow", "DCGAN_CPU_DEVICES": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data parallel over 2 devices: /device:CPU:0, /device:CPU:1" in result.stderr
+    assert all(np.isfinite(value).all() for value in arrays(tmp_path / "dp", 4).values())
+
+
+@pytest.mark.parametrize("other", ["jax", "torch"])
+def test_the_core_tests_pass_on_the_other_backends(other):
+    """The D/G isolation, batch-statistics and loop-agreement tests, rerun under KERAS_BACKEND=jax and torch."""
+    if importlib.util.find_spec(other) is None:
+        pytest.skip(f"{other} is not installed")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("run from the default backend only")
+    selection = ("test_d_update_trains_d_only or test_in_the_g_update or test_fakes_come_from or "
+                 "test_both_loops_agree or test_the_compiled_loop_resumes")
+    result = run_elsewhere("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train.py",
+                           "tests/test_compiled.py", "-k", selection, env={"KERAS_BACKEND": other})
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
