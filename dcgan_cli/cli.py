@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -24,6 +25,15 @@ def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Config:
         return load_config(config_path, overrides)
     except ConfigError as error:
         raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+
+
+@contextmanager
+def _writing(path: Path):
+    """An output file the user named that cannot be written: one line, exit code 2."""
+    try:
+        yield
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}. Received: {str(path)!r}") from None
 
 
 def _start_keras() -> None:
@@ -134,10 +144,12 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
         raise UserError(str(error)) from None
     z = hacks.sample_latent(np.random.default_rng(seed), count, cfg.model.latent_dim, hacks=cfg.hacks)
     pictures = generate(g, z, cfg)
-    images.save_grid(pictures, out)
+    with _writing(out):
+        images.save_grid(pictures, out)
     click.echo(f"wrote {out} ({count} images from {found})", err=True)
     if individual is not None:
-        images.save_each(pictures, individual)
+        with _writing(individual):
+            images.save_each(pictures, individual)
         click.echo(f"wrote {count} images into {individual}", err=True)
 
 
@@ -177,7 +189,8 @@ def show_data(config_path: Path, overrides: tuple[str, ...], out: Path, count: i
     for line in data.describe(dataset):
         click.echo(line)
     sample = data.sample_batch(dataset.images, min(count, len(dataset.images)), np.random.default_rng(cfg.train.seed))
-    images.save_grid(sample, out)
+    with _writing(out):
+        images.save_grid(sample, out)
     click.echo(f"wrote {out}", err=True)
 
 

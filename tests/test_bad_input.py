@@ -152,3 +152,10 @@ def test_a_new_run_into_an_existing_run_points_at_resume(trained):
     result = CliRunner().invoke(main, ["train", "--config", str(path), "--run-dir", str(run), *sets])
     assert result.exit_code == 2
     assert "already holds a run (newest checkpoint step_000004); continue it with --resume" in result.output
+
+
+def test_an_unwritable_out_path_for_sample(trained, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["sample", "--checkpoint", str(trained[0]), "--out",
+                                       str(tmp_path / "file" / "grid.png")])
+    assert result.exit_code == 2 and "cannot write" in result.output and "Traceback" not in result.output
