@@ -32,6 +32,7 @@ import numpy as np
 
 from dcgan_cli import config as config_module
 from dcgan_cli.config import ARCHITECTURE, Config, ConfigError
+from dcgan_cli.files import fsync, one_line
 from dcgan_cli.models import Models, build_generator, build_optimizers
 
 CHECKPOINTS = "checkpoints"
@@ -99,24 +100,15 @@ def save(run_dir: Path, *, step: int, models: Models, cfg: Config, rng: np.rando
         (temporary / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
         (temporary / MARKER).write_text(f"step {step}\n", encoding="utf-8")
         for file in temporary.iterdir():
-            _fsync(file)
+            fsync(file)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
-        _fsync(parent)
+        fsync(parent)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return final
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's or a directory's contents to disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def remove_temporaries(run_dir: Path) -> None:
@@ -166,7 +158,7 @@ def _read_state(checkpoint: Path) -> dict:
     try:
         return json.loads((Path(checkpoint) / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read state.json ({_short(error)}). Received: {str(checkpoint)!r}") from None
+        raise CheckpointError(f"cannot read state.json ({one_line(error)}). Received: {str(checkpoint)!r}") from None
 
 
 def _assign(groups: dict[str, list], checkpoint: Path) -> None:
@@ -180,7 +172,7 @@ def _assign(groups: dict[str, list], checkpoint: Path) -> None:
                 for variable, key in zip(variables, keys):
                     variable.assign(saved[key])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"cannot load weights.npz ({_short(error)}). Received: {str(checkpoint)!r}") from None
+        raise CheckpointError(f"cannot load weights.npz ({one_line(error)}). Received: {str(checkpoint)!r}") from None
 
 
 def load_generator(checkpoint: Path) -> tuple[Config, keras.Model]:
@@ -209,10 +201,6 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
         rng.bit_generator.state = state["rng"]
         step = int(state["step"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"cannot restore the loop state ({_short(error)}). "
+        raise CheckpointError(f"cannot restore the loop state ({one_line(error)}). "
                               f"Received: {str(checkpoint)!r}") from None
     return Restored(path=checkpoint, step=step, rng=rng, sample_latents=sample_latents)
-
-
-def _short(error: Exception) -> str:
-    return " ".join(str(error).split())[:200] or error.__class__.__name__

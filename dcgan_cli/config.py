@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from dcgan_cli.files import one_line
+
 
 class ConfigError(ValueError):
     """One or more problems with a config, each a line naming the key path."""
@@ -142,7 +144,7 @@ def parse_yaml(text: str, *, source: str) -> Any:
         finally:
             loader.dispose()
     except yaml.YAMLError as error:
-        raise ConfigError([f"{source}: not valid YAML: {' '.join(str(error).split())}"]) from None
+        raise ConfigError([f"{source}: not valid YAML: {one_line(error, limit=400)}"]) from None
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:

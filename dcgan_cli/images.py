@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dcgan_cli.files import write_atomically
 
 
 def grid(images: np.ndarray, *, min_width: int = 512, padding: int = 1) -> np.ndarray:
@@ -32,13 +33,7 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
-        pil.save(file, format="PNG")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    return path
+    return write_atomically(path, lambda file: pil.save(file, format="PNG"))
 
 
 def save_grid(images: np.ndarray, path: str | Path) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from dcgan_cli import checkpoint
 from dcgan_cli.config import ARCHITECTURE, Config, differences, load_config
+from dcgan_cli.files import write_atomically
 
 
 class RunDirError(ValueError):
@@ -80,9 +80,7 @@ def keep_metrics_until(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _logged_step(line) <= step]
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, lambda file: file.write("".join(line + "\n" for line in kept).encode()))
 
 
 def _logged_step(line: str) -> float:

@@ -23,6 +23,7 @@ from dcgan_cli import backend, checkpoint, data, hacks, images, losses
 from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
+from dcgan_cli.files import write_atomically
 from dcgan_cli.models import Models, build_models, generate
 from dcgan_cli.rundir import keep_metrics_until
 from dcgan_cli.signals import StopRequest
@@ -246,7 +247,7 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.
         start, rng, sample_latents, resumed_from = restored.step, restored.rng, restored.sample_latents, restored.path
     with _writing(run_dir, resumed_from):
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
+        write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
         keep_metrics_until(run_dir / "metrics.jsonl", start)
     _loop(cfg, models, real_images, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from)
 

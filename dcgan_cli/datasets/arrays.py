@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan_cli.datasets.common import DataError
+from dcgan_cli.files import one_line
 
 IDX_SPLITS = ("train", "t10k")
 CIFAR_BATCHES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
@@ -23,7 +24,7 @@ def load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise DataError(f"data.path: cannot read this .npy file ({_short(error)}). Received: {str(path)!r}") from None
+        raise DataError(f"data.path: cannot read this .npy file ({one_line(error)}). Received: {str(path)!r}") from None
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -32,7 +33,7 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"data.path: cannot read this .npz file ({_short(error)}). Received: {str(path)!r}") from None
+        raise DataError(f"data.path: cannot read this .npz file ({one_line(error)}). Received: {str(path)!r}") from None
     if "x" in arrays:
         return arrays["x"], arrays.get("y")
     if len(arrays) == 1:
@@ -54,7 +55,7 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as file:
             raw = file.read()
     except (OSError, EOFError) as error:
-        raise DataError(f"data.path: cannot read this IDX file ({_short(error)}). Received: {str(path)!r}") from None
+        raise DataError(f"data.path: cannot read this IDX file ({one_line(error)}). Received: {str(path)!r}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"data.path: not an IDX file of unsigned bytes (bad magic number). Received: {str(path)!r}")
     dims = raw[3]
@@ -115,7 +116,3 @@ def load_cifar_binary(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     table = np.concatenate(records)
     images = table[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), table[:, 0].astype(np.int64)
-
-
-def _short(error: Exception) -> str:
-    return " ".join(str(error).split())[:160] or error.__class__.__name__

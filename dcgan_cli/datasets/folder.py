@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from dcgan_cli.datasets.common import DataError, Dataset, fit_image
+from dcgan_cli.files import write_atomically
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
@@ -129,7 +130,7 @@ def _decode_into_cache(root: Path, files: list[tuple[str, int, int]], stem: Path
     class_names = _write_labels(kept, stem.with_suffix(".labels.npy"))
     meta = {"version": CACHE_VERSION, "source": str(root), "images": len(kept), "skipped": failed,
             "class_names": class_names}
-    _write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1))
+    write_atomically(stem.with_suffix(".json"), lambda file: file.write(json.dumps(meta, indent=1).encode()))
 
 
 def _compact(decoded: np.memmap, readable: np.ndarray, temporary: Path) -> Path:
@@ -150,14 +151,5 @@ def _write_labels(names: list[str], path: Path) -> list[str] | None:
     classes = [name.split("/", 1)[0] for name in names]
     class_names = sorted(set(classes))
     index = {name: i for i, name in enumerate(class_names)}
-    temporary = path.with_name(f".{path.name}.tmp.npy")
-    np.save(temporary, np.array([index[c] for c in classes], dtype=np.int64))
-    os.replace(temporary, path)
+    write_atomically(path, lambda file: np.save(file, np.array([index[c] for c in classes], dtype=np.int64)))
     return class_names
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a small text file whole or not at all."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

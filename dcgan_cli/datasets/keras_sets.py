@@ -10,6 +10,7 @@ import numpy as np
 
 from dcgan_cli.datasets import arrays
 from dcgan_cli.datasets.common import DataError
+from dcgan_cli.files import one_line
 
 # Where keras.datasets keeps each set, relative to <Keras home>/datasets, as files this module reads without pickle.
 CACHED = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist", "cifar10": None}
@@ -57,8 +58,7 @@ def _download(name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as error:  # keras.utils.get_file raises a bare Exception when a download fails
-        reason = " ".join(str(error).split())[:200]
-        raise DataError(f"data.name {name}: could not download it through keras.datasets ({reason}). "
+        raise DataError(f"data.name {name}: could not download it through keras.datasets ({one_line(error)}). "
                         f"Offline, {_where(name)}. Received: data.path null") from None
     return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test]).reshape(-1).astype(np.int64)
 

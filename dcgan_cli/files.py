@@ -1,0 +1,37 @@
+"""Small file helpers every writer shares: whole-or-nothing writes, and errors as one short line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file whole or not at all: `write` fills a temporary file beside `path`, which is flushed to disk and
+    renamed over `path`; on any failure the temporary is removed and `path` is untouched."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def fsync(path: str | Path) -> None:
+    """Flush a file's or a directory's contents to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, at most `limit` characters (its class name when it has none)."""
+    return " ".join(str(error).split())[:limit] or error.__class__.__name__
