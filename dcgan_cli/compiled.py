@@ -28,11 +28,17 @@ from dcgan_cli.models import Models, build_optimizers
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
 
+SOURCE_METRICS = {
+    "real": {"d_loss_real": losses.d_loss_real, "d_real_mean": losses.d_real_mean},
+    "fake": {"d_loss_fake": losses.d_loss_fake, "d_fake_mean": losses.d_fake_mean},
+}
+
+
 def _d_metrics(found: dict, held: tuple[str, ...], y, p) -> None:
     """Record D's loss and mean output on each source a batch holds (real, fake or both)."""
     for source in held:
-        found[f"d_loss_{source}"] = getattr(losses, f"d_loss_{source}")(y, p)
-        found[f"d_{source}_mean"] = getattr(losses, f"d_{source}_mean")(y, p)
+        for name, metric in SOURCE_METRICS[source].items():
+            found[name] = metric(y, p)
 
 
 def _stack(found: dict):

@@ -12,8 +12,9 @@ from dcgan_cli.files import write_atomically
 
 
 def grid(images: np.ndarray, *, min_width: int = 512, padding: int = 1) -> np.ndarray:
-    """Tile uint8 images (N, H, W, C) into one near-square grid on grey separators, enlarged by an integer nearest-neighbour factor
-    so that it is at least `min_width` pixels wide: uint8 (rows*(H+p)+p, cols*(W+p)+p, C) times that factor."""
+    """Tile uint8 images (N, H, W, C) into one near-square grid on grey separators, enlarged by an integer
+    nearest-neighbour factor so that it is at least `min_width` pixels wide: uint8 (rows*(H+p)+p, cols*(W+p)+p, C)
+    times that factor."""
     if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
         raise ValueError(f"expected a non-empty uint8 array (N, H, W, C). Received: {images.dtype} {images.shape}")
     n, h, w, c = images.shape

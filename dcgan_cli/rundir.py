@@ -52,7 +52,6 @@ def for_resume(cfg: Config | None, overrides: tuple[str, ...], *, config_name: s
         path = Path("runs") / str(config_name)
     if not path.is_dir():
         raise RunDirError(f"nothing to resume: no such run directory. Received: {str(path)!r}")
-    checkpoint.remove_temporaries(path)
     found = checkpoint.complete(path)
     saved_path = found[-1] / "config.yaml" if found else path / "config.yaml"
     if not saved_path.is_file():

@@ -107,11 +107,16 @@ def update_g(models: Models, z: np.ndarray) -> float:
     return models.gan.train_on_batch(z, target, return_dict=True)["loss"]
 
 
+def step_inputs(real: np.ndarray, rng: np.random.Generator, *, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 batch (N, H, W, C) in the model range (hack 7) and the step's latents z (N, latent_dim) (hack 8)."""
+    return (hacks.scale_images(real, hacks=cfg.hacks),
+            hacks.sample_latent(rng, len(real), cfg.model.latent_dim, hacks=cfg.hacks))
+
+
 def train_step(models: Models, real: np.ndarray, rng: np.random.Generator, *, cfg: Config,
                make_fakes: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
     """One step on a uint8 batch of real images (N, H, W, C): (1) update D, (2) update G on the same z."""
-    real = hacks.scale_images(real, hacks=cfg.hacks)  # (N, H, W, C) in the model range
-    z = hacks.sample_latent(rng, len(real), cfg.model.latent_dim, hacks=cfg.hacks)  # (N, latent_dim)
+    real, z = step_inputs(real, rng, cfg=cfg)
     logs = update_d(models, real, make_fakes(z), rng, cfg=cfg)
     logs["g_loss"] = update_g(models, z)
     return {key: float(logs[key]) for key in METRICS}
@@ -153,9 +158,7 @@ class _CompiledLoop:
         self.compiled = CompiledStep(models, cfg, jit_compile=backend.use_xla(cfg.train.jit_compile))
 
     def step(self, real: np.ndarray, rng: np.random.Generator) -> None:
-        h = self.cfg.hacks
-        real = hacks.scale_images(real, hacks=h)  # (N, H, W, C) in the model range
-        z = hacks.sample_latent(rng, len(real), self.cfg.model.latent_dim, hacks=h)  # (N, latent_dim)
+        real, z = step_inputs(real, rng, cfg=self.cfg)
         self.compiled(real, z, d_targets_for(len(real), rng, cfg=self.cfg))
 
     def take_sums(self) -> dict[str, float]:
