@@ -11,7 +11,10 @@
     COMPLETE            written last: marks the checkpoint whole
 
 It is written into `checkpoints/.tmp-step_NNNNNN/`, every file flushed to disk, then renamed into place, so a crash
-at any moment leaves either no checkpoint or a whole one. Everything is written through Python file objects, so a
+at any moment leaves either no checkpoint or a whole one. `checkpoints/best/` (output.eval_every) is the same kind
+of checkpoint under a fixed name, with its score in state.json; it is replaced by moving the old one aside first
+(`.old-best/`), so a crash between the two renames leaves the old one to be moved back at the next start. It is
+never pruned and never resumed from. Everything is written through Python file objects, so a
 full disk is an ordinary OSError (h5py, behind Keras' .weights.h5, crashes the process when a write fails).
 Nothing here unpickles or runs code from a file.
 """
@@ -36,10 +39,12 @@ from dcgan_cli.files import fsync, one_line
 from dcgan_cli.models import Models, build_generator, build_optimizers
 
 CHECKPOINTS = "checkpoints"
+BEST = "best"
 MARKER = "COMPLETE"
 FORMAT = 1
 _NAME = re.compile(r"^step_(\d{6,})$")
 _TEMPORARY = ".tmp-"
+_REPLACED = ".old-"
 
 
 class CheckpointError(ValueError):
@@ -76,10 +81,11 @@ def _groups(models: Models) -> dict[str, list]:
 
 
 def save(run_dir: Path, *, step: int, models: Models, cfg: Config, rng: np.random.Generator,
-         sample_latents: np.ndarray) -> Path:
-    """Write the checkpoint of `step` atomically and return its directory."""
+         sample_latents: np.ndarray, name: str | None = None, score: dict | None = None) -> Path:
+    """Write the checkpoint of `step` atomically as checkpoints/step_NNNNNN (or checkpoints/`name`, replacing one
+    there), with `score` recorded in its state.json, and return its directory."""
     parent = Path(run_dir) / CHECKPOINTS
-    final = parent / f"step_{step:06d}"
+    final = parent / (name or f"step_{step:06d}")
     temporary = parent / f"{_TEMPORARY}{final.name}"
     if temporary.exists():
         shutil.rmtree(temporary)
@@ -96,27 +102,53 @@ def save(run_dir: Path, *, step: int, models: Models, cfg: Config, rng: np.rando
                  "backend": keras.backend.backend(),
                  "variables": {group: [[v.path, list(v.shape)] for v in variables]
                                for group, variables in groups.items()}}
+        if score is not None:
+            state["score"] = score
         (temporary / "state.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
         (temporary / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
         (temporary / MARKER).write_text(f"step {step}\n", encoding="utf-8")
         for file in temporary.iterdir():
             fsync(file)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        fsync(parent)
+        _replace(temporary, final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return final
 
 
+def _replace(new: Path, final: Path) -> None:
+    """Rename `new` to `final`; an existing `final` is first moved aside and deleted only once `new` is in place."""
+    aside = final.with_name(f"{_REPLACED}{final.name}")
+    if final.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
+    os.replace(new, final)
+    fsync(final.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def remove_temporaries(run_dir: Path) -> None:
-    """Delete half-written checkpoints left by a crash during a save."""
+    """Delete half-written checkpoints left by a crash during a save, and put back a checkpoint that was moved
+    aside to be replaced when the crash came before its replacement was in place."""
     parent = Path(run_dir) / CHECKPOINTS
-    if parent.is_dir():
-        for leftover in parent.glob(f"{_TEMPORARY}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    if not parent.is_dir():
+        return
+    for leftover in parent.glob(f"{_TEMPORARY}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for aside in parent.glob(f"{_REPLACED}*"):
+        original = parent / aside.name[len(_REPLACED):]
+        if original.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(aside, original)
+
+
+def best_score(run_dir: Path) -> dict | None:
+    """The score recorded in checkpoints/best, or None when the run has no complete best checkpoint."""
+    best = Path(run_dir) / CHECKPOINTS / BEST
+    if not (best / MARKER).is_file():
+        return None
+    return read_state(best).get("score")
 
 
 def complete(run_dir: Path) -> list[Path]:
@@ -154,7 +186,7 @@ def read_config(checkpoint: Path) -> Config:
     return config_module.load_config(Path(checkpoint) / "config.yaml")
 
 
-def _read_state(checkpoint: Path) -> dict:
+def read_state(checkpoint: Path) -> dict:
     try:
         return json.loads((Path(checkpoint) / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -190,7 +222,7 @@ def load_generator(checkpoint: Path) -> tuple[Config, keras.Model]:
 def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     """Load G, D and both optimizers from a checkpoint into freshly built models of the same architecture."""
     checkpoint = Path(checkpoint)
-    state = _read_state(checkpoint)
+    state = read_state(checkpoint)
     if state.get("architecture") != architecture_hash(cfg):
         raise CheckpointError("the checkpoint was written for another architecture than this config's. "
                               f"Received: {str(checkpoint)!r}")

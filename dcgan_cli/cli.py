@@ -1,7 +1,8 @@
-"""The `dcgan` command: train, sample, summary, config. Heavy imports live inside the commands."""
+"""The `dcgan` command: train, sample, evaluate, summary, data, config. Heavy imports live inside the commands."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | 
     from dcgan_cli import checkpoint, rundir
     from dcgan_cli import train as training
     from dcgan_cli.data import DataError
+    from dcgan_cli.evaluate.features import EvaluationError
 
     try:
         if resume:
@@ -105,7 +107,7 @@ def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | 
             run_dir = rundir.choose_new(cfg, config_name=config_path.stem, explicit=run_dir)
         click.echo(f"run directory: {run_dir}", err=True)
         training.run(cfg, run_dir=run_dir, resume=resume)
-    except (rundir.RunDirError, checkpoint.CheckpointError, DataError) as error:
+    except (rundir.RunDirError, checkpoint.CheckpointError, DataError, EvaluationError) as error:
         raise UserError(str(error)) from None
     except ConfigError as error:
         raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
@@ -151,6 +153,67 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
         with _writing(individual):
             images.save_each(pictures, individual)
         click.echo(f"wrote {count} images into {individual}", err=True)
+
+
+@main.command()
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path),
+              help="A run directory (its newest checkpoint) or one checkpoint directory, e.g. RUN/checkpoints/best.")
+@click.option("--images", type=click.Path(path_type=Path),
+              help="Score a folder of images made by any tool instead (needs --config: the real data and size).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --images: the config whose data and model.image_size the images are scored against.")
+@set_option
+@click.option("--n", "count", type=click.IntRange(min=10), default=None,
+              help="Images to generate and score [default: 5000]; with --images, score at most this many.")
+@click.option("--features", type=click.Choice(["domain", "inception"]), default=None,
+              help="Feature space [default: domain where the data has class labels, else inception].")
+@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
+              help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latent draw.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to record the result [default: eval.json in the checkpoint or image folder].")
+def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Path | None,
+             overrides: tuple[str, ...], count: int | None, features: str | None, inception_weights: Path | None,
+             seed: int, as_json: bool, out: Path | None) -> None:
+    """Score a checkpoint's generator (or a folder of images) against the real training data.
+
+    Domain features: Frechet distance in a classifier's feature space, modes covered, class-histogram KL, mean
+    confidence. Inception features: FID and KID. Both: k-NN precision and recall. The result goes into eval.json.
+    """
+    if (checkpoint_path is None) == (images is None):
+        raise UserError("give either --checkpoint PATH or --images DIR (with --config)")
+    if images is not None and config_path is None:
+        raise UserError("--images needs --config: the config whose data the images are compared with")
+    if checkpoint_path is not None and config_path is not None:
+        raise UserError("--config is for --images; a checkpoint is scored with its own config "
+                        "(change where its data is with --set data.path=...)")
+    cfg = _load(config_path, overrides) if config_path is not None else None
+    _start_keras()
+    from dcgan_cli import checkpoint
+    from dcgan_cli.data import DataError
+    from dcgan_cli.evaluate import scoring
+    from dcgan_cli.evaluate.features import EvaluationError
+
+    try:
+        if checkpoint_path is not None:
+            found, result = scoring.evaluate_checkpoint(
+                checkpoint_path, count=count or 5000, features=features, seed=seed,
+                inception_weights=inception_weights, overrides=overrides)
+            target = out or found / scoring.SCORES_FILE
+        else:
+            result = scoring.evaluate_images(images, cfg, limit=count, features=features,
+                                             inception_weights=inception_weights)
+            target = out or images / scoring.SCORES_FILE
+    except (checkpoint.CheckpointError, DataError, EvaluationError) as error:
+        raise UserError(str(error)) from None
+    except ConfigError as error:
+        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+    with _writing(target):
+        scoring.write_result(target, result)
+    click.echo(json.dumps(result, indent=1) if as_json else "\n".join(scoring.lines(result)))
+    click.echo(f"wrote {target}", err=True)
 
 
 @main.command()

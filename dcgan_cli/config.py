@@ -110,6 +110,11 @@ class OutputConfig:
     log_every: int = setting(50, low=1)  # append a line to metrics.jsonl every this many steps (and at the end)
     n_samples: int = setting(64, low=1)  # images in each sample grid, drawn from one fixed latent batch
     progress: bool = setting(True)  # show the progress bar
+    eval_every: int = setting(0, low=0)  # score G every this many steps (and at the end) with the domain score on
+    #                                      fixed latents, keep the best as checkpoints/best; 0 = off
+    eval_samples: int = setting(1000, low=10)  # images scored at each eval_every, from one fixed latent set
+    eval_min_accuracy: float = setting(0.8, low=0.0, high=1.0)  # refuse domain scores when the classifier's
+    #                                      held-out accuracy is below this
 
 
 @dataclass(frozen=True)

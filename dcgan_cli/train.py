@@ -23,6 +23,7 @@ from dcgan_cli import backend, checkpoint, data, hacks, images, losses
 from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
+from dcgan_cli.evaluate.scoring import SCORE_KEY, TrainingScorer
 from dcgan_cli.files import write_atomically
 from dcgan_cli.models import Models, build_models, generate
 from dcgan_cli.rundir import keep_metrics_until
@@ -198,6 +199,37 @@ def _postfix(means: dict[str, float]) -> str:
             f"{means['images_per_s']:.0f} img/s")
 
 
+EVAL_LOGGED = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "precision", "recall")
+
+
+class _BestKeeper:
+    """output.eval_every: scores G at its cadence and knows the best score so far, which checkpoints/best holds
+    (read back from it when a run resumes)."""
+
+    def __init__(self, scorer: TrainingScorer, run_dir: Path, *, resume: bool):
+        self.scorer = scorer
+        self.best = checkpoint.best_score(run_dir) if resume else None
+        self.note = ""
+
+    def __call__(self, models: Models, *, step: int) -> tuple[dict, dict | None]:
+        """G's score now, as a metrics.jsonl entry, and the score record for checkpoints/best when it improved."""
+        result = self.scorer(models.g, step=step)
+        value = result["scores"][SCORE_KEY]
+        improved = self.best is None or value < self.best["value"]
+        record = {"features": result["features"], "images": result["images"], "real_set": result["real_set"],
+                  **{key: result["scores"][key] for key in EVAL_LOGGED}, "best": improved}
+        new_best = {"key": SCORE_KEY, "value": value, "step": step, "result": result} if improved else None
+        self.best = new_best or self.best
+        self.note = (f" | FD {value:.2f}, {record['modes_covered']}/{record['classes']} modes "
+                     f"(best {self.best['value']:.2f} @ {self.best['step']})")
+        return record, new_best
+
+
+def _append_metrics(path: Path, record: dict, last_saved: Path | None) -> None:
+    with _writing(path, last_saved), open(path, "a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
+
+
 def _due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
@@ -228,18 +260,19 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
                            "(use train.loop: train_on_batch on TensorFlow). Received: data_parallel"])
     keras.utils.set_random_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
-    real_images = data.load_dataset(cfg, progress=cfg.output.progress).images
+    dataset = data.load_dataset(cfg, progress=cfg.output.progress)
+    scorer = TrainingScorer(cfg, dataset) if cfg.output.eval_every else None
     with backend.data_parallel(cfg.train.distribution == "data_parallel", batch_size=cfg.train.batch_size) as count:
         if count > 1:
             print(f"data parallel over {count} devices: {', '.join(backend.local_devices())}", file=sys.stderr)
         with backend.precision(cfg.train.mixed_precision):
             models = build_models(cfg, rng)
-        _train(cfg, models, real_images, rng, run_dir=run_dir, resume=resume)
+        _train(cfg, models, dataset.images, rng, run_dir=run_dir, resume=resume, scorer=scorer)
     return run_dir
 
 
 def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator, *, run_dir: Path,
-           resume: bool) -> None:
+           resume: bool, scorer: TrainingScorer | None) -> None:
     """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop."""
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
     start, resumed_from = 0, None
@@ -252,12 +285,16 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
         keep_metrics_until(run_dir / "metrics.jsonl", start)
-    _loop(cfg, models, real_images, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from)
+    keeper = _BestKeeper(scorer, run_dir, resume=resume) if scorer is not None else None
+    _loop(cfg, models, real_images, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from,
+          keeper=keeper)
 
 
 def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator,
-          sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None) -> None:
-    """Steps start+1 .. train.steps, with logging, sample grids, checkpoints, the NaN guard and clean stops."""
+          sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
+          keeper: _BestKeeper | None) -> None:
+    """Steps start+1 .. train.steps, with logging, sample grids, scores and the best checkpoint, checkpoints, the
+    NaN guard and clean stops."""
     steps, out, batch_size = cfg.train.steps, cfg.output, cfg.train.batch_size
     loop = _CompiledLoop(models, cfg) if cfg.train.loop == "compiled" else _SplitLoop(models, cfg)
     last_saved, saved_step, read_step = resumed_from, start, start
@@ -271,7 +308,8 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.G
             bar.update(1)
             logged = _due(step, out.log_every, steps)
             saving = _due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step)
-            if loop.reads_every_step or logged or saving:
+            evaluating = keeper is not None and _due(step, out.eval_every, steps)
+            if loop.reads_every_step or logged or saving or evaluating:
                 sums = loop.take_sums()
                 bad = [f"{key}={value}" for key, value in sums.items() if not np.isfinite(value)]
                 if bad:
@@ -279,28 +317,37 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.G
                     raise _diverged(where, ", ".join(bad), last_saved)
                 window.add(sums, steps=step - read_step, images=(step - read_step) * batch_size)
                 read_step = step
+            sampling = _due(step, out.sample_every, steps)
+            if sampling or saving or evaluating:
+                loop.sync()
+            scored, new_best = keeper(models, step=step) if evaluating else (None, None)
+            record = {"step": step}
             if logged:
                 means = window.means()
-                with _writing(metrics_path, last_saved), open(metrics_path, "a", encoding="utf-8") as file:
-                    file.write(json.dumps({"step": step, **means}) + "\n")
-                bar.set_postfix_str(_postfix(means), refresh=False)
+                bar.set_postfix_str(_postfix(means) + (keeper.note if keeper else ""), refresh=False)
+                record.update(means)
                 window.reset()
-            sampling = _due(step, out.sample_every, steps)
-            if sampling or saving:
-                loop.sync()
+            if scored:
+                record["eval"] = scored
+            if logged or evaluating:
+                _append_metrics(metrics_path, record, last_saved)
             # The grid of a step is written before its checkpoint, so a resumed run never misses one.
             if sampling:
                 grid_path = run_dir / "samples" / f"step_{step:06d}.png"
                 with _writing(grid_path, last_saved):
                     images.save_grid(generate(models.g, sample_latents, cfg), grid_path)
+            if (saving or new_best) and not checkpoint.all_finite(models):
+                raise _diverged(f"step {step}", "a weight or optimizer variable is NaN or infinite", last_saved)
             if saving:
-                if not checkpoint.all_finite(models):
-                    raise _diverged(f"step {step}", "a weight or optimizer variable is NaN or infinite", last_saved)
                 with _writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
                     last_saved = checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=rng,
                                                  sample_latents=sample_latents)
                     checkpoint.prune(run_dir, keep=out.keep_checkpoints, protect=resumed_from)
                 saved_step = step
+            if new_best:
+                with _writing(run_dir / checkpoint.CHECKPOINTS / checkpoint.BEST, last_saved):
+                    checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=rng,
+                                    sample_latents=sample_latents, name=checkpoint.BEST, score=new_best)
             if stop.signum:
                 name = signal.Signals(stop.signum).name
                 raise Interrupted(f"stopped by {name} at step {step} of {steps}; checkpoint {last_saved}. "

@@ -1,10 +1,14 @@
-"""Shared fixtures: a tiny config that trains in a second, and quiet TensorFlow logs."""
+"""Shared fixtures: a tiny config that trains in a second, quiet TensorFlow logs, a per-session cache folder."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Caches the code writes by default (the domain classifier, real-data summaries) go to one folder per test session,
+# shared by its tests and the processes they start, never into the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dcgan-tests-cache-")
 
 import pytest  # noqa: E402
 

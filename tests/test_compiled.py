@@ -157,8 +157,10 @@ def test_the_core_tests_pass_on_the_other_backends(other):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("run from the default backend only")
     selection = ("test_d_update_trains_d_only or test_in_the_g_update or test_fakes_come_from or "
-                 "test_both_loops_agree or test_the_compiled_loop_resumes")
+                 "test_both_loops_agree or test_the_compiled_loop_resumes or test_the_compiled_loop_scores or "
+                 "test_scoring_during_training_does_not_change")
     result = run_elsewhere("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train.py",
-                           "tests/test_compiled.py", "-k", selection, env={"KERAS_BACKEND": other})
+                           "tests/test_compiled.py", "tests/test_evaluate.py", "-k", selection,
+                           env={"KERAS_BACKEND": other})
     assert result.returncode == 0, result.stdout[-4000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,14 @@ class Dataset:
     class_names: tuple[str, ...] | None  # the name of each class index, where the source names them
     source: str  # where the images came from, for messages
     cache: Path | None = None  # the decoded-images cache file, when there is one
+
+
+def cache_root(cache_dir: str | Path | None) -> Path:
+    """Where decoded folders and evaluation caches go: data.cache_dir, else $XDG_CACHE_HOME/dcgan-cli, else
+    ~/.cache/dcgan-cli."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dcgan-cli"
 
 
 def fit_image(image: Image.Image, *, size: int, channels: int) -> np.ndarray:

@@ -17,17 +17,12 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from dcgan_cli.datasets.common import DataError, Dataset, fit_image
+from dcgan_cli.datasets.common import DataError, Dataset, cache_root, fit_image
 from dcgan_cli.files import write_atomically
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 CHUNK = 512  # images decoded per batch of thread work
-
-
-def default_cache_dir() -> Path:
-    """$XDG_CACHE_HOME/dcgan-cli, else ~/.cache/dcgan-cli."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dcgan-cli"
 
 
 def list_images(root: Path) -> list[tuple[str, int, int]]:
@@ -57,7 +52,7 @@ def load(root: str | Path, *, size: int, channels: int, limit: int | None, cache
     if not files:
         raise DataError(f"data.path: no image files ({', '.join(e[1:] for e in EXTENSIONS)}) under this folder. "
                         f"Received: {str(root)!r}")
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = cache_root(cache_dir)
     key = _key(root, files, size, channels)
     stem = cache / f"folder-{key}"
     meta_path = stem.with_suffix(".json")
@@ -90,6 +85,35 @@ def _decode_one(path: Path, size: int, channels: int) -> np.ndarray | None:
         return None
 
 
+def decode_chunks(root: Path, files: list[tuple[str, int, int]], *, size: int, channels: int, progress: bool):
+    """Decode the files (as list_images gives them) CHUNK at a time on a thread pool: yields (index of the chunk's
+    first file, uint8 (len(chunk), size, size, channels) with zeros where unreadable, bool readable (len(chunk),))."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
+            tqdm(total=len(files), desc="decode", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(files), CHUNK):
+            chunk = files[start:start + CHUNK]
+            images = np.zeros((len(chunk), size, size, channels), dtype=np.uint8)
+            readable = np.zeros(len(chunk), dtype=bool)
+            for offset, image in enumerate(pool.map(lambda f: _decode_one(root / f[0], size, channels), chunk)):
+                if image is not None:
+                    images[offset], readable[offset] = image, True
+            bar.update(len(chunk))
+            yield start, images, readable
+
+
+def report_unreadable(root: Path, files: list[tuple[str, int, int]], readable: np.ndarray, *,
+                       log: Callable[[str], None], key: str) -> list[str]:
+    """The names of the unreadable files, warned about in one line; a DataError naming `key` when none was read."""
+    failed = [name for (name, _, _), ok in zip(files, readable) if not ok]
+    if len(failed) == len(files):
+        raise DataError(f"{key}: none of the {len(files)} image files could be read (first: {failed[0]}). "
+                        f"Received: {str(root)!r}")
+    if failed:
+        shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+        log(f"warning: skipped {len(failed)} of {len(files)} image files that could not be read: {shown}")
+    return failed
+
+
 def _decode_into_cache(root: Path, files: list[tuple[str, int, int]], stem: Path, *, size: int, channels: int,
                        progress: bool, log: Callable[[str], None]) -> None:
     """Decode every file into stem.npy (written under a temporary name, then renamed), its labels into
@@ -100,23 +124,11 @@ def _decode_into_cache(root: Path, files: list[tuple[str, int, int]], stem: Path
     decoded = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
     readable = np.zeros(len(files), dtype=bool)
     try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
-                tqdm(total=len(files), desc="decode", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-            for start in range(0, len(files), CHUNK):
-                chunk = files[start:start + CHUNK]
-                results = pool.map(lambda f: _decode_one(root / f[0], size, channels), chunk)
-                for offset, image in enumerate(results):
-                    if image is not None:
-                        decoded[start + offset] = image
-                        readable[start + offset] = True
-                bar.update(len(chunk))
-        failed = [name for (name, _, _), ok in zip(files, readable) if not ok]
-        if len(failed) == len(files):
-            raise DataError(f"data.path: none of the {len(files)} image files could be read (first: {failed[0]}). "
-                            f"Received: {str(root)!r}")
+        for start, images, ok in decode_chunks(root, files, size=size, channels=channels, progress=progress):
+            decoded[start:start + len(images)] = images
+            readable[start:start + len(images)] = ok
+        failed = report_unreadable(root, files, readable, log=log, key="data.path")
         if failed:
-            shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
-            log(f"warning: skipped {len(failed)} of {len(files)} image files that could not be read: {shown}")
             compact = _compact(decoded, readable, temporary)
             del decoded
             os.replace(compact, temporary)

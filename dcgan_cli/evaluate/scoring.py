@@ -1,0 +1,271 @@
+"""Scoring images against the real data: what `dcgan evaluate` and the training loop call.
+
+A Reference is one feature space over one real set (its extractor and the real images' summary, cached); score()
+runs the extractor over a stream of uint8 image batches (a generator's or a folder's) and returns a result that
+names the feature space, the number of images and the real set beside every score.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import keras
+import numpy as np
+
+from dcgan_cli import checkpoint, data, hacks
+from dcgan_cli.config import Config, ConfigError, load_config
+from dcgan_cli.datasets import folder
+from dcgan_cli.datasets.common import Dataset, cache_root
+from dcgan_cli.evaluate import domain, inception, stats
+from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, real_order,
+                                         summarise)
+from dcgan_cli.files import write_atomically
+from dcgan_cli.models import generate
+
+FEATURE_SPACES = ("domain", "inception")
+GENERATE_BATCH = 250  # latents turned into images at a time
+KID_SEED = 0  # KID's subsets come from a generator seeded with this, so a score does not depend on the run
+SCORES_FILE = "eval.json"
+EVAL_STREAM = 1  # output.eval_every's fixed latents: numpy's generator seeded with [train.seed, EVAL_STREAM]
+SCORE_KEY = "frechet_distance"  # lower is better; picks checkpoints/best during training
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One feature space over one real set: the extractor, the real images' summary and what to call them."""
+
+    features: str  # "domain" or "inception"
+    extractor: domain.DomainFeatures | inception.InceptionFeatures
+    real: stats.Summary
+    real_set: str  # e.g. "scikit-learn digits: 1,797 real images, 16x16x1"
+
+
+def default_features(dataset: Dataset) -> str:
+    """domain where the dataset has class labels, else inception."""
+    return "domain" if dataset.labels is not None else "inception"
+
+
+def describe_real(dataset: Dataset, used: int) -> str:
+    """The real set a score was measured against, with its size and image shape."""
+    _, h, w, c = dataset.images.shape
+    count = f"{used:,} real images" if used == len(dataset.images) else \
+        f"{used:,} of {len(dataset.images):,} real images (a fixed shuffle)"
+    return f"{dataset.source}: {count}, {h}x{w}x{c}"
+
+
+def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights: str | Path | None = None,
+              progress: bool = True, log: Callable[[str], None] = _stderr) -> Reference:
+    """The reference of `features` for this dataset, from the cache where it was measured before.
+
+    domain: the dataset's classifier (trained now when not cached), refused below output.eval_min_accuracy.
+    inception: InceptionV3 with the ImageNet weights of weights_file(inception_weights).
+    """
+    if features == "domain":
+        extractor = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=progress, log=log)
+        extractor.check(cfg.output.eval_min_accuracy)
+        real = extractor.real
+    else:
+        weights = inception.weights_file(inception_weights)
+        extractor = inception.InceptionFeatures(weights)
+        key = dataset_key(dataset)
+        order = real_order(len(dataset.images), key)
+        path = cache_root(cfg.data.cache_dir) / f"inception-{key}-{inception.weights_key(weights)}.npz"
+        real = cached_summary(path, lambda: summarise(
+            extractor, image_batches(dataset.images, order, extractor.batch_size), total=len(order),
+            progress=progress, description="real Inception features"),
+            {"source": dataset.source, "images": len(order), "weights": str(weights)})
+    return Reference(features=features, extractor=extractor, real=real,
+                     real_set=describe_real(dataset, real.count))
+
+
+def compare(features: str, samples: stats.Summary, real: stats.Summary) -> dict[str, float | int]:
+    """The scores of a summary of images against the real one, in the given feature space."""
+    fd = stats.frechet_distance(samples.mean, samples.covariance, real.mean, real.covariance)
+    pr_count = min(len(samples.kept), len(real.kept))
+    precision, recall = stats.precision_recall(real.kept[:pr_count], samples.kept[:pr_count])
+    pr = {"precision": precision, "recall": recall, "nearest_k": stats.NEAREST_K, "pr_images": pr_count}
+    if features == "domain":
+        classes = stats.class_scores(samples.histogram, real.histogram, samples.confidence_sum)
+        return {"frechet_distance": fd, **classes, "mode_share": stats.MODE_SHARE, **pr}
+    kid, kid_std, subset = stats.kid(real.kept, samples.kept, np.random.default_rng(KID_SEED))
+    return {"fid": fd, "kid": kid, "kid_std": kid_std, "kid_subsets": stats.KID_SUBSETS, "kid_subset_size": subset,
+            **pr}
+
+
+def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generated: str,
+          progress: bool = True) -> dict:
+    """Score uint8 image batches (about `total` images) against the reference; `generated` says where they came
+    from. Returns the result as JSON-ready data ("seconds": the time taken here, from the reference on)."""
+    started = time.perf_counter()
+    samples = summarise(ref.extractor, batches, total=total, progress=progress, description=f"{ref.features} features")
+    result = {
+        "features": ref.features,
+        "feature_space": ref.extractor.describe(),
+        "images": samples.count,
+        "generated": generated,
+        "real_set": ref.real_set,
+        "real_images": ref.real.count,
+        "scores": compare(ref.features, samples, ref.real),
+    }
+    if ref.features == "domain":
+        result["classes_covered"] = [name for name, count in zip(ref.extractor.class_names, samples.histogram)
+                                     if count >= stats.MODE_SHARE * samples.count]
+        result["classifier"] = {"held_out_accuracy": ref.extractor.accuracy,
+                                "held_out_images": ref.extractor.held_out, "cache": str(ref.extractor.cache)}
+    else:
+        result["inception_weights"] = str(ref.extractor.weights)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def generated_batches(g: keras.Model, cfg: Config, latents: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """G's uint8 images (inference mode) for each batch of latents."""
+    for z in latents:
+        yield generate(g, z, cfg)
+
+
+def drawn_latents(cfg: Config, count: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """`count` latents from `rng` (hack 8's distribution), GENERATE_BATCH at a time."""
+    for start in range(0, count, GENERATE_BATCH):
+        yield hacks.sample_latent(rng, min(GENERATE_BATCH, count - start), cfg.model.latent_dim, hacks=cfg.hacks)
+
+
+def folder_images(root: Path, cfg: Config, *, limit: int | None,
+                  log: Callable[[str], None] = _stderr) -> tuple[Iterator[np.ndarray], int]:
+    """The images under `root` (as data.name folder reads them, sized to the config, not cached) as uint8 batches,
+    and how many files there are."""
+    if not root.is_dir():
+        raise EvaluationError(f"--images: no such folder. Received: {str(root)!r}")
+    files = folder.list_images(root)[:limit]
+    if not files:
+        raise EvaluationError(f"--images: no image files ({', '.join(e[1:] for e in folder.EXTENSIONS)}) under "
+                              f"this folder. Received: {str(root)!r}")
+
+    def batches() -> Iterator[np.ndarray]:
+        readable = np.zeros(len(files), dtype=bool)
+        for start, images, ok in folder.decode_chunks(root, files, size=cfg.model.image_size,
+                                                      channels=cfg.model.channels, progress=False):
+            readable[start:start + len(images)] = ok
+            if ok.any():
+                yield images[ok]
+        folder.report_unreadable(root, files, readable, log=log, key="--images")
+
+    return batches(), len(files)
+
+
+def write_result(path: Path, result: dict) -> Path:
+    """Record a result in an eval.json: one entry per feature space, the newest replacing an older one."""
+    found = {}
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            found = {}
+    if not isinstance(found, dict):
+        found = {}
+    found[result["features"]] = result
+    return write_atomically(path, lambda file: file.write((json.dumps(found, indent=1) + "\n").encode()))
+
+
+def lines(result: dict) -> list[str]:
+    """The result as a few lines of text, each score naming its feature space."""
+    s = result["scores"]
+    head = [f"{result['images']:,} images ({result['generated']})",
+            f"  against {result['real_set']}",
+            f"  in {result['feature_space']}"]
+    pr = (f"  precision, recall (k={s['nearest_k']}, {result['features']})".ljust(36)
+          + f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} real)")
+    if result["features"] == "domain":
+        covered = ", ".join(result["classes_covered"])
+        body = [f"  Frechet distance (domain)".ljust(36) + f"{s['frechet_distance']:.3f}",
+                f"  modes covered".ljust(36) + f"{s['modes_covered']} of {s['classes']} classes "
+                f"(>= {s['mode_share']:.0%} of the images each: {covered})",
+                f"  class histogram KL".ljust(36) + f"{s['class_kl']:.4f} nats, KL(generated || real) of the "
+                "predicted classes",
+                f"  mean top-class confidence".ljust(36) + f"{s['mean_confidence']:.3f}", pr]
+    else:
+        body = [f"  FID (Inception)".ljust(36) + f"{s['fid']:.3f}",
+                f"  KID (Inception)".ljust(36) + f"{s['kid']:.5f} +- {s['kid_std']:.5f}   "
+                f"({s['kid_subsets']} subsets of {s['kid_subset_size']:,})", pr]
+    return head + body + [f"  {result['seconds']:.1f} s"]
+
+
+# ------------------------------------------------------------------ what `dcgan evaluate` runs
+
+
+EVALUATE_KEYS = ("data.", "output.eval_min_accuracy")  # what --set may change when scoring a checkpoint
+
+
+def checkpoint_config(found: Path, overrides: Iterable[str]) -> Config:
+    """A checkpoint's config with --set overrides of its data section (the data may have moved) and the accuracy
+    floor; the generator itself is the checkpoint's, so nothing else may change."""
+    refused = [o for o in overrides if not o.strip().startswith(EVALUATE_KEYS)]
+    if refused:
+        raise ConfigError([f"--set {o}: scoring a checkpoint, only data.* and output.eval_min_accuracy can be set "
+                           f"(the generator is the checkpoint's). Received: {o!r}" for o in refused])
+    return load_config(found / "config.yaml", overrides)
+
+
+def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: int,
+                        inception_weights: str | Path | None, overrides: Iterable[str] = (), progress: bool = True,
+                        log: Callable[[str], None] = _stderr) -> tuple[Path, dict]:
+    """Score `count` images of a checkpoint's generator (latents drawn with `seed`) against its run's training
+    data. Returns the checkpoint directory and the result."""
+    started = time.perf_counter()
+    found = checkpoint.resolve(path)
+    cfg = checkpoint_config(found, overrides)
+    _, g = checkpoint.load_generator(found)
+    step = checkpoint.read_state(found).get("step")
+    dataset = data.load_dataset(cfg, progress=progress, log=log)
+    ref = reference(dataset, features or default_features(dataset), cfg=cfg, inception_weights=inception_weights,
+                    progress=progress, log=log)
+    batches = generated_batches(g, cfg, drawn_latents(cfg, count, np.random.default_rng(seed)))
+    result = score(ref, batches, total=count, progress=progress,
+                   generated=f"generated by {found}, step {step}, latent seed {seed}")
+    return found, {**result, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def evaluate_images(root: Path, cfg: Config, *, limit: int | None, features: str | None,
+                    inception_weights: str | Path | None, progress: bool = True,
+                    log: Callable[[str], None] = _stderr) -> dict:
+    """Score the images of a folder (made by any tool; sized to the config's model) against the config's data."""
+    started = time.perf_counter()
+    batches, total = folder_images(root, cfg, limit=limit, log=log)
+    dataset = data.load_dataset(cfg, progress=progress, log=log)
+    ref = reference(dataset, features or default_features(dataset), cfg=cfg, inception_weights=inception_weights,
+                    progress=progress, log=log)
+    result = score(ref, batches, total=total, progress=progress, generated=f"images in {root}")
+    return {**result, "seconds": round(time.perf_counter() - started, 3)}
+
+
+# ------------------------------------------------------------------ during training
+
+
+class TrainingScorer:
+    """output.eval_every: the domain score of G's images from one fixed latent set (output.eval_samples latents,
+    drawn from their own seeded generator, so scoring never changes the training's random draws)."""
+
+    def __init__(self, cfg: Config, dataset: Dataset, *, log: Callable[[str], None] = _stderr):
+        if dataset.labels is None:
+            raise ConfigError([f"output.eval_every: the domain score needs class labels, and {dataset.source} has "
+                               "none (a folder needs one subfolder per class); set output.eval_every: 0. "
+                               f"Received: {cfg.output.eval_every}"])
+        self.cfg = cfg
+        self.reference = reference(dataset, "domain", cfg=cfg, progress=cfg.output.progress, log=log)
+        rng = np.random.default_rng([cfg.train.seed, EVAL_STREAM])
+        self.latents = hacks.sample_latent(rng, cfg.output.eval_samples, cfg.model.latent_dim, hacks=cfg.hacks)
+
+    def __call__(self, g: keras.Model, *, step: int) -> dict:
+        """The result for G's current weights (inference mode)."""
+        batches = (self.latents[i:i + GENERATE_BATCH] for i in range(0, len(self.latents), GENERATE_BATCH))
+        return score(self.reference, generated_batches(g, self.cfg, batches), total=len(self.latents),
+                     progress=False, generated=f"step {step}, the run's {len(self.latents):,} fixed eval latents")

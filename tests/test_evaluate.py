@@ -1,0 +1,305 @@
+"""`dcgan evaluate` and output.eval_every: domain and Inception scores, the best checkpoint, clean errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image, ImageFilter
+
+from dcgan_cli import checkpoint, data, train
+from dcgan_cli.cli import main
+from dcgan_cli.config import load_config
+from dcgan_cli.evaluate import domain, inception, scoring
+from dcgan_cli.evaluate.features import EvaluationError, dataset_key, summarise
+
+MNIST_T10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def batches(images: np.ndarray, size: int = 500):
+    return (images[i:i + size] for i in range(0, len(images), size))
+
+
+def weights(run: Path, name: str) -> dict[str, np.ndarray]:
+    with np.load(run / "checkpoints" / name / "weights.npz") as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+# ------------------------------------------------------------------ domain score on real MNIST
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    if not MNIST_T10K.is_dir():
+        pytest.skip("../shared/data/mnist-t10k is not here")
+    cfg = load_config(None, ["data.name=mnist", f"data.path={MNIST_T10K}", "model.image_size=28"])
+    dataset = data.load_dataset(cfg, progress=False)
+    ref = scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda message: None)
+    return cfg, dataset, ref
+
+
+def score_of(ref, images: np.ndarray) -> dict:
+    return scoring.score(ref, batches(images), total=len(images), generated="test", progress=False)
+
+
+def test_domain_score_ranks_real_above_blurred_above_two_classes_above_noise(mnist):
+    cfg, dataset, ref = mnist
+    assert ref.extractor.accuracy >= 0.95 and ref.extractor.held_out == 1500
+    _, held_out = domain.split(len(dataset.images), dataset_key(dataset))
+    real = dataset.images[held_out]  # never seen by the classifier
+    blurred = np.stack([np.asarray(Image.fromarray(image[..., 0]).filter(ImageFilter.GaussianBlur(1.5)))[..., None]
+                        for image in real])
+    two = dataset.images[np.isin(dataset.labels, [3, 7])][:1500]
+    noise = np.random.default_rng(0).integers(0, 256, real.shape, dtype=np.uint8)
+    results = {name: score_of(ref, images) for name, images in
+               [("real", real), ("blurred", blurred), ("two classes", two), ("noise", noise)]}
+    fd = {name: result["scores"]["frechet_distance"] for name, result in results.items()}
+    assert fd["real"] < fd["blurred"] < fd["two classes"] < fd["noise"], fd
+    assert results["real"]["scores"]["modes_covered"] == 10
+    assert results["two classes"]["scores"]["modes_covered"] == 2
+    assert results["two classes"]["classes_covered"] == ["3", "7"]
+    assert results["real"]["scores"]["class_kl"] < 0.01 < results["two classes"]["scores"]["class_kl"]
+    assert results["real"]["scores"]["mean_confidence"] > results["noise"]["scores"]["mean_confidence"]
+    assert results["real"]["scores"]["recall"] > 2 * results["two classes"]["scores"]["recall"]
+    for result in results.values():
+        assert result["images"] == 1500 and "10,000 real images, 28x28x1" in result["real_set"]
+        assert "held-out accuracy" in result["feature_space"]
+
+
+def test_the_classifier_is_cached_by_the_datasets_content(mnist, monkeypatch):
+    cfg, dataset, ref = mnist
+    monkeypatch.setattr(domain, "_train", lambda *args, **kwargs: pytest.fail("the cached classifier is reused"))
+    again = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=False)
+    assert again.cache == ref.extractor.cache and again.accuracy == ref.extractor.accuracy
+    np.testing.assert_array_equal(again.real.mean, ref.real.mean)
+    changed = data.Dataset(images=dataset.images[:5000], labels=dataset.labels[:5000], class_names=None,
+                           source="first half")
+    assert dataset_key(changed) != dataset_key(dataset)
+
+
+def test_below_the_accuracy_floor_scores_are_refused(mnist):
+    cfg, _, ref = mnist
+    with pytest.raises(EvaluationError, match=r"held-out accuracy.*below the floor of 100%.*Received: 1.0"):
+        ref.extractor.check(1.0)
+
+
+# ------------------------------------------------------------------ Inception features (never downloaded)
+
+
+def test_inception_features_with_random_weights_give_fid_kid_precision_recall():
+    extractor = inception.InceptionFeatures(None)
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (12, 16, 16, 1), dtype=np.uint8)
+    features, probabilities = extractor(grey)
+    assert features.shape == (12, 2048) and probabilities is None and np.isfinite(features).all()
+    real = summarise(extractor, batches(grey, 5), total=12, progress=False, description="real")
+    fakes = summarise(extractor, batches(rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8), 5), total=10,
+                      progress=False, description="fake")
+    scores = scoring.compare("inception", fakes, real)
+    assert set(scores) == {"fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall",
+                           "nearest_k", "pr_images"}
+    assert scores["fid"] > 0 and scores["kid_subset_size"] == 10 and scores["pr_images"] == 10
+    assert scoring.compare("inception", real, real)["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_offline_without_weights_the_error_says_how_to_get_them(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(EvaluationError) as caught:
+        inception.weights_file(None)
+    message = str(caught.value)
+    assert inception.WEIGHTS_URL in message and "--inception-weights FILE" in message
+    assert "DCGAN_INCEPTION_WEIGHTS" in message and "no network" in message
+    with pytest.raises(EvaluationError, match="--inception-weights: no such file. Received: 'missing.h5'"):
+        inception.weights_file("missing.h5")
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory) -> Path:
+    """A weights file of the right architecture with random values: what a user passes, minus the training."""
+    path = tmp_path_factory.mktemp("inception") / "random.weights.h5"
+    keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
+                                   input_shape=(299, 299, 3)).save_weights(path)
+    return path
+
+
+def image_folder(root: Path, images: np.ndarray) -> Path:
+    root.mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image[..., 0]).save(root / f"{i:03d}.png")
+    return root
+
+
+def yaml_file(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_evaluate_images_with_inception_caches_the_real_statistics(tmp_path, random_inception_weights):
+    digits = data.load_dataset(load_config(None, []), progress=False).images
+    folder = image_folder(tmp_path / "made-elsewhere", digits[-12:])
+    config = yaml_file(tmp_path / "digits.yaml", {"data": {"limit": 16, "cache_dir": str(tmp_path / "cache")}})
+    args = ["evaluate", "--images", folder, "--config", config, "--features", "inception", "--json"]
+    result = invoke(*args, "--inception-weights", random_inception_weights)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["features"] == "inception" and scores["images"] == 12 and scores["real_images"] == 16
+    assert scores["scores"]["fid"] > 0 and scores["inception_weights"] == str(random_inception_weights)
+    cached = list((tmp_path / "cache").glob("inception-*.npz"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again = CliRunner(env={"DCGAN_INCEPTION_WEIGHTS": str(random_inception_weights)}).invoke(main, map(str, args))
+    assert again.exit_code == 0, again.output
+    assert cached[0].stat().st_mtime_ns == stamp, "the real statistics come from the cache the second time"
+    assert json.loads(again.stdout)["scores"]["fid"] == pytest.approx(scores["scores"]["fid"], rel=1e-5)
+    assert json.loads((folder / "eval.json").read_text())["inception"]["images"] == 12
+
+
+def test_a_file_that_is_not_inception_weights_is_a_clean_error(tmp_path):
+    folder = image_folder(tmp_path / "pngs", np.zeros((10, 16, 16, 1), np.uint8))
+    config = yaml_file(tmp_path / "digits.yaml", {"data": {"limit": 16}})
+    bad = tmp_path / "not-weights.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    result = invoke("evaluate", "--images", folder, "--config", config, "--features", "inception",
+                    "--inception-weights", bad)
+    assert result.exit_code == 2 and "cannot load InceptionV3 weights" in result.output
+    assert f"Received: {str(bad)!r}" in result.output and "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ during training: output.eval_every
+
+
+EVAL = ["output.eval_every=1", "output.eval_samples=50", "output.checkpoint_every=1", "output.keep_checkpoints=1"]
+
+
+def test_eval_every_keeps_the_best_through_rotation_and_resume(tmp_path, tiny_overrides):
+    whole = train.run(load_config(None, [*tiny_overrides, *EVAL, "train.steps=6"]), run_dir=tmp_path / "whole")
+    lines = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    scored = {line["step"]: line["eval"] for line in lines if "eval" in line}
+    assert sorted(scored) == [1, 2, 3, 4, 5, 6]
+    assert all(entry["images"] == 50 and entry["features"] == "domain" and "scikit-learn digits" in entry["real_set"]
+               for entry in scored.values())
+    best_step = min(scored, key=lambda step: scored[step]["frechet_distance"])
+    assert [step for step, entry in scored.items() if entry["best"]][-1] == best_step
+    assert sorted(p.name for p in (whole / "checkpoints").iterdir()) == ["best", "step_000006"]
+    best = checkpoint.best_score(whole)
+    assert best["step"] == best_step and best["value"] == scored[best_step]["frechet_distance"]
+    assert best["result"]["images"] == 50
+
+    part = train.run(load_config(None, [*tiny_overrides, *EVAL, "train.steps=3"]), run_dir=tmp_path / "part")
+    before = checkpoint.best_score(part)
+    train.run(load_config(None, [*tiny_overrides, *EVAL, "train.steps=6"]), run_dir=part, resume=True)
+    after = checkpoint.best_score(part)
+    assert after["step"] == best_step and after["value"] <= before["value"]
+    assert (part / "checkpoints" / "best" / "COMPLETE").is_file()
+    a, b = weights(whole, "best"), weights(part, "best")
+    assert all(np.array_equal(a[key], b[key]) for key in a), "the resumed run keeps the same best, bit for bit"
+
+
+def test_scoring_during_training_does_not_change_the_training(tmp_path, tiny_overrides):
+    plain = train.run(load_config(None, [*tiny_overrides, "train.steps=3"]), run_dir=tmp_path / "plain")
+    scored = train.run(load_config(None, [*tiny_overrides, "train.steps=3", "output.eval_every=2",
+                                          "output.eval_samples=20"]), run_dir=tmp_path / "scored")
+    a, b = weights(plain, "step_000003"), weights(scored, "step_000003")
+    assert all(np.array_equal(a[key], b[key]) for key in a)
+    assert (scored / "checkpoints" / "best").is_dir() and not (plain / "checkpoints" / "best").exists()
+
+
+def test_the_compiled_loop_scores_its_current_weights(tmp_path, tiny_overrides):
+    """Scores at steps without a checkpoint or a grid must see the compiled loop's state, not stale variables."""
+    scores = {}
+    for loop in ("train_on_batch", "compiled"):
+        cfg = load_config(None, [*tiny_overrides, "train.steps=3", f"train.loop={loop}", "output.eval_every=1",
+                                 "output.eval_samples=50", "output.checkpoint_every=3", "output.sample_every=3"])
+        run = train.run(cfg, run_dir=tmp_path / loop)
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        scores[loop] = [line["eval"]["frechet_distance"] for line in lines if "eval" in line]
+    assert len(scores["compiled"]) == 3 and len(set(scores["compiled"])) == 3
+    assert scores["compiled"] == pytest.approx(scores["train_on_batch"], rel=1e-3)
+
+
+def test_a_crash_while_replacing_the_best_checkpoint_keeps_the_old_one(tmp_path):
+    parent = tmp_path / "checkpoints"
+    (parent / ".old-best").mkdir(parents=True)
+    (parent / ".old-best" / "COMPLETE").write_text("step 5\n")
+    checkpoint.remove_temporaries(tmp_path)
+    assert (parent / "best" / "COMPLETE").read_text() == "step 5\n" and not (parent / ".old-best").exists()
+
+
+def test_eval_every_on_data_without_labels_is_refused_before_anything_is_written(tmp_path, tiny_overrides):
+    array = tmp_path / "faces.npy"
+    np.save(array, np.zeros((20, 16, 16), np.uint8))
+    config = yaml_file(tmp_path / "faces.yaml", {"data": {"name": "npy", "path": str(array)}})
+    result = invoke("train", "--config", config, "--run-dir", tmp_path / "run",
+                    *[arg for o in tiny_overrides for arg in ("--set", o)], "--set", "output.eval_every=2")
+    assert result.exit_code == 2 and "output.eval_every: the domain score needs class labels" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ the command
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    from conftest import TINY
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    return train.run(load_config(None, [*TINY, *EVAL]), run_dir=run)
+
+
+def test_evaluate_a_checkpoint_writes_eval_json_and_prints_each_score_with_its_space(trained):
+    result = invoke("evaluate", "--checkpoint", trained, "--n", 300, "--seed", 3)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "300 images (generated by" in text and "step 4, latent seed 3" in text
+    assert "against scikit-learn digits: 1,797 real images, 16x16x1" in text
+    assert "Frechet distance (domain)" in text and "modes covered" in text and "precision, recall (k=3, domain)" in text
+    recorded = json.loads((trained / "checkpoints" / "step_000004" / "eval.json").read_text())["domain"]
+    assert recorded["images"] == 300 and recorded["scores"]["classes"] == 10
+    same = invoke("evaluate", "--checkpoint", trained, "--n", 300, "--seed", 3, "--json")
+    assert json.loads(same.stdout)["scores"] == recorded["scores"], "the same seed gives the same score"
+
+
+def test_sample_and_evaluate_accept_the_best_checkpoint(trained, tmp_path):
+    best = trained / "checkpoints" / "best"
+    assert invoke("sample", "--checkpoint", best, "--n", 4, "--out", tmp_path / "best.png").exit_code == 0
+    result = invoke("evaluate", "--checkpoint", best, "--n", 50, "--json", "--out", tmp_path / "scores.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["generated"].startswith(f"generated by {best}, step")
+    assert "domain" in json.loads((tmp_path / "scores.json").read_text())
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give either --checkpoint PATH or --images DIR"),
+    (["--images", "."], "--images needs --config"),
+    (["--checkpoint", "{run}", "--config", "x.yaml"], "--config is for --images"),
+    (["--checkpoint", "{run}", "--n", "5"], "5 is not in the range x>=10"),
+    (["--checkpoint", "{run}", "--set", "model.image_size=32"], "only data.* and output.eval_min_accuracy"),
+    (["--checkpoint", "{run}", "--set", "output.eval_min_accuracy=1.0"], "below the floor of 100%"),
+    (["--checkpoint", "{run}", "--set", "data.path=/nowhere", "--set", "data.name=npz"],
+     "data.path: no such file. Received: '/nowhere'"),
+    (["--checkpoint", "nowhere"], "no such checkpoint or run directory"),
+])
+def test_evaluate_mistakes_exit_2_with_one_clear_message(trained, args, message):
+    result = invoke("evaluate", *[arg.format(run=trained) for arg in args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_domain_features_on_a_dataset_without_labels_say_so(tmp_path):
+    array = tmp_path / "faces.npy"
+    np.save(array, np.zeros((20, 16, 16), np.uint8))
+    config = yaml_file(tmp_path / "faces.yaml", {"data": {"name": "npy", "path": str(array)}})
+    folder = image_folder(tmp_path / "pngs", np.zeros((10, 16, 16, 1), np.uint8))
+    result = invoke("evaluate", "--images", folder, "--config", config, "--features", "domain")
+    assert result.exit_code == 2 and "domain features need class labels" in result.output
+    assert "--features inception" in result.output
