@@ -66,7 +66,7 @@ def test_domain_score_ranks_real_above_blurred_above_two_classes_above_noise(mni
     assert fd["real"] < fd["blurred"] < fd["two classes"] < fd["noise"], fd
     assert results["real"]["scores"]["modes_covered"] == 10
     assert results["two classes"]["scores"]["modes_covered"] == 2
-    assert results["two classes"]["classes_covered"] == ["3", "7"]
+    assert results["two classes"]["scores"]["covered_classes"] == ["3", "7"]
     assert results["real"]["scores"]["class_kl"] < 0.01 < results["two classes"]["scores"]["class_kl"]
     assert results["real"]["scores"]["mean_confidence"] > results["noise"]["scores"]["mean_confidence"]
     assert results["real"]["scores"]["recall"] > 2 * results["two classes"]["scores"]["recall"]

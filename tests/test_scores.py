@@ -123,12 +123,15 @@ def test_precision_recall_equal_the_prdc_reference_and_do_not_depend_on_the_bloc
 def test_class_scores_count_modes_and_measure_the_histogram_kl():
     real = np.full(10, 100)
     two_classes = np.array([50, 50, 0, 0, 0, 0, 0, 0, 0, 0])
-    scores = stats.class_scores(two_classes, real, confidence_sum=90.0)
-    assert scores == {"modes_covered": 2, "classes": 10, "class_kl": pytest.approx(np.log(5)),
-                      "mean_confidence": pytest.approx(0.9)}
-    assert stats.class_scores(real, real, 1000.0)["class_kl"] == pytest.approx(0.0)
+    names = "zero one two three four five six seven eight nine".split()
+    scores = stats.class_scores(two_classes, real, 90.0, names)
+    assert scores == {"modes_covered": 2, "covered_classes": ["zero", "one"], "classes": 10,
+                      "class_kl": pytest.approx(np.log(5)), "mean_confidence": pytest.approx(0.9)}
+    assert stats.class_scores(real, real, 1000.0, names)["class_kl"] == pytest.approx(0.0)
     barely = np.array([980, 19, 1, 0, 0, 0, 0, 0, 0, 0])  # 1.9% is not a covered mode, 2% would be
-    assert stats.class_scores(barely, real, 0.0)["modes_covered"] == 1
+    assert stats.class_scores(barely, real, 0.0, names)["covered_classes"] == ["zero"]
+    missing = np.array([0, 0, 0, 0, 0, 0, 0, 0, 100, 100])  # classes without real images are not modes
+    assert stats.class_scores(missing, np.append(real[:9], 0), 0.0, names)["modes_covered"] == 1
 
 
 def test_summary_round_trips_through_plain_arrays():

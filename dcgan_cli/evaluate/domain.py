@@ -68,8 +68,8 @@ class DomainFeatures:
             raise EvaluationError(
                 f"output.eval_min_accuracy: the domain classifier reaches only {self.accuracy:.1%} held-out "
                 f"accuracy on this dataset, below the floor of {floor:.0%}, so its scores would not mean much; "
-                f"score with --features inception, or lower the floor with --set output.eval_min_accuracy=... "
-                f"Received: {floor}")
+                f"lower the floor with --set output.eval_min_accuracy=..., or score in Inception features "
+                f"(dcgan evaluate --features inception). Received: {floor}")
 
 
 def build_classifier(shape: tuple[int, int, int], classes: int,

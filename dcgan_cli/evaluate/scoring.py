@@ -47,6 +47,7 @@ class Reference:
     extractor: domain.DomainFeatures | inception.InceptionFeatures
     real: stats.Summary
     real_set: str  # e.g. "scikit-learn digits: 1,797 real images, 16x16x1"
+    class_names: tuple[str, ...] = ()  # the domain classifier's classes
 
 
 def default_features(dataset: Dataset) -> str:
@@ -72,8 +73,9 @@ def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights
     if features == "domain":
         extractor = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=progress, log=log)
         extractor.check(cfg.output.eval_min_accuracy)
-        real = extractor.real
+        real, names = extractor.real, extractor.class_names
     else:
+        names = ()
         weights = inception.weights_file(inception_weights)
         extractor = inception.InceptionFeatures(weights)
         key = dataset_key(dataset)
@@ -84,17 +86,19 @@ def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights
             progress=progress, description="real Inception features"),
             {"source": dataset.source, "images": len(order), "weights": str(weights)})
     return Reference(features=features, extractor=extractor, real=real,
-                     real_set=describe_real(dataset, real.count))
+                     real_set=describe_real(dataset, real.count), class_names=names)
 
 
-def compare(features: str, samples: stats.Summary, real: stats.Summary) -> dict[str, float | int]:
-    """The scores of a summary of images against the real one, in the given feature space."""
+def compare(features: str, samples: stats.Summary, real: stats.Summary,
+            class_names: tuple[str, ...] = ()) -> dict[str, float | int | list[str]]:
+    """The scores of a summary of images against the real one, in the given feature space (the domain's classes
+    named by `class_names`)."""
     fd = stats.frechet_distance(samples.mean, samples.covariance, real.mean, real.covariance)
     pr_count = min(len(samples.kept), len(real.kept))
     precision, recall = stats.precision_recall(real.kept[:pr_count], samples.kept[:pr_count])
     pr = {"precision": precision, "recall": recall, "nearest_k": stats.NEAREST_K, "pr_images": pr_count}
     if features == "domain":
-        classes = stats.class_scores(samples.histogram, real.histogram, samples.confidence_sum)
+        classes = stats.class_scores(samples.histogram, real.histogram, samples.confidence_sum, class_names)
         return {"frechet_distance": fd, **classes, "mode_share": stats.MODE_SHARE, **pr}
     kid, kid_std, subset = stats.kid(real.kept, samples.kept, np.random.default_rng(KID_SEED))
     return {"fid": fd, "kid": kid, "kid_std": kid_std, "kid_subsets": stats.KID_SUBSETS, "kid_subset_size": subset,
@@ -114,11 +118,9 @@ def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generate
         "generated": generated,
         "real_set": ref.real_set,
         "real_images": ref.real.count,
-        "scores": compare(ref.features, samples, ref.real),
+        "scores": compare(ref.features, samples, ref.real, ref.class_names),
     }
     if ref.features == "domain":
-        result["classes_covered"] = [name for name, count in zip(ref.extractor.class_names, samples.histogram)
-                                     if count >= stats.MODE_SHARE * samples.count]
         result["classifier"] = {"held_out_accuracy": ref.extractor.accuracy,
                                 "held_out_images": ref.extractor.held_out, "cache": str(ref.extractor.cache)}
     else:
@@ -185,7 +187,7 @@ def lines(result: dict) -> list[str]:
     pr = (f"  precision, recall (k={s['nearest_k']}, {result['features']})".ljust(36)
           + f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} real)")
     if result["features"] == "domain":
-        covered = ", ".join(result["classes_covered"])
+        covered = ", ".join(s["covered_classes"])
         body = [f"  Frechet distance (domain)".ljust(36) + f"{s['frechet_distance']:.3f}",
                 f"  modes covered".ljust(36) + f"{s['modes_covered']} of {s['classes']} classes "
                 f"(>= {s['mode_share']:.0%} of the images each: {covered})",

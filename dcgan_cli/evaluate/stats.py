@@ -9,6 +9,7 @@ kept for the scores that need the vectors themselves (KID, precision and recall)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -181,22 +182,24 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = NEAREST_K) 
     return float(precision), float(recall)
 
 
-def class_scores(histogram: np.ndarray, real_histogram: np.ndarray, confidence_sum: float,
-                 *, share: float = MODE_SHARE) -> dict[str, float | int]:
+def class_scores(histogram: np.ndarray, real_histogram: np.ndarray, confidence_sum: float, names: Sequence[str],
+                 *, share: float = MODE_SHARE) -> dict[str, float | int | list[str]]:
     """Scores of predicted classes: `histogram` (K,) counts the samples' top classes, `real_histogram` (K,) the
-    real images', `confidence_sum` adds the samples' top-class probabilities.
+    real images', `confidence_sum` adds the samples' top-class probabilities, `names` (K,) names the classes.
 
-    modes_covered: classes holding at least `share` of the samples (of the classes the real images have);
-    class_kl: KL(p_samples || p_real) of the two histograms, in nats (finite, since every real class has mass);
-    mean_confidence: the samples' mean top-class probability.
+    modes_covered: classes holding at least `share` of the samples (of the classes the real images have), named
+    in covered_classes; class_kl: KL(p_samples || p_real) of the two histograms, in nats (finite where every
+    class the samples fall in has real mass); mean_confidence: the samples' mean top-class probability.
     """
     histogram, real_histogram = np.asarray(histogram, np.float64), np.asarray(real_histogram, np.float64)
     present = real_histogram > 0
     p = histogram / histogram.sum()
     q = real_histogram / real_histogram.sum()
     mass = p > 0
+    covered = (p >= share) & present
     return {
-        "modes_covered": int(((p >= share) & present).sum()),
+        "modes_covered": int(covered.sum()),
+        "covered_classes": [name for name, hit in zip(names, covered) if hit],
         "classes": int(present.sum()),
         "class_kl": float(np.sum(p[mass] * np.log(p[mass] / np.maximum(q[mass], 1e-12)))),
         "mean_confidence": float(confidence_sum / histogram.sum()),

@@ -1,0 +1,110 @@
+"""Speed and memory of `dcgan evaluate`'s parts, each printed as one JSON line.
+
+    python bench/evaluate.py classifier [--mnist DIR]      # the domain classifier's one-time training, 10,000 MNIST
+    python bench/evaluate.py domain --n 5000 [--mnist DIR] # domain-scoring n generated 28x28 images, classifier cached
+    python bench/evaluate.py inception --n 50000           # n generated images through InceptionV3: time, peak RSS
+
+MNIST is read from the IDX files in --mnist (default ../shared/data/mnist-t10k beside the project). The generator
+is the 28x28 (or, for inception, the digits') DCGAN with fresh weights: speed and memory do not depend on what it
+learned. The inception mode uses random InceptionV3 weights unless --inception-weights names the ImageNet file:
+the work and the memory are the same. Each mode runs in its own process so that its peak RSS is its own; caches
+go to a fresh temporary folder unless --cache names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from dcgan_cli import data  # noqa: E402
+from dcgan_cli.config import load_config  # noqa: E402
+from dcgan_cli.evaluate import domain, inception, scoring  # noqa: E402
+from dcgan_cli.evaluate.features import image_batches, summarise  # noqa: E402
+from dcgan_cli.models import build_generator  # noqa: E402
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def mnist_config(path: Path, cache: str):
+    return load_config(None, ["data.name=mnist", f"data.path={path}", "model.image_size=28",
+                              f"data.cache_dir={cache}"])
+
+
+def bench_classifier(args) -> dict:
+    cfg = mnist_config(args.mnist, args.cache)
+    dataset = data.load_dataset(cfg, progress=False)
+    started = time.perf_counter()
+    trained = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=True, log=lambda m: None)
+    return {"what": "domain classifier, one-time training and real summary", "images": len(dataset.images),
+            "seconds": round(time.perf_counter() - started, 2), "held_out_accuracy": trained.accuracy,
+            "peak_rss_mib": round(peak_rss_mib())}
+
+
+def generated(cfg, count: int):
+    g = build_generator(cfg, np.random.default_rng(0))
+    return scoring.generated_batches(g, cfg, scoring.drawn_latents(cfg, count, np.random.default_rng(1)))
+
+
+def bench_domain(args) -> dict:
+    cfg = mnist_config(args.mnist, args.cache)
+    dataset = data.load_dataset(cfg, progress=False)
+    ref = scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda m: None)  # trained if not cached
+    started = time.perf_counter()
+    result = scoring.score(ref, generated(cfg, args.n), total=args.n, generated="bench", progress=True)
+    seconds = time.perf_counter() - started
+    return {"what": "domain scores of generated 28x28 images, classifier cached", "images": args.n,
+            "seconds": round(seconds, 2), "images_per_s": round(args.n / seconds), "scores": result["scores"],
+            "peak_rss_mib": round(peak_rss_mib())}
+
+
+def bench_inception(args) -> dict:
+    cfg = load_config(None, [f"data.cache_dir={args.cache}"])
+    dataset = data.load_dataset(cfg, progress=False)
+    weights = inception.weights_file(args.inception_weights) if args.inception_weights else None
+    extractor = inception.InceptionFeatures(weights)
+    real = summarise(extractor, image_batches(dataset.images, np.arange(len(dataset.images)), extractor.batch_size),
+                     total=len(dataset.images), progress=True, description="real")
+    ref = scoring.Reference(features="inception", extractor=extractor, real=real,
+                            real_set=scoring.describe_real(dataset, real.count))
+    after_real = peak_rss_mib()
+    started = time.perf_counter()
+    result = scoring.score(ref, generated(cfg, args.n), total=args.n, generated="bench", progress=True)
+    seconds = time.perf_counter() - started
+    return {"what": "Inception scores (FID, KID, precision/recall) of generated images resized to 299x299",
+            "weights": str(weights) if weights else "random (same work and memory as ImageNet's)",
+            "images": args.n, "seconds": round(seconds, 1), "images_per_s": round(args.n / seconds, 1),
+            "peak_rss_mib_after_real_set": round(after_real), "peak_rss_mib": round(peak_rss_mib()),
+            "fid": result["scores"]["fid"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("classifier", "domain", "inception"))
+    parser.add_argument("--n", type=int, default=5000, help="generated images to score")
+    parser.add_argument("--mnist", type=Path, default=MNIST, help="folder of the MNIST IDX files")
+    parser.add_argument("--cache", default=None, help="cache folder (default: a fresh temporary one)")
+    parser.add_argument("--inception-weights", default=None, help="InceptionV3 ImageNet weights file")
+    args = parser.parse_args()
+    if args.mode != "inception" and not args.mnist.is_dir():
+        sys.exit(f"no MNIST IDX files in {args.mnist}; pass --mnist DIR")
+    args.cache = args.cache or tempfile.mkdtemp(prefix="dcgan-bench-cache-")
+    bench = {"classifier": bench_classifier, "domain": bench_domain, "inception": bench_inception}[args.mode]
+    print(json.dumps({"mode": args.mode, **bench(args), "cpus": os.cpu_count()}))
+
+
+if __name__ == "__main__":
+    main()
