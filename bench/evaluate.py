@@ -77,7 +77,7 @@ def bench_inception(args) -> dict:
     weights = inception.weights_file(args.inception_weights) if args.inception_weights else None
     extractor = inception.InceptionFeatures(weights)
     real = summarise(extractor, image_batches(dataset.images, np.arange(len(dataset.images)), extractor.batch_size),
-                     total=len(dataset.images), progress=True, description="real")
+                     batch_size=extractor.batch_size, total=len(dataset.images), progress=True, description="real")
     ref = scoring.Reference(features="inception", extractor=extractor, real=real,
                             real_set=scoring.describe_real(dataset, real.count))
     after_real = peak_rss_mib()

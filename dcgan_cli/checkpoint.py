@@ -14,9 +14,9 @@ It is written into `checkpoints/.tmp-step_NNNNNN/`, every file flushed to disk, 
 at any moment leaves either no checkpoint or a whole one. `checkpoints/best/` (output.eval_every) is the same kind
 of checkpoint under a fixed name, with its score in state.json; it is replaced by moving the old one aside first
 (`.old-best/`), so a crash between the two renames leaves the old one to be moved back at the next start. It is
-never pruned and never resumed from. Everything is written through Python file objects, so a
-full disk is an ordinary OSError (h5py, behind Keras' .weights.h5, crashes the process when a write fails).
-Nothing here unpickles or runs code from a file.
+never pruned and never resumed from. Everything is written through Python file objects, so a full disk is an
+ordinary OSError (h5py, behind Keras' .weights.h5, crashes the process when a write fails). Nothing here
+unpickles or runs code from a file.
 """
 
 from __future__ import annotations

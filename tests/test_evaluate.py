@@ -101,14 +101,27 @@ def test_inception_features_with_random_weights_give_fid_kid_precision_recall():
     grey = rng.integers(0, 256, (12, 16, 16, 1), dtype=np.uint8)
     features, probabilities = extractor(grey)
     assert features.shape == (12, 2048) and probabilities is None and np.isfinite(features).all()
-    real = summarise(extractor, batches(grey, 5), total=12, progress=False, description="real")
-    fakes = summarise(extractor, batches(rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8), 5), total=10,
-                      progress=False, description="fake")
+    real = summarise(extractor, batches(grey, 5), batch_size=4, total=12, progress=False, description="real")
+    fakes = summarise(extractor, batches(rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8), 5), batch_size=4,
+                      total=10, progress=False, description="fake")
     scores = scoring.compare("inception", fakes, real)
     assert set(scores) == {"fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall",
                            "nearest_k", "pr_images"}
     assert scores["fid"] > 0 and scores["kid_subset_size"] == 10 and scores["pr_images"] == 10
     assert scoring.compare("inception", real, real)["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_features_are_extracted_at_most_batch_size_images_at_a_time():
+    seen = []
+
+    def extract(images):
+        seen.append(len(images))
+        return images.reshape(len(images), -1).astype(np.float32), np.full((len(images), 2), 0.5)
+
+    images = np.random.default_rng(0).integers(0, 256, (10, 2, 2, 1), dtype=np.uint8)
+    summary = summarise(extract, [images[:7], images[7:]], batch_size=4, total=10, progress=False, description="t")
+    assert seen == [4, 3, 3] and summary.count == 10 and summary.histogram.sum() == 10
+    np.testing.assert_allclose(summary.mean, images.reshape(10, -1).mean(axis=0))
 
 
 def test_offline_without_weights_the_error_says_how_to_get_them(monkeypatch):
@@ -236,13 +249,18 @@ def test_a_crash_while_replacing_the_best_checkpoint_keeps_the_old_one(tmp_path)
     assert (parent / "best" / "COMPLETE").read_text() == "step 5\n" and not (parent / ".old-best").exists()
 
 
-def test_eval_every_on_data_without_labels_is_refused_before_anything_is_written(tmp_path, tiny_overrides):
+@pytest.mark.parametrize("data, extra, message", [
+    ({"name": "npy"}, [], "output.eval_every: the domain score needs class labels"),
+    ({}, ["output.eval_min_accuracy=1.0"], "output.eval_min_accuracy: the domain classifier reaches only"),
+])
+def test_eval_every_that_cannot_score_is_refused_before_anything_is_written(tmp_path, tiny_overrides, data, extra,
+                                                                          message):
     array = tmp_path / "faces.npy"
     np.save(array, np.zeros((20, 16, 16), np.uint8))
-    config = yaml_file(tmp_path / "faces.yaml", {"data": {"name": "npy", "path": str(array)}})
+    config = yaml_file(tmp_path / "data.yaml", {"data": {**data, "path": str(array)} if data else {}})
     result = invoke("train", "--config", config, "--run-dir", tmp_path / "run",
-                    *[arg for o in tiny_overrides for arg in ("--set", o)], "--set", "output.eval_every=2")
-    assert result.exit_code == 2 and "output.eval_every: the domain score needs class labels" in result.output
+                    *[arg for o in [*tiny_overrides, "output.eval_every=2", *extra] for arg in ("--set", o)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -144,7 +144,7 @@ def load_or_train(dataset: Dataset, *, cache_dir: str | Path | None, progress: b
     order = real_order(len(dataset.images), key)
     real = cached_summary(path.with_name(f"{path.stem}-real.npz"), lambda: summarise(
         lambda images: _predict(model, images), image_batches(dataset.images, order, PREDICT_BATCH),
-        total=len(order), progress=progress, description="real features"),
+        batch_size=PREDICT_BATCH, total=len(order), progress=progress, description="real features"),
         {"source": dataset.source, "images": len(order)})
     return DomainFeatures(model=model, accuracy=accuracy, held_out=held_out, class_names=names, real=real,
                           cache=path)

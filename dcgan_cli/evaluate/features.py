@@ -1,8 +1,9 @@
 """What both feature spaces share: the error type, the identity of a dataset, batched feature extraction into a
 Summary, and the cache of real-data summaries.
 
-An extractor is any callable uint8 images (B, H, W, C) -> (features (B, D), class probabilities (B, K) or None),
-with a `batch_size` attribute; the domain classifier and InceptionV3 are the two.
+An extractor is any callable uint8 images (B, H, W, C) -> (features (B, D), class probabilities (B, K) or None);
+the domain classifier and InceptionV3 are the two, each with a `batch_size`, the most images it is given at once
+(what bounds its memory).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dcgan_cli.files import write_atomically
 KEEP = 10_000  # feature vectors kept per set for KID and precision/recall; the mean and covariance use all
 REAL_LIMIT = 50_000  # real images in a reference: all of them up to this many, from a fixed shuffle
 
-Extractor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 class EvaluationError(ValueError):
@@ -52,22 +52,25 @@ def image_batches(images: np.ndarray, order: np.ndarray, batch_size: int) -> Ite
         yield np.asarray(images[np.sort(order[start:start + batch_size])])
 
 
-def summarise(extract: Extractor, batches: Iterable[np.ndarray], *, total: int, progress: bool,
+def summarise(extract: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]],
+              batches: Iterable[np.ndarray], *, batch_size: int, total: int, progress: bool,
               description: str) -> Summary:
-    """Run `extract` over uint8 image batches and summarise the features: running mean and covariance, the first
-    KEEP vectors, and the top-class histogram and confidence where the extractor gives class probabilities."""
+    """Run `extract` over uint8 image batches, at most `batch_size` images at a time (its memory stays bounded,
+    whatever size the batches come in), and summarise the features: running mean and covariance, the first KEEP
+    vectors, and the top-class histogram and confidence where the extractor gives class probabilities."""
     stats = FeatureStats(keep=KEEP)
     histogram, confidence_sum = None, 0.0
     with tqdm(total=total, desc=description, unit="img", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         for batch in batches:
-            features, probabilities = extract(batch)
-            stats.add(features)
-            if probabilities is not None:
-                top = probabilities.argmax(axis=1)
-                counts = np.bincount(top, minlength=probabilities.shape[1])
-                histogram = counts if histogram is None else histogram + counts
-                confidence_sum += float(probabilities.max(axis=1).sum())
+            for start in range(0, len(batch), batch_size):
+                features, probabilities = extract(batch[start:start + batch_size])
+                stats.add(features)
+                if probabilities is not None:
+                    top = probabilities.argmax(axis=1)
+                    counts = np.bincount(top, minlength=probabilities.shape[1])
+                    histogram = counts if histogram is None else histogram + counts
+                    confidence_sum += float(probabilities.max(axis=1).sum())
             bar.update(len(batch))
     if stats.count < 2:
         raise EvaluationError(f"scores need at least 2 images. Received: {stats.count}")

@@ -82,25 +82,25 @@ def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights
         order = real_order(len(dataset.images), key)
         path = cache_root(cfg.data.cache_dir) / f"inception-{key}-{inception.weights_key(weights)}.npz"
         real = cached_summary(path, lambda: summarise(
-            extractor, image_batches(dataset.images, order, extractor.batch_size), total=len(order),
-            progress=progress, description="real Inception features"),
+            extractor, image_batches(dataset.images, order, extractor.batch_size), batch_size=extractor.batch_size,
+            total=len(order), progress=progress, description="real Inception features"),
             {"source": dataset.source, "images": len(order), "weights": str(weights)})
     return Reference(features=features, extractor=extractor, real=real,
                      real_set=describe_real(dataset, real.count), class_names=names)
 
 
-def compare(features: str, samples: stats.Summary, real: stats.Summary,
-            class_names: tuple[str, ...] = ()) -> dict[str, float | int | list[str]]:
+def compare(features: str, samples: stats.Summary, real: stats.Summary, class_names: tuple[str, ...] = (), *,
+            progress: bool = False) -> dict[str, float | int | list[str]]:
     """The scores of a summary of images against the real one, in the given feature space (the domain's classes
     named by `class_names`)."""
     fd = stats.frechet_distance(samples.mean, samples.covariance, real.mean, real.covariance)
     pr_count = min(len(samples.kept), len(real.kept))
-    precision, recall = stats.precision_recall(real.kept[:pr_count], samples.kept[:pr_count])
+    precision, recall = stats.precision_recall(real.kept[:pr_count], samples.kept[:pr_count], progress=progress)
     pr = {"precision": precision, "recall": recall, "nearest_k": stats.NEAREST_K, "pr_images": pr_count}
     if features == "domain":
         classes = stats.class_scores(samples.histogram, real.histogram, samples.confidence_sum, class_names)
         return {"frechet_distance": fd, **classes, "mode_share": stats.MODE_SHARE, **pr}
-    kid, kid_std, subset = stats.kid(real.kept, samples.kept, np.random.default_rng(KID_SEED))
+    kid, kid_std, subset = stats.kid(real.kept, samples.kept, np.random.default_rng(KID_SEED), progress=progress)
     return {"fid": fd, "kid": kid, "kid_std": kid_std, "kid_subsets": stats.KID_SUBSETS, "kid_subset_size": subset,
             **pr}
 
@@ -110,7 +110,8 @@ def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generate
     """Score uint8 image batches (about `total` images) against the reference; `generated` says where they came
     from. Returns the result as JSON-ready data ("seconds": the time taken here, from the reference on)."""
     started = time.perf_counter()
-    samples = summarise(ref.extractor, batches, total=total, progress=progress, description=f"{ref.features} features")
+    samples = summarise(ref.extractor, batches, batch_size=ref.extractor.batch_size, total=total, progress=progress,
+                        description=f"{ref.features} features")
     result = {
         "features": ref.features,
         "feature_space": ref.extractor.describe(),
@@ -118,7 +119,7 @@ def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generate
         "generated": generated,
         "real_set": ref.real_set,
         "real_images": ref.real.count,
-        "scores": compare(ref.features, samples, ref.real, ref.class_names),
+        "scores": compare(ref.features, samples, ref.real, ref.class_names, progress=progress),
     }
     if ref.features == "domain":
         result["classifier"] = {"held_out_accuracy": ref.extractor.accuracy,

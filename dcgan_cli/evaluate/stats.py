@@ -1,6 +1,6 @@
 """Scores over feature vectors: Frechet distance, KID, k-NN precision and recall, class-histogram scores.
 
-Pure NumPy, no Keras: every function takes float arrays (N, D) or class probabilities (N, K) and returns numbers,
+NumPy only, no Keras: every function takes float arrays (N, D) or class probabilities (N, K) and returns numbers,
 so each can be checked against a closed form. Features are accumulated in batches (FeatureStats), so memory stays
 flat however many samples are scored: the mean and covariance are running sums, and only the first `keep` rows are
 kept for the scores that need the vectors themselves (KID, precision and recall).
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 MODE_SHARE = 0.02  # a class counts as covered when at least this share of the samples is predicted as it
 NEAREST_K = 3  # k of the k-NN manifolds (Kynkaanniemi et al. 2019)
@@ -124,7 +125,7 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def kid(real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, *, subsets: int = KID_SUBSETS,
-        subset_size: int = KID_SUBSET_SIZE) -> tuple[float, float, int]:
+        subset_size: int = KID_SUBSET_SIZE, progress: bool = False) -> tuple[float, float, int]:
     """Kernel Inception Distance (Binkowski et al. 2018) of features real (N, D) and fake (M, D): the unbiased
     squared MMD with the cubic polynomial kernel, averaged over `subsets` random subsets (drawn from `rng`,
     without replacement within each) of min(subset_size, N, M) rows of each. Returns (mean, std, subset size)."""
@@ -133,13 +134,15 @@ def kid(real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, *, subsets
         raise ValueError(f"KID needs at least 2 samples on each side. Received: {len(real)} and {len(fake)}")
     values = [_mmd2_unbiased(real[rng.choice(len(real), size, replace=False)].astype(np.float64),
                              fake[rng.choice(len(fake), size, replace=False)].astype(np.float64))
-              for _ in range(subsets)]
+              for _ in tqdm(range(subsets), desc="KID", unit="subset", disable=not progress, leave=False)]
     return float(np.mean(values)), float(np.std(values)), size
 
 
-def _blocks(count: int):
+def _blocks(count: int, bar: tqdm | None = None):
     for start in range(0, count, ROWS_PER_BLOCK):
         yield slice(start, min(start + ROWS_PER_BLOCK, count))
+        if bar is not None:
+            bar.update(min(ROWS_PER_BLOCK, count - start))
 
 
 def _squared_distances(a: np.ndarray, b: np.ndarray, b_norms: np.ndarray) -> np.ndarray:
@@ -148,28 +151,29 @@ def _squared_distances(a: np.ndarray, b: np.ndarray, b_norms: np.ndarray) -> np.
     return np.maximum(a_norms[:, None] - 2.0 * (a @ b.T) + b_norms[None, :], 0.0)
 
 
-def knn_radii(features: np.ndarray, k: int = NEAREST_K) -> np.ndarray:
+def knn_radii(features: np.ndarray, k: int = NEAREST_K, bar: tqdm | None = None) -> np.ndarray:
     """Squared distance from each row of features (N, D) to its k-th nearest other row: (N,)."""
     features = np.asarray(features, np.float64)
     norms = np.einsum("ij,ij->i", features, features)
     radii = np.empty(len(features))
-    for rows in _blocks(len(features)):
+    for rows in _blocks(len(features), bar):
         distances = _squared_distances(features[rows], features, norms)
         radii[rows] = np.partition(distances, k, axis=1)[:, k]  # index 0 is the row itself
     return radii
 
 
-def _inside(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+def _inside(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, bar: tqdm | None = None) -> np.ndarray:
     """For each row of points (M, D): whether it lies within radii[j] of some centres[j] (N, D). Bool (M,)."""
     points, centres = np.asarray(points, np.float64), np.asarray(centres, np.float64)
     norms = np.einsum("ij,ij->i", centres, centres)
     found = np.empty(len(points), dtype=bool)
-    for rows in _blocks(len(points)):
+    for rows in _blocks(len(points), bar):
         found[rows] = (_squared_distances(points[rows], centres, norms) <= radii[None, :]).any(axis=1)
     return found
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = NEAREST_K) -> tuple[float, float]:
+def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = NEAREST_K,
+                     progress: bool = False) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) of features real (N, D) and fake (M, D): each
     set's manifold is the union of balls around its points reaching their k-th nearest neighbour. Precision is the
     share of fakes inside the real manifold (quality), recall the share of reals inside the fake one (diversity).
@@ -177,8 +181,10 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = NEAREST_K) 
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision and recall need more than k={k} samples on each side. "
                          f"Received: {len(real)} and {len(fake)}")
-    precision = _inside(fake, real, knn_radii(real, k)).mean()
-    recall = _inside(real, fake, knn_radii(fake, k)).mean()
+    with tqdm(total=2 * (len(real) + len(fake)), desc="precision, recall", unit="row", disable=not progress,
+              leave=False) as bar:
+        precision = _inside(fake, real, knn_radii(real, k, bar), bar).mean()
+        recall = _inside(real, fake, knn_radii(fake, k, bar), bar).mean()
     return float(precision), float(recall)
 
 
