@@ -6,7 +6,6 @@ to the model range only when it is drawn (hack 7, in the training loop).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -15,15 +14,13 @@ import numpy as np
 from dcgan_cli.config import Config
 from dcgan_cli.datasets import arrays, folder, keras_sets
 from dcgan_cli.datasets.common import DataError, Dataset, fit_array, to_uint8
+from dcgan_cli.files import to_stderr
 
 __all__ = ["DataError", "Dataset", "load_dataset", "sample_batch", "describe"]
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
-
-def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], None] = _stderr) -> Dataset:
+def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], None] = to_stderr) -> Dataset:
     """The configured dataset, sized to the model, limited to data.limit images, with labels where it has them."""
     d, m = cfg.data, cfg.model
     if d.name == "folder":

@@ -1,8 +1,9 @@
-"""Small file helpers every writer shares: whole-or-nothing writes, and errors as one short line."""
+"""Small file helpers every writer shares: whole-or-nothing writes, errors as one short line, notes on stderr."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -35,3 +36,8 @@ def fsync(path: str | Path) -> None:
 def one_line(error: BaseException, limit: int = 200) -> str:
     """An exception's message on one line, at most `limit` characters (its class name when it has none)."""
     return " ".join(str(error).split())[:limit] or error.__class__.__name__
+
+
+def to_stderr(message: str) -> None:
+    """A note for the user (what is being trained, what was skipped) on stderr, beside the progress bars."""
+    print(message, file=sys.stderr)

@@ -11,7 +11,6 @@ content, so it is trained once per dataset and image size.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from dcgan_cli.datasets.common import Dataset, cache_root
 from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, load_arrays,
                                          real_order, save_arrays, summarise)
 from dcgan_cli.evaluate.stats import Summary
+from dcgan_cli.files import to_stderr
 
 VERSION = 1  # bump when the architecture or training changes, so old caches are not reused
 HELD_OUT_SHARE = 0.15  # share of the real images kept out of training to measure the accuracy
@@ -37,9 +37,6 @@ FEATURES = 128  # width of the penultimate layer: the feature space
 PREDICT_BATCH = 500  # images per inference call
 MAX_FILTERS = 128
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -115,7 +112,7 @@ def split(count: int, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_or_train(dataset: Dataset, *, cache_dir: str | Path | None, progress: bool,
-                  log: Callable[[str], None] = _stderr) -> DomainFeatures:
+                  log: Callable[[str], None] = to_stderr) -> DomainFeatures:
     """The domain classifier of this dataset, from the cache or trained now (and cached)."""
     if dataset.labels is None:
         raise EvaluationError(f"domain features need class labels, and {dataset.source} has none (a folder needs "

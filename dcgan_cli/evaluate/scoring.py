@@ -8,7 +8,6 @@ names the feature space, the number of images and the real set beside every scor
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +23,15 @@ from dcgan_cli.datasets.common import Dataset, cache_root
 from dcgan_cli.evaluate import domain, inception, stats
 from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, real_order,
                                          summarise)
-from dcgan_cli.files import write_atomically
+from dcgan_cli.files import to_stderr, write_atomically
 from dcgan_cli.models import generate
 
-FEATURE_SPACES = ("domain", "inception")
 GENERATE_BATCH = 250  # latents turned into images at a time
 KID_SEED = 0  # KID's subsets come from a generator seeded with this, so a score does not depend on the run
 SCORES_FILE = "eval.json"
 EVAL_STREAM = 1  # output.eval_every's fixed latents: numpy's generator seeded with [train.seed, EVAL_STREAM]
 SCORE_KEY = "frechet_distance"  # lower is better; picks checkpoints/best during training
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ def describe_real(dataset: Dataset, used: int) -> str:
 
 
 def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights: str | Path | None = None,
-              progress: bool = True, log: Callable[[str], None] = _stderr) -> Reference:
+              progress: bool = True, log: Callable[[str], None] = to_stderr) -> Reference:
     """The reference of `features` for this dataset, from the cache where it was measured before.
 
     domain: the dataset's classifier (trained now when not cached), refused below output.eval_min_accuracy.
@@ -108,7 +103,7 @@ def compare(features: str, samples: stats.Summary, real: stats.Summary, class_na
 def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generated: str,
           progress: bool = True) -> dict:
     """Score uint8 image batches (about `total` images) against the reference; `generated` says where they came
-    from. Returns the result as JSON-ready data ("seconds": the time taken here, from the reference on)."""
+    from. Returns the result as JSON-ready data ("seconds": the time this scoring took)."""
     started = time.perf_counter()
     samples = summarise(ref.extractor, batches, batch_size=ref.extractor.batch_size, total=total, progress=progress,
                         description=f"{ref.features} features")
@@ -143,7 +138,7 @@ def drawn_latents(cfg: Config, count: int, rng: np.random.Generator) -> Iterator
 
 
 def folder_images(root: Path, cfg: Config, *, limit: int | None,
-                  log: Callable[[str], None] = _stderr) -> tuple[Iterator[np.ndarray], int]:
+                  log: Callable[[str], None] = to_stderr) -> tuple[Iterator[np.ndarray], int]:
     """The images under `root` (as data.name folder reads them, sized to the config, not cached) as uint8 batches,
     and how many files there are."""
     if not root.is_dir():
@@ -181,24 +176,26 @@ def write_result(path: Path, result: dict) -> Path:
 
 def lines(result: dict) -> list[str]:
     """The result as a few lines of text, each score naming its feature space."""
-    s = result["scores"]
+    s, space = result["scores"], result["features"]
+
+    def row(label: str, text: str) -> str:
+        return f"  {label}".ljust(36) + text
+
     head = [f"{result['images']:,} images ({result['generated']})",
             f"  against {result['real_set']}",
             f"  in {result['feature_space']}"]
-    pr = (f"  precision, recall (k={s['nearest_k']}, {result['features']})".ljust(36)
-          + f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} real)")
-    if result["features"] == "domain":
-        covered = ", ".join(s["covered_classes"])
-        body = [f"  Frechet distance (domain)".ljust(36) + f"{s['frechet_distance']:.3f}",
-                f"  modes covered".ljust(36) + f"{s['modes_covered']} of {s['classes']} classes "
-                f"(>= {s['mode_share']:.0%} of the images each: {covered})",
-                f"  class histogram KL".ljust(36) + f"{s['class_kl']:.4f} nats, KL(generated || real) of the "
-                "predicted classes",
-                f"  mean top-class confidence".ljust(36) + f"{s['mean_confidence']:.3f}", pr]
+    pr = row(f"precision, recall (k={s['nearest_k']}, {space})",
+             f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} real)")
+    if space == "domain":
+        body = [row("Frechet distance (domain)", f"{s['frechet_distance']:.3f}"),
+                row("modes covered", f"{s['modes_covered']} of {s['classes']} classes (>= {s['mode_share']:.0%} of "
+                                     f"the images each: {', '.join(s['covered_classes'])})"),
+                row("class histogram KL", f"{s['class_kl']:.4f} nats, KL(generated || real) of the predicted classes"),
+                row("mean top-class confidence", f"{s['mean_confidence']:.3f}"), pr]
     else:
-        body = [f"  FID (Inception)".ljust(36) + f"{s['fid']:.3f}",
-                f"  KID (Inception)".ljust(36) + f"{s['kid']:.5f} +- {s['kid_std']:.5f}   "
-                f"({s['kid_subsets']} subsets of {s['kid_subset_size']:,})", pr]
+        body = [row("FID (Inception)", f"{s['fid']:.3f}"),
+                row("KID (Inception)", f"{s['kid']:.5f} +- {s['kid_std']:.5f}   ({s['kid_subsets']} subsets of "
+                                       f"{s['kid_subset_size']:,})"), pr]
     return head + body + [f"  {result['seconds']:.1f} s"]
 
 
@@ -220,7 +217,7 @@ def checkpoint_config(found: Path, overrides: Iterable[str]) -> Config:
 
 def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: int,
                         inception_weights: str | Path | None, overrides: Iterable[str] = (), progress: bool = True,
-                        log: Callable[[str], None] = _stderr) -> tuple[Path, dict]:
+                        log: Callable[[str], None] = to_stderr) -> tuple[Path, dict]:
     """Score `count` images of a checkpoint's generator (latents drawn with `seed`) against its run's training
     data. Returns the checkpoint directory and the result."""
     started = time.perf_counter()
@@ -239,7 +236,7 @@ def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: i
 
 def evaluate_images(root: Path, cfg: Config, *, limit: int | None, features: str | None,
                     inception_weights: str | Path | None, progress: bool = True,
-                    log: Callable[[str], None] = _stderr) -> dict:
+                    log: Callable[[str], None] = to_stderr) -> dict:
     """Score the images of a folder (made by any tool; sized to the config's model) against the config's data."""
     started = time.perf_counter()
     batches, total = folder_images(root, cfg, limit=limit, log=log)
@@ -257,7 +254,7 @@ class TrainingScorer:
     """output.eval_every: the domain score of G's images from one fixed latent set (output.eval_samples latents,
     drawn from their own seeded generator, so scoring never changes the training's random draws)."""
 
-    def __init__(self, cfg: Config, dataset: Dataset, *, log: Callable[[str], None] = _stderr):
+    def __init__(self, cfg: Config, dataset: Dataset, *, log: Callable[[str], None] = to_stderr):
         if dataset.labels is None:
             raise ConfigError([f"output.eval_every: the domain score needs class labels, and {dataset.source} has "
                                "none (a folder needs one subfolder per class); set output.eval_every: 0. "
