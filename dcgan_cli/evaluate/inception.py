@@ -44,7 +44,8 @@ def weights_file(path: str | Path | None) -> Path:
     except Exception as error:  # keras.utils.get_file raises a bare Exception when a download fails
         raise EvaluationError(
             f"InceptionV3's ImageNet weights are not on this machine and could not be downloaded "
-            f"({one_line(error, 120)}). Download {WEIGHTS_URL} (87 MB) where you are online, copy it here, and pass "
+            f"({one_line(error, 400).replace(WEIGHTS_URL, 'the URL below')}). "
+            f"Download {WEIGHTS_URL} (87 MB) where you are online, copy it here, and pass "
             f"--inception-weights FILE or set {WEIGHTS_VARIABLE}=FILE (or put it in Keras' cache, "
             f"~/.keras/models/). Received: --inception-weights not given") from None
 
