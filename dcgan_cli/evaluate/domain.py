@@ -35,8 +35,7 @@ MIN_EPOCHS, MAX_EPOCHS = 2, 30  # ... but at least and at most this many
 LEARNING_RATE = 1e-3  # Adam
 FEATURES = 128  # width of the penultimate layer: the feature space
 PREDICT_BATCH = 500  # images per inference call
-MAX_FILTERS = 128
-
+MAX_FILTERS = 128  # cap on the doubled filter counts
 
 
 @dataclass(frozen=True)
