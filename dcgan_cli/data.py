@@ -19,7 +19,6 @@ from dcgan_cli.files import to_stderr
 __all__ = ["DataError", "Dataset", "load_dataset", "sample_batch", "describe"]
 
 
-
 def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], None] = to_stderr) -> Dataset:
     """The configured dataset, sized to the model, limited to data.limit images, with labels where it has them."""
     d, m = cfg.data, cfg.model

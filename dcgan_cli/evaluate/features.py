@@ -25,7 +25,6 @@ KEEP = 10_000  # feature vectors kept per set for KID and precision/recall; the 
 REAL_LIMIT = 50_000  # real images in a reference: all of them up to this many, from a fixed shuffle
 
 
-
 class EvaluationError(ValueError):
     """A scoring request that cannot be met as asked; the message names the option, file or value."""
 

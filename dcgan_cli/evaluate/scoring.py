@@ -33,7 +33,6 @@ EVAL_STREAM = 1  # output.eval_every's fixed latents: numpy's generator seeded w
 SCORE_KEY = "frechet_distance"  # lower is better; picks checkpoints/best during training
 
 
-
 @dataclass(frozen=True)
 class Reference:
     """One feature space over one real set: the extractor, the real images' summary and what to call them."""
