@@ -22,8 +22,8 @@ from keras import layers
 from tqdm import tqdm
 
 from dcgan_cli.datasets.common import Dataset, cache_root
-from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, load_arrays,
-                                         real_order, save_arrays, summarise)
+from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, key_seed,
+                                         load_arrays, real_order, save_arrays, summarise)
 from dcgan_cli.evaluate.stats import Summary
 from dcgan_cli.files import to_stderr
 
@@ -105,7 +105,7 @@ def _predict(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def split(count: int, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The classifier's fixed (training, held-out) split of `count` images, as index arrays, from the dataset key."""
-    order = np.random.default_rng([int(key[:16], 16), 1]).permutation(count)
+    order = np.random.default_rng([key_seed(key), 1]).permutation(count)
     held_out = max(1, round(HELD_OUT_SHARE * count))
     return order[held_out:], order[:held_out]
 
@@ -122,7 +122,7 @@ def load_or_train(dataset: Dataset, *, cache_dir: str | Path | None, progress: b
     classes = int(dataset.labels.max()) + 1
     if classes < 2:
         raise EvaluationError(f"domain features need at least 2 classes. Received: {classes} in {dataset.source}")
-    rng = np.random.default_rng(int(key[:16], 16))
+    rng = np.random.default_rng(key_seed(key))
     trainer, model = build_classifier(dataset.images.shape[1:], classes, rng)
     names = dataset.class_names or tuple(str(i) for i in range(classes))
     found = load_arrays(path)

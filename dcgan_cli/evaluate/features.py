@@ -40,9 +40,15 @@ def dataset_key(dataset: Dataset) -> str:
     return digest.hexdigest()[:20]
 
 
+def key_seed(key: str) -> int:
+    """A dataset key as a seed: whatever is drawn for a dataset (splits, shuffles, initial weights) is the same on
+    every run and machine."""
+    return int(key[:16], 16)
+
+
 def real_order(count: int, key: str) -> np.ndarray:
     """The real images a reference uses: a shuffle fixed by the dataset's key, cut at REAL_LIMIT."""
-    return np.random.default_rng(int(key[:16], 16)).permutation(count)[:REAL_LIMIT]
+    return np.random.default_rng(key_seed(key)).permutation(count)[:REAL_LIMIT]
 
 
 def image_batches(images: np.ndarray, order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
