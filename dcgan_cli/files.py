@@ -1,18 +1,24 @@
-"""Small file helpers every writer shares: whole-or-nothing writes, errors as one short line, notes on stderr."""
+"""Small file helpers every writer shares: whole-or-nothing writes, a lock for caches that parallel runs share,
+errors as one short line, notes on stderr."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
+
+from filelock import FileLock
 
 
 def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Write a file whole or not at all: `write` fills a temporary file beside `path`, which is flushed to disk and
-    renamed over `path`; on any failure the temporary is removed and `path` is untouched."""
+    renamed over `path`; on any failure the temporary is removed and `path` is untouched. The temporary's name is
+    unique to the process and thread, so writers racing on one path never share it: the last rename wins, whole."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with open(temporary, "wb") as file:
             write(file)
@@ -22,6 +28,16 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Pat
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def exclusive(path: str | Path) -> Iterator[None]:
+    """Hold `path`.lock, an exclusive lock across processes (filelock), while a shared cache entry is checked and
+    built: parallel runs wait for the first one's result instead of building it twice."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(path.name + ".lock")):
+        yield
 
 
 def fsync(path: str | Path) -> None:

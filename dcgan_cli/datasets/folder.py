@@ -1,7 +1,8 @@
 """A folder of image files, decoded once into a uint8 .npy cache and memory-mapped on every later run.
 
 The cache is keyed by the folder, every image's relative path, size and modification time, the image size and
-the channel count, so any change to the folder or the model shape decodes again, and nothing else does.
+the channel count, so any change to the folder or the model shape decodes again, and nothing else does. Runs that
+start at once share it: one decodes under a lock, the others wait and map its result.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from dcgan_cli.datasets.common import DataError, Dataset, cache_root, fit_image
-from dcgan_cli.files import write_atomically
+from dcgan_cli.files import exclusive, write_atomically
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
@@ -57,7 +58,9 @@ def load(root: str | Path, *, size: int, channels: int, limit: int | None, cache
     stem = cache / f"folder-{key}"
     meta_path = stem.with_suffix(".json")
     if not (meta_path.is_file() and stem.with_suffix(".npy").is_file()):
-        _decode_into_cache(root, files, stem, size=size, channels=channels, progress=progress, log=log)
+        with exclusive(stem):  # parallel runs (dcgan ablate --jobs) decode once; the others wait, then read it
+            if not meta_path.is_file():
+                _decode_into_cache(root, files, stem, size=size, channels=channels, progress=progress, log=log)
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     labels_path = stem.with_suffix(".labels.npy")
     return Dataset(

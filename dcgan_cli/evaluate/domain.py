@@ -25,7 +25,7 @@ from dcgan_cli.datasets.common import Dataset, cache_root
 from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, key_seed,
                                          load_arrays, real_order, save_arrays, summarise)
 from dcgan_cli.evaluate.stats import Summary
-from dcgan_cli.files import to_stderr
+from dcgan_cli.files import exclusive, to_stderr
 
 VERSION = 1  # bump when the architecture or training changes, so old caches are not reused
 HELD_OUT_SHARE = 0.15  # share of the real images kept out of training to measure the accuracy
@@ -125,18 +125,19 @@ def load_or_train(dataset: Dataset, *, cache_dir: str | Path | None, progress: b
     rng = np.random.default_rng(key_seed(key))
     trainer, model = build_classifier(dataset.images.shape[1:], classes, rng)
     names = dataset.class_names or tuple(str(i) for i in range(classes))
-    found = load_arrays(path)
-    if found is not None:
-        arrays, meta = found
-        for i, variable in enumerate(trainer.weights):
-            variable.assign(arrays[f"weights/{i:04d}"])
-        accuracy, held_out = meta["accuracy"], meta["held_out"]
-    else:
-        accuracy, held_out = _train(trainer, dataset, key, rng, progress=progress, log=log)
-        arrays = {f"weights/{i:04d}": v.numpy() for i, v in enumerate(trainer.weights)}
-        save_arrays(path, arrays, {"version": VERSION, "accuracy": accuracy, "held_out": held_out,
-                                   "source": dataset.source, "shape": list(dataset.images.shape)})
-        log(f"domain classifier: held-out accuracy {accuracy:.1%} on {held_out:,} images; cached in {path}")
+    with exclusive(path):  # parallel runs train it once; the others wait for the cached weights
+        found = load_arrays(path)
+        if found is not None:
+            arrays, meta = found
+            for i, variable in enumerate(trainer.weights):
+                variable.assign(arrays[f"weights/{i:04d}"])
+            accuracy, held_out = meta["accuracy"], meta["held_out"]
+        else:
+            accuracy, held_out = _train(trainer, dataset, key, rng, progress=progress, log=log)
+            arrays = {f"weights/{i:04d}": v.numpy() for i, v in enumerate(trainer.weights)}
+            save_arrays(path, arrays, {"version": VERSION, "accuracy": accuracy, "held_out": held_out,
+                                       "source": dataset.source, "shape": list(dataset.images.shape)})
+            log(f"domain classifier: held-out accuracy {accuracy:.1%} on {held_out:,} images; cached in {path}")
     order = real_order(len(dataset.images), key)
     real = cached_summary(path.with_name(f"{path.stem}-real.npz"), lambda: summarise(
         lambda images: _predict(model, images), image_batches(dataset.images, order, PREDICT_BATCH),

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from dcgan_cli.datasets.common import Dataset
 from dcgan_cli.evaluate.stats import FeatureStats, Summary
-from dcgan_cli.files import write_atomically
+from dcgan_cli.files import exclusive, write_atomically
 
 KEEP = 10_000  # feature vectors kept per set for KID and precision/recall; the mean and covariance use all
 REAL_LIMIT = 50_000  # real images in a reference: all of them up to this many, from a fixed shuffle
@@ -103,10 +103,11 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
 
 
 def cached_summary(path: Path, make: Callable[[], Summary], meta: dict) -> Summary:
-    """The real-data summary cached at `path`, or `make()` it and cache it."""
-    found = load_arrays(path)
-    if found is not None:
-        return Summary.from_arrays(found[0])
-    summary = make()
-    save_arrays(path, summary.to_arrays(), meta)
-    return summary
+    """The real-data summary cached at `path`, or `make()` it and cache it (once, when runs ask at the same time)."""
+    with exclusive(path):
+        found = load_arrays(path)
+        if found is not None:
+            return Summary.from_arrays(found[0])
+        summary = make()
+        save_arrays(path, summary.to_arrays(), meta)
+        return summary

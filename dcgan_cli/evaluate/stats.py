@@ -210,3 +210,14 @@ def class_scores(histogram: np.ndarray, real_histogram: np.ndarray, confidence_s
         "class_kl": float(np.sum(p[mass] * np.log(p[mass] / np.maximum(q[mass], 1e-12)))),
         "mean_confidence": float(confidence_sum / histogram.sum()),
     }
+
+
+def mean_pairwise_distance(images: np.ndarray) -> float:
+    """The mean Euclidean distance between the distinct pairs of uint8 images (N >= 2, any shape after N), pixels
+    scaled to [0, 1]: how different the images are from each other. A generator whose samples all look alike
+    (mode collapse) scores a small fraction of the real images' value; no labels are needed."""
+    x = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
+    norms = np.einsum("ij,ij->i", x, x)
+    squared = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (x @ x.T), 0.0)
+    upper = np.triu_indices(len(x), k=1)
+    return float(np.sqrt(squared[upper]).mean())

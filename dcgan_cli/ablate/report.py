@@ -1,0 +1,312 @@
+"""The report of a study, from whatever runs have finished: results.csv (one row per run), report.md (each
+variant's mean +- std over seeds, its difference from the reference with a 95% confidence interval and a verdict),
+report.png (the scores as bars with error bars, sorted by effect) and samples.png (each variant's final grid).
+
+The difference of means is tested with Welch's t-test (scipy), which assumes neither equal variances nor equal
+numbers of seeds, so a partial study is reported honestly: fewer seeds, wider intervals.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from dcgan_cli.ablate.study import Study, finished
+from dcgan_cli.files import write_atomically
+
+CONFIDENCE = 0.95
+PRIMARY = {"domain": ("frechet_distance", "FD"), "inception": ("kid", "KID")}  # both lower is better
+SCORES = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "fid", "kid", "precision",
+          "recall")
+LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
+CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", *SCORES, "diversity", "collapsed",
+               *LOSSES, "step", "train_seconds", "directory")
+
+
+@dataclass
+class Effect:
+    """A variant's difference from the reference in the primary score (negative: better)."""
+
+    difference: float
+    low: float
+    high: float
+    verdict: str  # "helps", "hurts", "within noise", or why there is none
+
+
+@dataclass
+class VariantSummary:
+    """A variant's finished runs."""
+
+    name: str
+    changes: str
+    planned: int
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def scored(self) -> list[dict]:
+        return [r for r in self.results if r["status"] == "done"]
+
+    def values(self, key: str) -> np.ndarray:
+        return np.array([r["scores"][key] for r in self.scored if key in r["scores"]], dtype=np.float64)
+
+    def diverged(self) -> int:
+        return sum(r["status"] == "diverged" for r in self.results)
+
+    def collapsed(self) -> int:
+        return sum(bool(r.get("collapsed")) for r in self.results)
+
+
+@dataclass
+class Report:
+    study: Study
+    features: str | None
+    variants: list[VariantSummary]
+    effects: dict[str, Effect]
+    runs: list[dict]  # one row per planned run
+
+    @property
+    def metric(self) -> tuple[str, str]:
+        return PRIMARY[self.features or "domain"]
+
+    def finished(self) -> int:
+        return sum(len(v.results) for v in self.variants)
+
+    def ordered(self) -> list[VariantSummary]:
+        """The reference first, then by effect (most harmful change first), variants without one last."""
+        def key(v: VariantSummary) -> tuple:
+            if v.name == self.study.reference:
+                return (0, 0.0)
+            effect = self.effects.get(v.name)
+            return (1, -effect.difference) if effect and math.isfinite(effect.difference) else (2, 0.0)
+        return sorted(self.variants, key=key)
+
+
+def collect(study: Study) -> Report:
+    """Read every finished run's result.json."""
+    reference_cfg = study.variant(study.reference).apply(study.base)
+    summaries = {v.name: VariantSummary(v.name, v.describe(reference_cfg), study.seeds) for v in study.variants}
+    rows, features = [], None
+    for run in study.runs():
+        result = finished(run)
+        row = {"variant": run.variant, "seed": run.seed, "directory": str(run.directory), "status": "not finished"}
+        if result is not None:
+            summaries[run.variant].results.append({**result, "directory": run.directory})
+            features = features or result.get("features")
+            row.update({key: result.get(key) for key in ("train_seed", "status", "changes", "features", "diversity",
+                                                         "collapsed", "step", "train_seconds")})
+            row.update({key: value for key, value in result.get("scores", {}).items() if key in SCORES})
+            row.update(result.get("losses", {}))
+        rows.append(row)
+    report = Report(study=study, features=features, variants=list(summaries.values()), effects={}, runs=rows)
+    reference = summaries[study.reference]
+    for summary in report.variants:
+        if summary.name != study.reference:
+            report.effects[summary.name] = _effect(summary, reference, report.metric[0])
+    return report
+
+
+def _effect(variant: VariantSummary, reference: VariantSummary, key: str) -> Effect:
+    """Welch's t-test of the variant's primary score against the reference's; lower scores are better."""
+    a, b = variant.values(key), reference.values(key)
+    if variant.results and not variant.scored:
+        return Effect(math.inf, math.inf, math.inf, "hurts (every run diverged)")
+    if len(a) < 2 or len(b) < 2:
+        return Effect(float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, math.nan, math.nan,
+                      "needs 2+ seeds each")
+    difference = float(a.mean() - b.mean())
+    if a.std() == 0 and b.std() == 0:
+        low = high = difference
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(CONFIDENCE)
+        low, high = float(interval.low), float(interval.high)
+    verdict = "helps" if high < 0 else "hurts" if low > 0 else "within noise"
+    return Effect(difference, low, high, verdict)
+
+
+def _mean_std(values: np.ndarray, digits: int) -> str:
+    if len(values) == 0:
+        return "-"
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.{digits}f} ± {std:.{digits}f}"
+
+
+def _digits(report: Report) -> int:
+    return 2 if report.metric[0] == "frechet_distance" else 4
+
+
+def table(report: Report) -> list[str]:
+    """The per-variant table in Markdown."""
+    name, short = report.metric
+    digits = _digits(report)
+    extra = ("modes", "precision", "recall") if report.features != "inception" else ("FID", "precision", "recall")
+    lines = [f"| variant | factors changed | runs | {short} mean ± std | Δ {short} vs {report.study.reference} "
+             f"[{CONFIDENCE:.0%} CI] | verdict | {' | '.join(extra)} | collapsed |",
+             "|---|---|---|---|---|---|" + "---|" * len(extra) + "---|"]
+    for v in report.ordered():
+        effect = report.effects.get(v.name)
+        if v.name == report.study.reference:
+            delta, verdict = "reference", ""
+        elif effect is None or not math.isfinite(effect.difference):
+            delta, verdict = "-", effect.verdict if effect else ""
+        elif math.isfinite(effect.low):
+            delta = f"{effect.difference:+.{digits}f} [{effect.low:+.{digits}f}, {effect.high:+.{digits}f}]"
+            verdict = effect.verdict
+        else:
+            delta, verdict = f"{effect.difference:+.{digits}f}", effect.verdict
+        first = "modes_covered" if report.features != "inception" else "fid"
+        cells = [_mean_std(v.values(first), 1 if first == "modes_covered" else 2),
+                 _mean_std(v.values("precision"), 3), _mean_std(v.values("recall"), 3)]
+        runs = f"{len(v.results)}/{v.planned}" + (f" ({v.diverged()} diverged)" if v.diverged() else "")
+        changes = v.changes.replace("|", "/")
+        lines.append(f"| {v.name} | {changes} | {runs} | {_mean_std(v.values(name), digits)} | {delta} | "
+                     f"{verdict} | {' | '.join(cells)} | {v.collapsed()}/{len(v.results)} |")
+    return lines
+
+
+def findings(report: Report) -> list[str]:
+    """What mattered, in words: each variant whose change helps or hurts, then those within noise."""
+    name, short = report.metric
+    digits = _digits(report)
+    said, quiet = [], []
+    for v in report.ordered():
+        effect = report.effects.get(v.name)
+        if effect is None:
+            continue
+        if effect.verdict in ("helps", "hurts"):
+            move = "lowers" if effect.difference < 0 else "raises"
+            said.append(f"- **{v.name}** ({v.changes}) {move} the {short} by {abs(effect.difference):.{digits}f} "
+                        f"[{CONFIDENCE:.0%} CI {effect.low:+.{digits}f}, {effect.high:+.{digits}f}]: the change "
+                        f"{effect.verdict}.")
+        elif effect.verdict.startswith("hurts"):
+            said.append(f"- **{v.name}** ({v.changes}): {effect.verdict}.")
+        else:
+            quiet.append(v.name)
+    if quiet:
+        said.append(f"- Within noise or not yet testable: {', '.join(quiet)}.")
+    return said
+
+
+def markdown(report: Report) -> str:
+    study = report.study
+    name, short = report.metric
+    evaluation = study.evaluation
+    space = {"domain": "the domain classifier's features", "inception": "Inception features"}.get(
+        report.features or "", "the default feature space")
+    seconds = sum(r.get("train_seconds") or 0 for r in report.runs if r["status"] != "not finished")
+    head = [
+        f"# Ablation: {study.design}, {len(study.variants)} variants x {study.seeds} seeds",
+        "",
+        f"- Factors: {', '.join(study.factors)}; every variant is compared with **{study.reference}**.",
+        f"- Base: data {study.base.data.name}, {study.base.model.image_size}x{study.base.model.image_size}, "
+        f"{study.base.train.steps} steps of batch {study.base.train.batch_size}, train.loop "
+        f"{study.base.train.loop}; seed k trains with train.seed {study.base.train.seed} + k.",
+        f"- Score: {short} ({name}, lower is better) of {evaluation['count']:,} images of each run's final "
+        f"generator in {space}, as `dcgan evaluate` gives it; precision and recall beside it. A run counts as "
+        "collapsed when its images' mean pairwise distance falls below 30% of the real images' or, with "
+        "labels, when it covers at most half of the classes.",
+        f"- Verdict: Welch's t-test over seeds; the change **helps** or **hurts** when the {CONFIDENCE:.0%} "
+        "confidence interval of the difference excludes 0, else it is **within noise**.",
+        f"- Runs finished: {report.finished()} of {len(report.runs)} (compute {seconds / 60:.1f} min).",
+        "",
+    ]
+    return "\n".join(head + table(report) + ["", "## What the runs say", ""] + findings(report) +
+                     ["", "![scores](report.png)", "", "![final samples](samples.png)", ""])
+
+
+def write_csv(report: Report, path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in report.runs:
+        writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in CSV_COLUMNS})
+    write_atomically(path, lambda file: file.write(buffer.getvalue().encode()))
+
+
+COLOURS = {"helps": "#2a9d4b", "hurts": "#d1495b", "reference": "#555555"}
+
+
+def chart(report: Report, path: Path) -> None:
+    """Horizontal bars of each variant's mean primary score and recall, error bars one std over seeds, sorted by
+    effect, coloured by verdict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    name, short = report.metric
+    shown = [v for v in report.ordered() if len(v.values(name))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * max(len(shown), 2) + 1.6), sharey=True,
+                             gridspec_kw={"width_ratios": [2, 1]})
+    labels = [v.name for v in shown]
+    colours = [COLOURS["reference"] if v.name == report.study.reference else
+               COLOURS.get(report.effects[v.name].verdict, "#9aa5b1") for v in shown]
+    for axis, key, title in ((axes[0], name, f"{short} (lower is better)"), (axes[1], "recall", "recall")):
+        means = [v.values(key).mean() for v in shown]
+        errors = [v.values(key).std(ddof=1) if len(v.values(key)) > 1 else 0.0 for v in shown]
+        axis.barh(range(len(shown)), means, xerr=errors, color=colours, capsize=3)
+        reference = next((v for v in shown if v.name == report.study.reference), None)
+        if reference is not None:
+            axis.axvline(reference.values(key).mean(), color=COLOURS["reference"], linestyle="--", linewidth=1)
+        axis.set_title(title)
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(shown)), labels)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"{report.study.design}: mean ± std over seeds; green helps, red hurts, grey within noise")
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def samples(report: Report, path: Path) -> None:
+    """Each variant's final sample grid (its lowest finished seed), labelled, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from PIL import Image
+
+    grids = []
+    for v in report.ordered():
+        done = sorted((r for r in v.scored if r.get("grid")), key=lambda r: r["seed"])
+        if done:
+            first = done[0]
+            score = first["scores"].get(report.metric[0])
+            grids.append((f"{v.name}\nseed {first['seed']}: {report.metric[1]} {score:.{_digits(report)}f}",
+                          np.asarray(Image.open(first["directory"] / first["grid"]).convert("RGB"))))
+    if not grids:
+        return
+    columns = min(5, len(grids))
+    rows = math.ceil(len(grids) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (title, image) in zip(axes.flat, grids):
+        axis.imshow(image)
+        axis.set_title(title, fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def _save_figure(fig, path: Path) -> None:
+    write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=110))
+
+
+def write(study: Study) -> Report:
+    """Write results.csv, report.md, report.png and samples.png into the study's directory."""
+    report = collect(study)
+    write_csv(report, study.root / "results.csv")
+    write_atomically(study.root / "report.md", lambda file: file.write(markdown(report).encode()))
+    if report.finished():
+        chart(report, study.root / "report.png")
+        samples(report, study.root / "samples.png")
+    return report

@@ -1,0 +1,159 @@
+"""An ablation study on disk: the plan and the runs' directories, each an ordinary training run.
+
+    RUN/ablation.json                    the design, the factors, the variants, the seeds, how runs are scored
+    RUN/base.yaml                        the resolved base config (with --set applied)
+    RUN/variants/<variant>/seed<k>/      config.yaml and run.json written by the plan, then the run's own files
+                                         (samples/, checkpoints/, metrics.jsonl), its log.txt and, last, result.json
+
+A run is finished when its result.json exists, so running the same command again continues an interrupted study
+where it stopped; the plan is only ever extended by more seeds, never silently changed.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcgan_cli import config as config_module
+from dcgan_cli.ablate.design import AblationError, Variant
+from dcgan_cli.config import Config, ConfigError, load_config
+from dcgan_cli.files import write_atomically
+
+PLAN = "ablation.json"
+BASE = "base.yaml"
+VARIANTS = "variants"
+SPEC = "run.json"  # in each run's directory: what the worker needs besides config.yaml
+RESULT = "result.json"  # in each run's directory, written last: the run is finished
+LOG = "log.txt"  # in each run's directory: the worker's output
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """One variant trained with one seed (train.seed = base seed + k)."""
+
+    variant: str
+    seed: int
+    directory: Path
+
+
+@dataclass(frozen=True)
+class Study:
+    """Everything that defines an ablation; `evaluation` says how each run is scored (count, features, seed,
+    inception_weights)."""
+
+    root: Path
+    design: str
+    factors: tuple[str, ...]
+    seeds: int
+    variants: tuple[Variant, ...]
+    reference: str  # the variant every other one is compared with
+    base: Config
+    evaluation: dict[str, Any]
+
+    def config(self, variant: Variant, seed: int) -> Config:
+        """The variant's config for seed k: its changes on the base, train.seed shifted by k, its own run
+        directory, no progress bar (the study shows one over runs)."""
+        cfg = variant.apply(self.base)
+        cfg = config_module.replace_value(cfg, "train.seed", self.base.train.seed + seed)
+        cfg = config_module.replace_value(cfg, "output.progress", False)
+        return config_module.replace_value(cfg, "output.run_dir", str(self.directory(variant.name, seed)))
+
+    def directory(self, variant: str, seed: int) -> Path:
+        return self.root / VARIANTS / variant / f"seed{seed}"
+
+    def runs(self) -> list[Run]:
+        """Every run, seed-major (all variants of seed 0 first), so a partial study compares like with like."""
+        return [Run(v.name, k, self.directory(v.name, k)) for k in range(self.seeds) for v in self.variants]
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a directory's study to be continued: all but the number of seeds."""
+        return {"format": FORMAT, "design": self.design, "factors": list(self.factors),
+                "variants": [{"name": v.name, "changes": [[p, value] for p, value in v.changes]}
+                             for v in self.variants],
+                "reference": self.reference, "base": config_module.to_dict(self.base),
+                "evaluation": self.evaluation}
+
+
+def finished(run: Run) -> dict | None:
+    """The run's result, when it has finished (trained and scored, or diverged); None otherwise."""
+    path = run.directory / RESULT
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("status") in ("done", "diverged") else None
+
+
+def prepare(study: Study) -> list[Run]:
+    """Write the plan into study.root (or check that the plan already there is this one) and each run's
+    config.yaml and run.json; return the runs not finished yet."""
+    root = study.root
+    plan_path = root / PLAN
+    if plan_path.is_file():
+        saved = _read_plan(root)
+        mine = study.identity()
+        differing = [key for key in mine if saved.get(key) != mine[key]]
+        if differing:
+            raise AblationError(f"--run-dir: this directory holds another ablation (its {', '.join(differing)} "
+                                f"differ); continue it with the same options, or choose a new --run-dir. "
+                                f"Received: {str(root)!r}")
+    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise AblationError(f"--run-dir: this path holds something other than an ablation; choose a new one so "
+                            f"nothing is overwritten. Received: {str(root)!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    write_atomically(root / BASE, lambda file: file.write(config_module.to_yaml(study.base).encode()))
+    write_atomically(plan_path, lambda file: file.write(
+        (json.dumps({**study.identity(), "seeds": study.seeds}, indent=1) + "\n").encode()))
+    pending = []
+    for run in study.runs():
+        if finished(run):
+            continue
+        variant = study.variant(run.variant)
+        cfg = study.config(variant, run.seed)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(run.directory / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
+        spec = {"variant": variant.name, "seed": run.seed, "train_seed": cfg.train.seed,
+                "changes": variant.describe(study.base), "evaluation": study.evaluation}
+        write_atomically(run.directory / SPEC, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))
+        pending.append(run)
+    return pending
+
+
+def _read_plan(root: Path) -> dict:
+    try:
+        saved = json.loads((root / PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise AblationError(f"{root / PLAN}: not a readable ablation plan ({error.__class__.__name__}). "
+                            f"Received: {str(root)!r}") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise AblationError(f"{root / PLAN}: not an ablation plan of this version. Received: {str(root)!r}")
+    return saved
+
+
+def load(root: str | Path) -> Study:
+    """The study planned in `root` (for --report and for a worker)."""
+    root = Path(root)
+    if not (root / PLAN).is_file():
+        raise AblationError(f"no ablation here (no {PLAN}); give the --run-dir of a study. Received: {str(root)!r}")
+    saved = _read_plan(root)
+    try:
+        base = load_config(root / BASE)
+    except ConfigError as error:
+        raise AblationError(f"{root / BASE}: {'; '.join(error.problems)}") from None
+    variants = tuple(Variant(v["name"], tuple((p, value) for p, value in v["changes"])) for v in saved["variants"])
+    return Study(root=root, design=saved["design"], factors=tuple(saved["factors"]), seeds=int(saved["seeds"]),
+                 variants=variants, reference=saved["reference"], base=base, evaluation=saved["evaluation"])
+
+
+def commands(runs: list[Run], *, threads: int) -> list[str]:
+    """One shell command per run (for a Slurm job array or GNU parallel): each trains and scores one run."""
+    return [shlex.join(["dcgan", "ablate-run", str(run.directory), "--threads", str(threads)]) for run in runs]

@@ -1,0 +1,113 @@
+"""One run of a study, as `dcgan ablate-run DIR` runs it: train (resuming from the newest checkpoint), score the
+final generator as `dcgan evaluate` does, flag a collapse, and write result.json last.
+
+A run directory is locked while a worker uses it, so two workers never train into the same one (a study started
+again while an orphaned run still finishes, or a job array submitted twice).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from dcgan_cli import checkpoint, data
+from dcgan_cli import train as training
+from dcgan_cli.ablate.design import AblationError
+from dcgan_cli.ablate.study import RESULT, SPEC
+from dcgan_cli.config import Config, load_config
+from dcgan_cli.evaluate import scoring
+from dcgan_cli.evaluate.features import dataset_key, real_order
+from dcgan_cli.evaluate.stats import mean_pairwise_distance
+from dcgan_cli.files import write_atomically
+from dcgan_cli.models import generate
+
+DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
+COLLAPSE_DIVERSITY = 0.3  # collapsed below this share of the real images' mean pairwise distance ...
+COLLAPSE_MODES = 0.5  # ... or, with domain scores, when at most this share of the classes is covered
+LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
+
+
+class Busy(AblationError):
+    """Another process holds the run directory."""
+
+
+def run_one(directory: str | Path) -> dict:
+    """Train and score the run in `directory` (planned by study.prepare) unless its result exists; return it."""
+    directory = Path(directory)
+    if not (directory / SPEC).is_file():
+        raise AblationError(f"not a planned ablation run (no {SPEC}). Received: {str(directory)!r}")
+    lock = FileLock(directory / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise Busy(f"another process is running this run already. Received: {str(directory)!r}") from None
+    try:
+        return _run(directory)
+    finally:
+        lock.release()
+
+
+def _run(directory: Path) -> dict:
+    found = directory / RESULT
+    if found.is_file():
+        return json.loads(found.read_text(encoding="utf-8"))
+    spec = json.loads((directory / SPEC).read_text(encoding="utf-8"))
+    cfg = load_config(directory / "config.yaml")
+    started = time.perf_counter()
+    result = {key: spec[key] for key in ("variant", "seed", "train_seed", "changes")}
+    done = checkpoint.complete(directory)
+    try:
+        if not done or checkpoint.read_state(done[-1])["step"] < cfg.train.steps:
+            training.run(cfg, run_dir=directory, resume=True)
+        result["status"] = "done"
+    except training.Diverged as error:
+        result.update(status="diverged", message=str(error), collapsed=True)
+    result["train_seconds"] = round(time.perf_counter() - started, 1)
+    result["losses"] = _final_losses(directory / "metrics.jsonl")
+    if result["status"] == "done":
+        final = checkpoint.complete(directory)[-1]
+        evaluation = spec["evaluation"]
+        _, scored = scoring.evaluate_checkpoint(
+            final, count=evaluation["count"], features=evaluation["features"], seed=evaluation["seed"],
+            inception_weights=evaluation["inception_weights"], progress=False)
+        scoring.write_result(final / scoring.SCORES_FILE, scored)
+        diversity = _diversity(final, cfg, seed=evaluation["seed"])
+        modes = scored["scores"].get("modes_covered")
+        result.update(step=checkpoint.read_state(final)["step"], features=scored["features"],
+                      scores=scored["scores"], real_set=scored["real_set"], diversity=diversity,
+                      collapsed=bool(diversity < COLLAPSE_DIVERSITY or (
+                          modes is not None and modes <= COLLAPSE_MODES * scored["scores"]["classes"])),
+                      grid=_final_grid(directory))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_atomically(found, lambda file: file.write((json.dumps(result, indent=1) + "\n").encode()))
+    return result
+
+
+def _final_losses(path: Path) -> dict[str, float]:
+    """The last logged losses and D outputs (means over the last log window)."""
+    last = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if "d_loss_real" in record:
+                last = {key: record[key] for key in LOSSES}
+    return last
+
+
+def _diversity(found: Path, cfg: Config, *, seed: int) -> float:
+    """The generated images' mean pairwise distance as a share of the real images' (DIVERSITY_IMAGES of each)."""
+    _, g = checkpoint.load_generator(found)
+    dataset = data.load_dataset(cfg, progress=False)
+    latents = np.concatenate(list(scoring.drawn_latents(cfg, DIVERSITY_IMAGES, np.random.default_rng(seed))))
+    real = dataset.images[np.sort(real_order(len(dataset.images), dataset_key(dataset))[:DIVERSITY_IMAGES])]
+    return round(mean_pairwise_distance(generate(g, latents, cfg)) / max(mean_pairwise_distance(real), 1e-12), 4)
+
+
+def _final_grid(directory: Path) -> str | None:
+    """The newest sample grid, relative to the run directory."""
+    grids = sorted((directory / "samples").glob("step_*.png"))
+    return grids[-1].relative_to(directory).as_posix() if grids else None
