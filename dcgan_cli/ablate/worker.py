@@ -76,15 +76,19 @@ def _run(directory: Path) -> dict:
             inception_weights=evaluation["inception_weights"], progress=False)
         scoring.write_result(final / scoring.SCORES_FILE, scored)
         diversity = _diversity(final, cfg, seed=evaluation["seed"])
-        modes = scored["scores"].get("modes_covered")
         result.update(step=checkpoint.read_state(final)["step"], features=scored["features"],
                       scores=scored["scores"], real_set=scored["real_set"], diversity=diversity,
-                      collapsed=bool(diversity < COLLAPSE_DIVERSITY or (
-                          modes is not None and modes <= COLLAPSE_MODES * scored["scores"]["classes"])),
-                      grid=_final_grid(directory))
+                      collapsed=collapsed(diversity, scored["scores"]), grid=_final_grid(directory))
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_atomically(found, lambda file: file.write((json.dumps(result, indent=1) + "\n").encode()))
     return result
+
+
+def collapsed(diversity: float, scores: dict) -> bool:
+    """Mode collapse: the images are far less varied than the real ones, or (domain scores) cover at most half of
+    the classes."""
+    modes = scores.get("modes_covered")
+    return bool(diversity < COLLAPSE_DIVERSITY or (modes is not None and modes <= COLLAPSE_MODES * scores["classes"]))
 
 
 def _final_losses(path: Path) -> dict[str, float]:

@@ -1,0 +1,389 @@
+"""`dcgan ablate`: designs, the study on disk, the report, parallel and Ray runs, interruption, shared caches."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from filelock import FileLock
+from PIL import Image
+
+from dcgan_cli.ablate import executors, report, study, worker
+from dcgan_cli.ablate.design import FACTORS, AblationError, parse_factors, variants
+from dcgan_cli.cli import main
+from dcgan_cli.config import load_config
+from dcgan_cli.files import write_atomically
+
+from conftest import TINY
+
+BASE = load_config(None, TINY)
+DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
+STUDY_SET = [*TINY, "output.eval_every=0"]
+
+
+def names(made) -> list[str]:
+    return [v.name for v in made]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def dcgan(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dcgan_cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def ablate_args(run_dir: Path, *extra: str, sets: list[str] = STUDY_SET) -> list[str]:
+    args = ["ablate", "--config", str(DIGITS), "--factors", "batch_norm,d_bn_in_g_update", "--seeds", "2",
+            "--n", "50", "--run-dir", str(run_dir), *extra]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+# ------------------------------------------------------------------ designs
+
+
+def test_leave_one_out_is_the_base_and_each_factor_switched_alone():
+    factors, everything = parse_factors("all")
+    made, reference, varied, notes = variants(BASE, factors, design="leave-one-out", everything=everything)
+    assert reference == "base" and names(made)[0] == "base" and len(made) == 13 and not notes
+    assert len(FACTORS) == 12 and [f.name for f in varied] == list(FACTORS)
+    moving = made[names(made).index("d_bn_in_g_update-moving")]
+    assert moving.changes == (("model.d_bn_in_g_update", "moving"),)
+    assert moving.apply(BASE).model.d_bn_in_g_update == "moving" and moving.apply(BASE).hacks == BASE.hacks
+    # A factor the base has off is switched on.
+    base_off = load_config(None, [*TINY, "hacks.noisy_labels=false"])
+    made, *_ = variants(base_off, parse_factors("noisy_labels")[0], design="leave-one-out")
+    assert names(made) == ["base", "noisy_labels-on"] and made[1].apply(base_off).hacks.noisy_labels
+
+
+def test_one_at_a_time_starts_from_all_off_and_leaves_out_what_it_cannot_vary():
+    factors, everything = parse_factors("all")
+    made, reference, varied, notes = variants(BASE, factors, design="one-at-a-time", everything=everything)
+    assert reference == "all-off" and names(made)[0] == "all-off"
+    all_off = made[0].apply(BASE)
+    assert not any(getattr(all_off.hacks, f.name) for f in factors if f.path.startswith("hacks."))
+    only = made[names(made).index("adam-only")].apply(BASE)
+    assert only.hacks.adam and not only.hacks.batch_norm and not only.hacks.leaky_relu
+    # Without BatchNorm, D's BN statistics are no factor: left out of "all" with a note, refused when named.
+    assert "d_bn_in_g_update-only" not in names(made) and "d_bn_in_g_update" not in [f.name for f in varied]
+    assert any("d_bn_in_g_update" in note and "BatchNorm" in note for note in notes)
+    with pytest.raises(AblationError, match="d_bn_in_g_update cannot be varied in the all-off config"):
+        variants(BASE, parse_factors("batch_norm,d_bn_in_g_update")[0], design="one-at-a-time")
+
+
+def test_factorial_makes_every_distinct_combination_and_guards_large_designs():
+    made, *_ = variants(BASE, parse_factors("batch_norm,adam,d_bn_in_g_update")[0], design="factorial")
+    # 2^3 = 8 combinations, less the two where D's BN statistics are switched without BN (duplicates).
+    assert len(made) == 6 and len({v.name for v in made}) == 6 and "base" in names(made)
+    configs = {(c.hacks.batch_norm, c.hacks.adam, c.model.d_bn_in_g_update if c.hacks.batch_norm else "-")
+               for c in (v.apply(BASE) for v in made)}
+    assert len(configs) == 6
+    seven = ",".join(list(FACTORS)[:7])
+    with pytest.raises(AblationError, match="7 factors make 128 variants.*--yes"):
+        variants(BASE, parse_factors(seven)[0], design="factorial")
+    assert len(variants(BASE, parse_factors(seven)[0], design="factorial", allow_large=True)[0]) == 128
+
+
+def test_unknown_and_inert_factors_are_named_with_a_suggestion():
+    with pytest.raises(AblationError, match=r"unknown factor; did you mean 'batch_norm'\? Received: 'batchnorm'"):
+        parse_factors("batchnorm")
+    with pytest.raises(AblationError, match="known factors: all, strided_conv"):
+        parse_factors("dropout")
+    assert parse_factors("hacks.adam, model.d_bn_in_g_update")[0] == [FACTORS["adam"], FACTORS["d_bn_in_g_update"]]
+    slope_zero = load_config(None, [*TINY, "hacks.leaky_slope=0"])
+    with pytest.raises(AblationError, match="leaky_relu cannot be varied.*slope is 0"):
+        variants(slope_zero, parse_factors("leaky_relu")[0], design="leave-one-out")
+
+
+# ------------------------------------------------------------------ the study on disk
+
+
+def planned(root: Path, *, seeds: int = 2, design: str = "leave-one-out", factors: str = "batch_norm,adam"):
+    made, reference, varied, _ = variants(BASE, parse_factors(factors)[0], design=design)
+    return study.Study(root=root, design=design, factors=tuple(f.name for f in varied), seeds=seeds,
+                       variants=tuple(made), reference=reference, base=BASE,
+                       evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+
+
+def test_prepare_writes_each_runs_config_and_refuses_another_study(tmp_path):
+    root = tmp_path / "study"
+    pending = study.prepare(planned(root))
+    assert len(pending) == 6 and (root / study.PLAN).is_file()
+    run = next(r for r in pending if r.variant == "batch_norm-off" and r.seed == 1)
+    cfg = load_config(run.directory / "config.yaml")
+    assert not cfg.hacks.batch_norm and cfg.train.seed == BASE.train.seed + 1
+    assert cfg.output.run_dir == str(run.directory)
+    assert json.loads((run.directory / study.SPEC).read_text())["changes"] == "hacks.batch_norm: on -> off"
+    assert study.load(root).identity() == planned(root).identity()
+    # More seeds extend the same study; another design is refused and nothing is changed.
+    assert len(study.prepare(planned(root, seeds=3))) == 9
+    with pytest.raises(AblationError, match="holds another ablation"):
+        study.prepare(planned(root, design="one-at-a-time"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(AblationError, match="holds something other than an ablation"):
+        study.prepare(planned(tmp_path / "other"))
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path):
+    run = study.prepare(planned(tmp_path / "study"))[0]
+    with FileLock(run.directory / ".lock"):
+        with pytest.raises(worker.Busy, match="another process is running this run"):
+            worker.run_one(run.directory)
+
+
+def test_a_diverged_run_is_finished_and_reported(tmp_path, monkeypatch):
+    run = study.prepare(planned(tmp_path / "study"))[0]
+
+    def diverge(cfg, *, run_dir, resume):
+        raise worker.training.Diverged("training diverged at step 3: g_loss=nan")
+
+    monkeypatch.setattr(worker.training, "run", diverge)
+    result = worker.run_one(run.directory)
+    assert result["status"] == "diverged" and result["collapsed"] and "g_loss=nan" in result["message"]
+    assert study.finished(run) == result
+
+
+def test_collapse_rule():
+    assert worker.collapsed(0.1, {}) and not worker.collapsed(0.9, {})
+    assert worker.collapsed(0.9, {"modes_covered": 5, "classes": 10})
+    assert not worker.collapsed(0.9, {"modes_covered": 6, "classes": 10})
+
+
+# ------------------------------------------------------------------ the report, from made-up results
+
+
+def fake_result(run: study.Run, fd: float, *, grid: bool = True) -> None:
+    (run.directory / "samples").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((20, 20), int(fd) % 255, dtype=np.uint8)).save(run.directory / "samples" / "last.png")
+    result = {"variant": run.variant, "seed": run.seed, "train_seed": run.seed, "changes": "", "status": "done",
+              "features": "domain", "step": 4, "train_seconds": 1.0, "diversity": 0.9, "collapsed": False,
+              "losses": dict.fromkeys(report.LOSSES, 0.5), "grid": "samples/last.png" if grid else None,
+              "scores": {"frechet_distance": fd, "modes_covered": 10, "classes": 10, "class_kl": 0.1,
+                         "mean_confidence": 0.9, "precision": 0.5, "recall": 0.5}}
+    write_atomically(run.directory / study.RESULT, lambda file: file.write(json.dumps(result).encode()))
+
+
+def test_report_tests_each_variant_against_the_reference(tmp_path):
+    made = planned(tmp_path / "study", seeds=3)
+    study.prepare(made)
+    scores = {"base": [10.0, 11.0, 10.5], "batch_norm-off": [40.0, 42.0, 41.0], "adam-off": [9.0, 12.5, 10.0]}
+    for run in made.runs():
+        fake_result(run, scores[run.variant][run.seed])
+    written = report.write(made)
+    assert written.effects["batch_norm-off"].verdict == "hurts"
+    assert written.effects["batch_norm-off"].low > 0 and written.effects["batch_norm-off"].difference == 30.5
+    assert written.effects["adam-off"].verdict == "within noise"
+    rows = report.table(written)
+    assert len(rows) == 2 + 3 and rows[2].startswith("| base |") and rows[3].startswith("| batch_norm-off |")
+    assert "FD mean ± std" in rows[0] and "verdict" in rows[0] and "[95% CI]" in rows[0]
+    text = (made.root / "report.md").read_text()
+    assert "| batch_norm-off | hacks.batch_norm: on -> off | 3/3 | 41.00 ± 1.00 | +30.50 [" in text
+    assert "**batch_norm-off** (hacks.batch_norm: on -> off) raises the FD by 30.50" in text
+    with open(made.root / "results.csv", newline="") as file:
+        table = list(csv.DictReader(file))
+    assert len(table) == 9 and set(report.CSV_COLUMNS) == set(table[0])
+    assert {row["variant"] for row in table} == set(scores) and table[0]["frechet_distance"] == "10.0"
+    for name in ("report.png", "samples.png"):
+        with Image.open(made.root / name) as image:
+            assert image.format == "PNG" and image.width > 400
+
+
+def test_report_on_a_partial_study(tmp_path):
+    made = planned(tmp_path / "study", seeds=2)
+    study.prepare(made)
+    for run in made.runs()[:4]:  # seed 0 of every variant and seed 1 of the base
+        fake_result(run, 10.0 + run.seed)
+    written = report.write(made)
+    assert written.finished() == 4 and len(written.runs) == 6
+    assert written.effects["adam-off"].verdict == "needs 2+ seeds each"
+    assert "Runs finished: 4 of 6" in (made.root / "report.md").read_text()
+    with open(made.root / "results.csv", newline="") as file:
+        assert [row["status"] for row in csv.DictReader(file)].count("not finished") == 2
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def test_tiny_ablation_runs_two_at_once_then_plans_and_reports(tmp_path):
+    root = tmp_path / "study"
+    process = dcgan(*ablate_args(root, "--jobs", "2"), cwd=tmp_path)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert "study wall time" in err and "6 of 6 runs finished" in err
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| variant", "| base", "| batch_norm-off",
+                                                     "| d_bn_in_g_update-moving"]
+    for name in ("report.md", "results.csv", "report.png", "samples.png", study.PLAN):
+        assert (root / name).is_file()
+    for variant in ("base", "batch_norm-off", "d_bn_in_g_update-moving"):
+        for seed in (0, 1):
+            run = root / "variants" / variant / f"seed{seed}"
+            result = json.loads((run / study.RESULT).read_text())
+            assert result["status"] == "done" and result["features"] == "domain" and result["step"] == 4
+            assert (run / "checkpoints" / "step_000004").is_dir() and (run / result["grid"]).is_file()
+            assert set(result["losses"]) == set(report.LOSSES) and 0 <= result["diversity"]
+    # The same command again: nothing left to run. --plan lists no run; a new seed is exactly one command each.
+    again = dcgan(*ablate_args(root, "--plan"), cwd=tmp_path)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and out.strip() == "" and "6 of 6 runs finished already" in err
+    more = dcgan(*ablate_args(root, "--plan", "--seeds", "3"), cwd=tmp_path)
+    out, _ = more.communicate(timeout=300)
+    lines = out.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("dcgan ablate-run ") for line in lines)
+    assert {line.split()[2] for line in lines} == {str(root / "variants" / v / "seed2")
+                                                  for v in ("base", "batch_norm-off", "d_bn_in_g_update-moving")}
+    assert invoke("ablate", "--report", root).exit_code == 0
+
+
+def test_killed_ablation_continues_where_it_stopped(tmp_path):
+    root = tmp_path / "study"
+    sets = [*STUDY_SET, "train.steps=400", "output.checkpoint_every=50", "output.sample_every=200"]
+    process = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not list(root.glob("variants/*/*/result.json")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130 and "run the same command again to continue" in err
+    done = {path: path.stat().st_mtime_ns for path in root.glob("variants/*/*/result.json")}
+    assert 1 <= len(done) < 6
+    partial = invoke("ablate", "--report", root)
+    assert partial.exit_code == 0 and f"Runs finished: {len(done)} of 6" in (root / "report.md").read_text()
+    resumed = list(root.glob("variants/*/*/checkpoints/step_*"))
+    assert any(not (path.parent.parent / study.RESULT).exists() for path in resumed)  # a stopped run checkpointed
+
+    again = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert f"{len(done)} of 6 runs finished already" in err and "6 of 6 runs finished" in err
+    assert {path: path.stat().st_mtime_ns for path in done} == done  # finished runs were not redone
+    assert len(list(root.glob("variants/*/*/result.json"))) == 6
+
+
+def test_ray_executor_on_a_local_instance(tmp_path):
+    pytest.importorskip("ray")
+    root = tmp_path / "study"
+    args = ["ablate", "--config", str(DIGITS), "--factors", "batch_norm", "--seeds", "1", "--n", "50",
+            "--executor", "ray", "--run-dir", str(root)]
+    for item in STUDY_SET:
+        args += ["--set", item]
+    process = dcgan(*args, cwd=tmp_path)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    for variant in ("base", "batch_norm-off"):
+        run = root / "variants" / variant / "seed0"
+        assert json.loads((run / study.RESULT).read_text())["status"] == "done"
+        assert (run / "checkpoints" / "step_000004" / "COMPLETE").is_file() and (run / study.LOG).is_file()
+    assert (root / "report.png").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--factors", "batchnorm"], "did you mean 'batch_norm'"),
+    (["--factors", "leaky_relu", "--set", "hacks.leaky_slope=0"], "leaky_relu cannot be varied"),
+    (["--design", "factorial"], "12 factors make 4096 variants"),
+])
+def test_mistakes_exit_2_before_any_run(tmp_path, args, message):
+    result = invoke("ablate", "--config", DIGITS, "--run-dir", tmp_path / "study", *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "study").exists()
+
+
+def test_ray_missing_and_no_study_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(executors, "ray_available", lambda: False)
+    result = invoke("ablate", "--config", DIGITS, "--executor", "ray", "--run-dir", tmp_path / "study")
+    assert result.exit_code == 2 and 'pip install "dcgan-cli[ray]"' in result.output
+    assert not (tmp_path / "study").exists()
+    result = invoke("ablate", "--report", tmp_path)
+    assert result.exit_code == 2 and "no ablation here" in result.output
+
+
+def test_thread_caps_for_parallel_runs():
+    env = executors.thread_env(1)
+    assert env["TF_NUM_INTRAOP_THREADS"] == "1" and env["OMP_NUM_THREADS"] == "1"
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
+    assert "XLA_FLAGS" not in executors.thread_env(4)
+
+
+# ------------------------------------------------------------------ caches shared by parallel runs
+
+
+DECODE = """
+import hashlib, sys, time
+from dcgan_cli.datasets import folder
+original = folder._decode_into_cache
+def counted(*args, **kwargs):
+    with open(sys.argv[3], "a") as log:
+        log.write("decode\\n")
+    time.sleep(1.0)  # widen the window in which the other process looks for the cache
+    return original(*args, **kwargs)
+folder._decode_into_cache = counted
+dataset = folder.load(sys.argv[1], size=16, channels=1, limit=None, cache_dir=sys.argv[2], progress=False,
+                      log=print)
+print(len(dataset.images), hashlib.sha256(dataset.images.tobytes()).hexdigest())
+"""
+
+
+def test_runs_starting_at_once_decode_a_folder_once_and_read_the_same_images(tmp_path):
+    images = tmp_path / "images"
+    for label in ("a", "b"):
+        (images / label).mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(np.full((20, 20), i * 8, dtype=np.uint8)).save(images / label / f"{i}.png")
+    log = tmp_path / "decodes.txt"
+    processes = [subprocess.Popen([sys.executable, "-c", DECODE, str(images), str(tmp_path / "cache"), str(log)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outputs.append(out.split())
+    assert log.read_text().splitlines() == ["decode"]
+    assert outputs[0] == outputs[1] == outputs[2] and outputs[0][0] == "60"
+    assert not [p for p in (tmp_path / "cache").iterdir() if ".tmp" in p.name]
+
+
+def test_concurrent_writers_of_one_file_never_mix_or_fail(tmp_path):
+    target = tmp_path / "shared.bin"
+    contents = [bytes([i]) * 200_000 for i in range(4)]
+    errors = []
+
+    def hammer(content: bytes) -> None:
+        try:
+            for _ in range(40):
+                write_atomically(target, lambda file: file.write(content))
+        except OSError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=hammer, args=(c,)) for c in contents]
+    for thread in threads:
+        thread.start()
+    seen = set()
+    while any(t.is_alive() for t in threads):
+        if target.exists():
+            seen.add(hashlib.sha256(target.read_bytes()).hexdigest())
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert seen <= {hashlib.sha256(c).hexdigest() for c in contents}
+    assert target.read_bytes() in contents and [p.name for p in tmp_path.iterdir()] == ["shared.bin"]
+
+
+def test_report_needs_no_keras_in_a_worker_free_process():
+    code = "import sys; import dcgan_cli.ablate.report, dcgan_cli.ablate.executors; print('keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
