@@ -218,8 +218,19 @@ def test_report_on_a_partial_study(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 
-def test_tiny_ablation_runs_two_at_once_then_plans_and_reports(tmp_path):
+def test_tiny_ablation_plans_then_runs_two_at_once_and_reports(tmp_path):
     root = tmp_path / "study"
+    variants_run = ("base", "batch_norm-off", "d_bn_in_g_update-moving")
+    # --plan: exactly one command per run, nothing trained.
+    planning = dcgan(*ablate_args(root, "--plan", "--jobs", "2"), cwd=tmp_path)
+    out, err = planning.communicate(timeout=300)
+    assert planning.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert sorted(line.split()[2] for line in lines) == sorted(str(root / "variants" / v / f"seed{k}")
+                                                               for v in variants_run for k in (0, 1))
+    assert all(line.startswith("dcgan ablate-run ") and line.endswith(f"--threads {max(1, executors.cores() // 2)}")
+               for line in lines)
+    assert not list(root.glob("variants/*/*/checkpoints"))
     process = dcgan(*ablate_args(root, "--jobs", "2"), cwd=tmp_path)
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
@@ -229,7 +240,7 @@ def test_tiny_ablation_runs_two_at_once_then_plans_and_reports(tmp_path):
                                                      "| d_bn_in_g_update-moving"]
     for name in ("report.md", "results.csv", "report.png", "samples.png", study.PLAN):
         assert (root / name).is_file()
-    for variant in ("base", "batch_norm-off", "d_bn_in_g_update-moving"):
+    for variant in variants_run:
         for seed in (0, 1):
             run = root / "variants" / variant / f"seed{seed}"
             result = json.loads((run / study.RESULT).read_text())
@@ -244,8 +255,7 @@ def test_tiny_ablation_runs_two_at_once_then_plans_and_reports(tmp_path):
     out, _ = more.communicate(timeout=300)
     lines = out.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("dcgan ablate-run ") for line in lines)
-    assert {line.split()[2] for line in lines} == {str(root / "variants" / v / "seed2")
-                                                  for v in ("base", "batch_norm-off", "d_bn_in_g_update-moving")}
+    assert {line.split()[2] for line in lines} == {str(root / "variants" / v / "seed2") for v in variants_run}
     assert invoke("ablate", "--report", root).exit_code == 0
 
 

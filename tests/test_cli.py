@@ -39,7 +39,8 @@ def invoke(runner, *args):
     return runner.invoke(main, [str(arg) for arg in args], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["evaluate"], ["summary"], ["config"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["evaluate"], ["ablate"], ["ablate-run"], ["summary"],
+                                     ["config"], ["data"]])
 def test_every_command_has_help(runner, command):
     result = invoke(runner, *command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output

@@ -202,6 +202,7 @@ def markdown(report: Report) -> str:
     space = {"domain": "the domain classifier's features", "inception": "Inception features"}.get(
         report.features or "", "the default feature space")
     seconds = sum(r.get("train_seconds") or 0 for r in report.runs if r["status"] != "not finished")
+    chance = len(report.effects) * (1 - CONFIDENCE)
     head = [
         f"# Ablation: {study.design}, {len(study.variants)} variants x {study.seeds} seeds",
         "",
@@ -211,10 +212,12 @@ def markdown(report: Report) -> str:
         f"{study.base.train.loop}; seed k trains with train.seed {study.base.train.seed} + k.",
         f"- Score: {short} ({name}, lower is better) of {evaluation['count']:,} images of each run's final "
         f"generator in {space}, as `dcgan evaluate` gives it; precision and recall beside it. A run counts as "
-        "collapsed when its images' mean pairwise distance falls below 30% of the real images' or, with "
+        "collapsed when its images' mean pairwise distance falls below half the real images' or, with "
         "labels, when it covers at most half of the classes.",
         f"- Verdict: Welch's t-test over seeds; the change **helps** or **hurts** when the {CONFIDENCE:.0%} "
-        "confidence interval of the difference excludes 0, else it is **within noise**.",
+        "confidence interval of the difference excludes 0, else it is **within noise**. Each interval is for one "
+        f"comparison: of {len(report.effects)} changes that did nothing, about {chance:.1f} would still get a "
+        "verdict by chance, so one whose interval ends near 0 deserves more seeds (--seeds).",
         f"- Runs finished: {report.finished()} of {len(report.runs)} (compute {seconds / 60:.1f} min).",
         "",
     ]

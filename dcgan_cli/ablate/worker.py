@@ -26,7 +26,7 @@ from dcgan_cli.files import write_atomically
 from dcgan_cli.models import generate
 
 DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
-COLLAPSE_DIVERSITY = 0.3  # collapsed below this share of the real images' mean pairwise distance ...
+COLLAPSE_DIVERSITY = 0.5  # collapsed below this share of the real images' mean pairwise distance ...
 COLLAPSE_MODES = 0.5  # ... or, with domain scores, when at most this share of the classes is covered
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
