@@ -282,15 +282,16 @@ def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, d
 
         evaluation = runner.evaluation_plan(base, count=count, features=features,
                                             inception_weights=inception_weights)
-        planned = studies.Study(root=root, design=design, factors=tuple(f.name for f in varied), seeds=seeds,
-                                variants=tuple(made), reference=reference, base=base, evaluation=evaluation)
+        planned = studies.extended(studies.Study(
+            root=root, design=design, factors=tuple(f.name for f in varied), seeds=seeds, variants=tuple(made),
+            reference=reference, base=base, evaluation=evaluation))
         pending = studies.prepare(planned)
     except AblationError as error:
         raise UserError(str(error)) from None
     for note in notes:
         click.echo(note, err=True)
     total = len(planned.runs())
-    click.echo(f"study: {root} ({len(made)} variants x {seeds} seeds; {total - len(pending)} of {total} runs "
+    click.echo(f"study: {root} ({len(made)} variants x {planned.seeds} seeds; {total - len(pending)} of {total} runs "
                "finished already)", err=True)
     threads = cpus_per_run if executor == "ray" else max(1, executors.cores() // (jobs or 1))
     if plan:

@@ -128,8 +128,9 @@ def test_prepare_writes_each_runs_config_and_refuses_another_study(tmp_path):
     assert cfg.output.run_dir == str(run.directory)
     assert json.loads((run.directory / study.SPEC).read_text())["changes"] == "hacks.batch_norm: on -> off"
     assert study.load(root).identity() == planned(root).identity()
-    # More seeds extend the same study; another design is refused and nothing is changed.
+    # More seeds extend the same study, fewer never shrink it; another design is refused.
     assert len(study.prepare(planned(root, seeds=3))) == 9
+    assert study.extended(planned(root, seeds=1)).seeds == 3 and study.extended(planned(root, seeds=4)).seeds == 4
     with pytest.raises(AblationError, match="holds another ablation"):
         study.prepare(planned(root, design="one-at-a-time"))
     (tmp_path / "other").mkdir()

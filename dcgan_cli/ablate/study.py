@@ -11,6 +11,7 @@ where it stopped; the plan is only ever extended by more seeds, never silently c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from dataclasses import dataclass
@@ -91,6 +92,15 @@ def finished(run: Run) -> dict | None:
     except (OSError, ValueError):
         return None
     return result if isinstance(result, dict) and result.get("status") in ("done", "diverged") else None
+
+
+def extended(study: Study) -> Study:
+    """The study with as many seeds as asked or as already planned in its directory, whichever is more: asking
+    for fewer seeds never drops runs from a study."""
+    if not (study.root / PLAN).is_file():
+        return study
+    saved = _read_plan(study.root).get("seeds", 0)
+    return dataclasses.replace(study, seeds=saved) if isinstance(saved, int) and saved > study.seeds else study
 
 
 def prepare(study: Study) -> list[Run]:
