@@ -203,6 +203,22 @@ def test_report_tests_each_variant_against_the_reference(tmp_path):
             assert image.format == "PNG" and image.width > 400
 
 
+def test_factorial_report_gives_each_factors_main_effect(tmp_path):
+    made = planned(tmp_path / "study", seeds=2, design="factorial")
+    study.prepare(made)
+    assert len(made.variants) == 4
+    for run in made.runs():  # only batch_norm matters: off raises the score by 20
+        cfg = made.variant(run.variant).apply(BASE)
+        fake_result(run, (10.0 if cfg.hacks.batch_norm else 30.0) + 0.5 * run.seed + (0.3 if cfg.hacks.adam else 0))
+    written = report.write(made)
+    effects = written.main_effects
+    assert set(effects) == {"hacks.batch_norm: on -> off", "hacks.adam: on -> off"}
+    assert effects["hacks.batch_norm: on -> off"].verdict == "hurts"
+    assert effects["hacks.batch_norm: on -> off"].difference == pytest.approx(20.0)
+    assert effects["hacks.adam: on -> off"].verdict == "within noise"
+    assert "## Main effects" in (made.root / "report.md").read_text()
+
+
 def test_report_on_a_partial_study(tmp_path):
     made = planned(tmp_path / "study", seeds=2)
     study.prepare(made)

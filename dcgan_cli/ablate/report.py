@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from dcgan_cli.ablate.design import FACTORS
 from dcgan_cli.ablate.study import Study, finished
+from dcgan_cli.config import flatten
 from dcgan_cli.files import write_atomically
 
 CONFIDENCE = 0.95
@@ -70,6 +72,7 @@ class Report:
     variants: list[VariantSummary]
     effects: dict[str, Effect]
     runs: list[dict]  # one row per planned run
+    main_effects: dict[str, Effect] = field(default_factory=dict)  # factorial: "factor: on -> off" -> its effect
 
     @property
     def metric(self) -> tuple[str, str]:
@@ -109,7 +112,29 @@ def collect(study: Study) -> Report:
     for summary in report.variants:
         if summary.name != study.reference:
             report.effects[summary.name] = _effect(summary, reference, report.metric[0])
+    if study.design == "factorial":
+        report.main_effects = _main_effects(report)
     return report
+
+
+def _main_effects(report: Report) -> dict[str, Effect]:
+    """Factorial designs: each factor's main effect, over every combination of the others: the runs with it
+    switched from the base against the runs with it as in the base."""
+    study, values = report.study, flatten(report.study.base)
+    effects = {}
+    for name in study.factors:
+        factor = FACTORS[name]
+        switched, kept = VariantSummary(name, "", 0), VariantSummary(name, "", 0)
+        flipped = None
+        for summary in report.variants:
+            value = dict(study.variant(summary.name).changes).get(factor.path, values[factor.path])
+            if value != values[factor.path]:
+                flipped = value
+            (switched if value != values[factor.path] else kept).results.extend(summary.results)
+        if flipped is not None:
+            label = f"{factor.path}: {factor.word(values[factor.path])} -> {factor.word(flipped)}"
+            effects[label] = _effect(switched, kept, report.metric[0])
+    return effects
 
 
 def _effect(variant: VariantSummary, reference: VariantSummary, key: str) -> Effect:
@@ -221,7 +246,16 @@ def markdown(report: Report) -> str:
         f"- Runs finished: {report.finished()} of {len(report.runs)} (compute {seconds / 60:.1f} min).",
         "",
     ]
-    return "\n".join(head + table(report) + ["", "## What the runs say", ""] + findings(report) +
+    main = []
+    if report.main_effects:
+        digits = _digits(report)
+        main = ["", "## Main effects", "", "Each factor switched from the base against as in the base, over every "
+                "combination of the others (all their runs pooled; Welch's t-test):", ""]
+        for label, effect in report.main_effects.items():
+            interval = (f" [{CONFIDENCE:.0%} CI {effect.low:+.{digits}f}, {effect.high:+.{digits}f}]"
+                        if math.isfinite(effect.low) else "")
+            main.append(f"- {label}: Δ {short} {effect.difference:+.{digits}f}{interval}: {effect.verdict}")
+    return "\n".join(head + table(report) + ["", "## What the runs say", ""] + findings(report) + main +
                      ["", "![scores](report.png)", "", "![final samples](samples.png)", ""])
 
 
