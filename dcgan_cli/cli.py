@@ -63,6 +63,13 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.
                           help="Override one config value, parsed as YAML, e.g. --set hacks.batch_norm=false. "
                                "Repeatable.")
 
+features_option = click.option("--features", type=click.Choice(["domain", "inception"]), default=None,
+                               help="Feature space of the scores [default: domain where the data has class labels, "
+                                    "else inception (FID, KID)].")
+inception_option = click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
+                                envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
+                                help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dcgan-cli")
@@ -74,6 +81,25 @@ class RunFailed(click.ClickException):
     """Training stopped by something other than the user's input (divergence, a full disk): exit code 1."""
 
     exit_code = 1
+
+
+@contextmanager
+def _training_outcomes(*mistakes: type[Exception]):
+    """How a training run ends at the CLI: `mistakes` (and config errors) exit 2 in one line, a signal exits
+    128 + N after its checkpoint, a run that failed exits 1. Keras must be started already."""
+    from dcgan_cli import train as training
+
+    try:
+        yield
+    except mistakes as error:
+        raise UserError(str(error)) from None
+    except ConfigError as error:
+        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+    except training.Interrupted as error:
+        click.echo(str(error), err=True)
+        sys.exit(128 + error.signum)
+    except training.TrainingError as error:
+        raise RunFailed(str(error)) from None
 
 
 @main.command()
@@ -99,24 +125,16 @@ def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | 
     from dcgan_cli.evaluate.features import EvaluationError
 
     try:
-        if resume:
-            run_dir, cfg, notes = rundir.for_resume(cfg, overrides, explicit=run_dir,
-                                                    config_name=config_path.stem if config_path else None)
-            for note in notes:
-                click.echo(note, err=True)
-        else:
-            run_dir = rundir.choose_new(cfg, config_name=config_path.stem, explicit=run_dir)
-        click.echo(f"run directory: {run_dir}", err=True)
-        training.run(cfg, run_dir=run_dir, resume=resume)
-    except (rundir.RunDirError, checkpoint.CheckpointError, DataError, EvaluationError) as error:
-        raise UserError(str(error)) from None
-    except ConfigError as error:
-        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
-    except training.Interrupted as error:
-        click.echo(str(error), err=True)
-        sys.exit(128 + error.signum)
-    except training.TrainingError as error:
-        raise RunFailed(str(error)) from None
+        with _training_outcomes(rundir.RunDirError, checkpoint.CheckpointError, DataError, EvaluationError):
+            if resume:
+                run_dir, cfg, notes = rundir.for_resume(cfg, overrides, explicit=run_dir,
+                                                        config_name=config_path.stem if config_path else None)
+                for note in notes:
+                    click.echo(note, err=True)
+            else:
+                run_dir = rundir.choose_new(cfg, config_name=config_path.stem, explicit=run_dir)
+            click.echo(f"run directory: {run_dir}", err=True)
+            training.run(cfg, run_dir=run_dir, resume=resume)
     except KeyboardInterrupt:
         click.echo("interrupted before the first step; nothing was written to resume from", err=True)
         sys.exit(130)
@@ -166,11 +184,8 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
 @set_option
 @click.option("--n", "count", type=click.IntRange(min=10), default=None,
               help="Images to generate and score [default: 5000]; with --images, score at most this many.")
-@click.option("--features", type=click.Choice(["domain", "inception"]), default=None,
-              help="Feature space [default: domain where the data has class labels, else inception].")
-@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
-              help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")
+@features_option
+@inception_option
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latent draw.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
@@ -244,11 +259,8 @@ def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Pat
               help="The study's directory [default: runs/<config name>-<design>]. The same command continues it.")
 @click.option("--n", "count", type=click.IntRange(min=10), default=5000, show_default=True,
               help="Images of each run's final generator to score.")
-@click.option("--features", type=click.Choice(["domain", "inception"]), default=None,
-              help="Feature space of the scores [default: domain where the data has labels, else inception (KID)].")
-@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
-              help="InceptionV3's ImageNet weights file, for Inception scores offline.")
+@features_option
+@inception_option
 @click.option("--plan", is_flag=True, help="Write the study's directory and print one shell command per run "
                                            "(Slurm job arrays, GNU parallel); run nothing.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -341,26 +353,17 @@ def ablate_run(directory: Path, threads: int | None) -> None:
         os.environ.update(thread_env(threads))
     _start_keras()
     from dcgan_cli import checkpoint
-    from dcgan_cli import train as training
     from dcgan_cli.ablate import worker
     from dcgan_cli.ablate.design import AblationError
     from dcgan_cli.data import DataError
     from dcgan_cli.evaluate.features import EvaluationError
 
     try:
-        result = worker.run_one(directory)
+        with _training_outcomes(AblationError, checkpoint.CheckpointError, DataError, EvaluationError):
+            result = worker.run_one(directory)
     except worker.Busy as error:
         click.echo(str(error), err=True)
         sys.exit(BUSY)
-    except (AblationError, checkpoint.CheckpointError, DataError, EvaluationError) as error:
-        raise UserError(str(error)) from None
-    except ConfigError as error:
-        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
-    except training.Interrupted as error:
-        click.echo(str(error), err=True)
-        sys.exit(128 + error.signum)
-    except training.TrainingError as error:
-        raise RunFailed(str(error)) from None
     scores = result.get("scores", {})
     click.echo(f"{result['variant']} seed {result['seed']}: {result['status']}"
                + (f", {result['features']} scores " + ", ".join(f"{k} {scores[k]:.4g}" for k in (

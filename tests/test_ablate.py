@@ -144,6 +144,9 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
     with FileLock(run.directory / ".lock"):
         with pytest.raises(worker.Busy, match="another process is running this run"):
             worker.run_one(run.directory)
+        result = invoke("ablate-run", run.directory)
+        assert result.exit_code == executors.BUSY and "another process is running this run" in result.output
+    assert not (run.directory / study.RESULT).exists()
 
 
 def test_a_diverged_run_is_finished_and_reported(tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ COLLAPSE_MODES = 0.5  # ... or, with domain scores, when at most this share of t
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
 
-class Busy(AblationError):
+class Busy(Exception):
     """Another process holds the run directory."""
 
 
