@@ -4,8 +4,14 @@ D.train_on_batch on real, D.train_on_batch on fake, GAN.train_on_batch). Warm-up
 
     python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled [--precision bfloat16] [--steps N]
     python bench/throughput.py --arch dcgan64 --batch 64 --compare      # all three loops, 3 interleaved rounds
+    python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled --breakdown    # where a step's time goes
+    python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled --cli          # `dcgan train` itself
 
 One measurement prints one JSON line; --compare prints a table of medians and ratios to the reference loop.
+--breakdown times, per step: the host's preparation of the inputs (a batch drawn and scaled, latents, the D plan
+with its labels), the step alone on inputs already on the device (compiled loop) or each Keras call
+(train_on_batch loop), and the full step as `dcgan train` runs it. --cli runs `dcgan train` as a user does and
+reads images/s from its metrics.jsonl (the first log window, which includes compilation, left out).
 The backend is Keras' (KERAS_BACKEND=tensorflow|jax|torch).
 """
 
@@ -15,15 +21,19 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dcgan_cli import backend, hacks, train  # noqa: E402
+from dcgan_cli import backend, data, hacks, train  # noqa: E402
+from dcgan_cli.backend import distribute_batch  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
 from dcgan_cli.models import build_models  # noqa: E402
 
@@ -36,11 +46,14 @@ ARCHS = {
 LOOPS = ("reference", "train_on_batch", "compiled")
 
 
+def overrides(arch: str, batch: int, loop: str, precision: str, xla: str = "auto") -> list[str]:
+    return [*ARCHS[arch], "model.g_filters=64", "model.d_filters=64", "model.max_filters=512",
+            f"train.batch_size={batch}", f"train.mixed_precision={precision}",
+            f"train.loop={'compiled' if loop == 'compiled' else 'train_on_batch'}", f"train.jit_compile={xla}"]
+
+
 def config(arch: str, batch: int, loop: str, precision: str, xla: str = "auto"):
-    return load_config(None, [*ARCHS[arch], "model.g_filters=64", "model.d_filters=64", "model.max_filters=512",
-                              f"train.batch_size={batch}", f"train.mixed_precision={precision}",
-                              f"train.loop={'compiled' if loop == 'compiled' else 'train_on_batch'}",
-                              f"train.jit_compile={xla}"])
+    return load_config(None, overrides(arch, batch, loop, precision, xla))
 
 
 class ReferenceLoop:
@@ -91,6 +104,96 @@ def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup
             "devices": backend.local_devices()}
 
 
+def _per_step_ms(fn, steps: int, sync) -> float:
+    """Milliseconds per call of fn() over `steps` calls, the device drained before and after."""
+    sync()
+    started = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync()
+    return (time.perf_counter() - started) * 1000 / steps
+
+
+def breakdown(arch: str, batch: int, loop: str, precision: str, steps: int, warmup: int, xla: str = "auto") -> dict:
+    """Where one training step's time goes, in milliseconds per step (see the module docstring)."""
+    if loop == "reference":
+        raise SystemExit("--breakdown measures the product's loops: --loop compiled or train_on_batch")
+    cfg = config(arch, batch, loop, precision, xla)
+    rng = np.random.default_rng(0)
+    shape = (cfg.model.image_size, cfg.model.image_size, cfg.model.channels)
+    images = rng.integers(0, 256, (max(batch * 8, 512), *shape), dtype=np.uint8)
+    with backend.precision(precision):
+        models = build_models(cfg, rng)
+    runner = train._CompiledLoop(models, cfg) if loop == "compiled" else train._SplitLoop(models, cfg)
+    for _ in range(warmup):
+        runner.step(data.sample_batch(images, batch, rng), rng)
+    sync = runner.take_sums
+
+    def host() -> None:
+        real, z = train.step_inputs(data.sample_batch(images, batch, rng), rng, cfg=cfg)
+        train.d_targets_for(len(real), rng, cfg=cfg)
+
+    figures = {"host_ms": _per_step_ms(host, steps, lambda: None)}
+    real, z = train.step_inputs(data.sample_batch(images, batch, rng), rng, cfg=cfg)
+    plan = train.d_targets_for(len(real), rng, cfg=cfg)
+    if loop == "compiled":
+        step = runner.compiled
+        indices = tuple(keras.ops.convert_to_tensor(index.astype(np.int32)) for index, _ in plan)
+        targets = tuple(distribute_batch(target) for _, target in plan)
+        staged_real, staged_z = distribute_batch(real), distribute_batch(z)
+        if step.stateless:
+            def alone() -> None:
+                step.state = step._step(step.state, staged_real, staged_z, indices, targets)
+        else:
+            def alone() -> None:
+                step._step(staged_real, staged_z, indices, targets)
+        figures["step_alone_ms"] = _per_step_ms(alone, steps, sync)
+    else:
+        fakes = runner.make_fakes(z)
+        figures["make_fakes_ms"] = _per_step_ms(lambda: runner.make_fakes(z), steps, sync)
+        figures["d_updates_ms"] = _per_step_ms(lambda: train.update_d(models, real, fakes, rng, cfg=cfg), steps,
+                                               sync)
+        figures["g_update_ms"] = _per_step_ms(lambda: train.update_g(models, z), steps, sync)
+        figures["step_alone_ms"] = figures["make_fakes_ms"] + figures["d_updates_ms"] + figures["g_update_ms"]
+    figures["full_step_ms"] = _per_step_ms(lambda: runner.step(data.sample_batch(images, batch, rng), rng), steps,
+                                           sync)
+    rounded = {key: round(value, 3) for key, value in figures.items()}
+    return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
+            **rounded, "host_share_of_step": round(figures["host_ms"] / figures["step_alone_ms"], 3),
+            "full_over_step_alone": round(figures["full_step_ms"] / figures["step_alone_ms"], 3),
+            "images_per_s_full": round(batch * 1000 / figures["full_step_ms"], 1),
+            "images_per_s_step_alone": round(batch * 1000 / figures["step_alone_ms"], 1),
+            "steps": steps, "warmup": warmup, "devices": backend.local_devices()}
+
+
+def through_cli(arch: str, batch: int, loop: str, precision: str, steps: int, xla: str = "auto") -> dict:
+    """`dcgan train` on random images as a user runs it; images/s from its metrics.jsonl, after the first window."""
+    if loop == "reference":
+        raise SystemExit("--cli times `dcgan train`: --loop compiled or train_on_batch")
+    log_every = max(steps // 5, 1)
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as scratch:
+        cfg = config(arch, batch, loop, precision, xla)
+        shape = (cfg.model.image_size, cfg.model.image_size, cfg.model.channels)
+        images = np.random.default_rng(0).integers(0, 256, (max(batch * 8, 512), *shape), dtype=np.uint8)
+        np.save(Path(scratch) / "images.npy", images)
+        sets = [*overrides(arch, batch, loop, precision, xla), "data.name=npy", f"data.path={scratch}/images.npy",
+                f"train.steps={steps}", f"output.log_every={log_every}", f"output.sample_every={steps}",
+                f"output.checkpoint_every={steps}", "output.progress=false"]
+        command = [sys.executable, "-m", "dcgan_cli", "train", "--config", str(Path(scratch) / "bench.yaml"),
+                   "--run-dir", str(Path(scratch) / "run")]
+        (Path(scratch) / "bench.yaml").write_text("{}\n")
+        for item in sets:
+            command += ["--set", item]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        lines = [json.loads(line) for line in (Path(scratch) / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = [line["images_per_s"] for line in lines if "images_per_s" in line][1:]
+    return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
+            "mode": "dcgan train", "images_per_s": round(statistics.median(rates), 1) if rates else None,
+            "windows": len(rates), "steps": steps, "wall_s": round(wall, 1)}
+
+
 def compare(arch: str, batch: int, precision: str, steps: int, warmup: int, xla: str, rounds: int = 3) -> None:
     results = {loop: [] for loop in LOOPS}
     for round_number in range(rounds):
@@ -118,9 +221,15 @@ def main() -> None:
     parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
                         help="TensorFlow, compiled loop: train.jit_compile (auto: XLA with a GPU only)")
     parser.add_argument("--compare", action="store_true", help="all three loops, interleaved, 3 rounds")
+    parser.add_argument("--breakdown", action="store_true", help="host, step alone and full step, in ms per step")
+    parser.add_argument("--cli", action="store_true", help="time `dcgan train` itself, from its metrics.jsonl")
     args = parser.parse_args()
     steps = args.steps or (60 if args.arch == "dcgan32" else 12)
-    if args.compare:
+    if args.breakdown:
+        print(json.dumps(breakdown(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))
+    elif args.cli:
+        print(json.dumps(through_cli(args.arch, args.batch, args.loop, args.precision, max(steps, 50), args.xla)))
+    elif args.compare:
         compare(args.arch, args.batch, args.precision, steps, args.warmup, args.xla)
     else:
         print(json.dumps(measure(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))
