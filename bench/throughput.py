@@ -60,13 +60,13 @@ class ReferenceLoop:
     """The seed's loop, made to train D in Keras 3 (d.trainable set before each call): fakes from G.predict, then
     three train_on_batch calls with hard labels."""
 
-    def __init__(self, models, cfg):
-        self.models, self.cfg = models, cfg
+    def __init__(self, models, cfg, images):
+        self.models, self.cfg, self.images = models, cfg, images
 
-    def step(self, real_uint8, rng):
+    def step(self, rng):
         m, h = self.models, self.cfg.hacks
-        n = len(real_uint8)
-        real = hacks.scale_images(real_uint8, hacks=h)
+        n = self.cfg.train.batch_size
+        real = hacks.scale_images(data.sample_batch(self.images, n, rng), hacks=h)
         z = hacks.sample_latent(rng, n, self.cfg.model.latent_dim, hacks=h)
         fake = m.g.predict(z, verbose=0)
         m.d.trainable = True
@@ -88,13 +88,13 @@ def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup
     with backend.precision(precision):
         models = build_models(cfg, rng)
     runner = {"reference": ReferenceLoop, "train_on_batch": train._SplitLoop,
-              "compiled": train._CompiledLoop}[loop](models, cfg)
+              "compiled": train._CompiledLoop}[loop](models, cfg, images)
     for _ in range(warmup):
-        runner.step(images[rng.integers(0, len(images), batch)], rng)
+        runner.step(rng)
     runner.take_sums()  # waits for the device
     started = time.perf_counter()
     for _ in range(steps):
-        runner.step(images[rng.integers(0, len(images), batch)], rng)
+        runner.step(rng)
     runner.take_sums()
     seconds = time.perf_counter() - started
     return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
@@ -124,41 +124,46 @@ def breakdown(arch: str, batch: int, loop: str, precision: str, steps: int, warm
     images = rng.integers(0, 256, (max(batch * 8, 512), *shape), dtype=np.uint8)
     with backend.precision(precision):
         models = build_models(cfg, rng)
-    runner = train._CompiledLoop(models, cfg) if loop == "compiled" else train._SplitLoop(models, cfg)
+    runner = (train._CompiledLoop if loop == "compiled" else train._SplitLoop)(models, cfg, images)
     for _ in range(warmup):
-        runner.step(data.sample_batch(images, batch, rng), rng)
+        runner.step(rng)
     sync = runner.take_sums
 
-    def host() -> None:
-        real, z = train.step_inputs(data.sample_batch(images, batch, rng), rng, cfg=cfg)
-        train.d_targets_for(len(real), rng, cfg=cfg)
+    def host() -> tuple:
+        """What the host does before the step: the draws (and, where the dataset is not resident, the gather)."""
+        index = data.batch_indices(len(images), batch, rng)
+        z = hacks.sample_latent(rng, batch, cfg.model.latent_dim, hacks=cfg.hacks)
+        plan = train.d_targets_for(batch, rng, cfg=cfg)
+        if loop == "compiled" and runner.resident is not None:
+            return runner.resident, index.astype(np.int32), z, plan
+        return images[index], np.arange(batch, dtype=np.int32), z, plan
 
     figures = {"host_ms": _per_step_ms(host, steps, lambda: None)}
-    real, z = train.step_inputs(data.sample_batch(images, batch, rng), rng, cfg=cfg)
-    plan = train.d_targets_for(len(real), rng, cfg=cfg)
+    source, index, z, plan = host()
     if loop == "compiled":
         step = runner.compiled
-        indices = tuple(keras.ops.convert_to_tensor(index.astype(np.int32)) for index, _ in plan)
+        indices = tuple(keras.ops.convert_to_tensor(i.astype(np.int32)) for i, _ in plan)
         targets = tuple(distribute_batch(target) for _, target in plan)
-        staged_real, staged_z = distribute_batch(real), distribute_batch(z)
+        staged = (distribute_batch(source), distribute_batch(index), distribute_batch(z))
         if step.stateless:
             def alone() -> None:
-                step.state = step._step(step.state, staged_real, staged_z, indices, targets)
+                step.state = step._step(step.state, *staged, indices, targets)
         else:
             def alone() -> None:
-                step._step(staged_real, staged_z, indices, targets)
+                step._step(*staged, indices, targets)
         figures["step_alone_ms"] = _per_step_ms(alone, steps, sync)
     else:
+        real = hacks.scale_images(source[index], hacks=cfg.hacks)
         fakes = runner.make_fakes(z)
         figures["make_fakes_ms"] = _per_step_ms(lambda: runner.make_fakes(z), steps, sync)
         figures["d_updates_ms"] = _per_step_ms(lambda: train.update_d(models, real, fakes, rng, cfg=cfg), steps,
                                                sync)
         figures["g_update_ms"] = _per_step_ms(lambda: train.update_g(models, z), steps, sync)
         figures["step_alone_ms"] = figures["make_fakes_ms"] + figures["d_updates_ms"] + figures["g_update_ms"]
-    figures["full_step_ms"] = _per_step_ms(lambda: runner.step(data.sample_batch(images, batch, rng), rng), steps,
-                                           sync)
+    figures["full_step_ms"] = _per_step_ms(lambda: runner.step(rng), steps, sync)
     rounded = {key: round(value, 3) for key, value in figures.items()}
     return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
+            "dataset_on_device": loop == "compiled" and runner.resident is not None,
             **rounded, "host_share_of_step": round(figures["host_ms"] / figures["step_alone_ms"], 3),
             "full_over_step_alone": round(figures["full_step_ms"] / figures["step_alone_ms"], 3),
             "images_per_s_full": round(batch * 1000 / figures["full_step_ms"], 1),

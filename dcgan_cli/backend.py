@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import keras
+import numpy as np
 
 from dcgan_cli.config import ConfigError
 
@@ -129,6 +131,46 @@ def vjp(fn: Callable, params):
     import jax
 
     return jax.vjp(fn, params, has_aux=True)
+
+
+UNKNOWN_DEVICE_MEMORY = 8 * 2**30  # assumed where the backend does not say (TensorFlow on a GPU)
+
+
+def device_memory() -> int:
+    """Bytes of memory of the first device: the accelerator's (JAX's memory_stats, torch.cuda), else this
+    machine's RAM; UNKNOWN_DEVICE_MEMORY where the backend does not tell."""
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"])
+    elif name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return int(torch.cuda.get_device_properties(0).total_memory)
+    elif name == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            return UNKNOWN_DEVICE_MEMORY
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def place_dataset(images, *, fraction: float):
+    """The uint8 dataset as one tensor on the device when it takes at most `fraction` of the device's memory and
+    no data-parallel distribution splits the batches; else None (each step then sends its batch)."""
+    distributed = keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
+    if distributed or fraction <= 0 or images.nbytes > fraction * device_memory():
+        return None
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            return None
+    return keras.ops.convert_to_tensor(np.asarray(images))
 
 
 def local_devices() -> list[str]:

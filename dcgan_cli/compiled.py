@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli import losses
+from dcgan_cli import hacks, losses
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
                                stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
@@ -56,7 +56,7 @@ class CompiledStep:
     def __init__(self, models: Models, cfg: Config, *, jit_compile: bool = False):
         build_optimizers(models)
         models.d.trainable = True
-        self.models = models
+        self.models, self.hacks = models, cfg.hacks
         self.bn_batch_statistics = cfg.model.d_bn_in_g_update == "batch"
         self.sources = [("real",), ("fake",)] if cfg.hacks.separate_batches else [("real", "fake")]
         self.stateless = stateless_optimizers()
@@ -67,16 +67,19 @@ class CompiledStep:
             self.sums = keras.Variable(np.zeros(len(METRIC_ORDER), np.float32), trainable=False, name="metric_sums")
             self._step = compile_function(self._stateful_step, jit_compile=jit_compile)
 
-    def __call__(self, real: np.ndarray, z: np.ndarray, plan: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """One step on model-range real images (N, H, W, C), latents z (N, latent_dim) and the D plan of
-        train.d_targets_for: (index into concat(real, fake), D's targets) per D update."""
+    def __call__(self, source, batch_index: np.ndarray, z: np.ndarray,
+                 plan: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """One step on the real images source[batch_index]: `source` is uint8 (M, H, W, C), the whole dataset
+        already on the device or this step's batch, `batch_index` int32 (N,); latents z (N, latent_dim) and the D
+        plan of train.d_targets_for: (index into concat(real, fake), D's targets) per D update. The step gathers
+        the batch and scales it to the model range itself (hack 7)."""
         indices = tuple(ops.convert_to_tensor(index.astype(np.int32)) for index, _ in plan)
         targets = tuple(distribute_batch(target) for _, target in plan)
-        real, z = distribute_batch(real), distribute_batch(z)
+        source, batch_index, z = distribute_batch(source), distribute_batch(batch_index), distribute_batch(z)
         if self.stateless:
-            self.state = self._step(self.state, real, z, indices, targets)
+            self.state = self._step(self.state, source, batch_index, z, indices, targets)
         else:
-            self._step(real, z, indices, targets)
+            self._step(source, batch_index, z, indices, targets)
 
     def take_metric_sums(self) -> dict[str, float]:
         """The metric sums since the last call, read back from the device, then reset to zero."""
@@ -106,8 +109,13 @@ class CompiledStep:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
         return (*groups, ops.zeros((len(METRIC_ORDER),), dtype="float32"))
 
-    def _pure_step(self, state, real, z, indices, targets):
+    def _real(self, source, batch_index):
+        """The step's real batch in the model range, float32 (N, H, W, C)."""
+        return hacks.scale_images(ops.take(source, batch_index, axis=0), hacks=self.hacks)
+
+    def _pure_step(self, state, source, batch_index, z, indices, targets):
         """JAX: the step as a pure function of the state."""
+        real = self._real(source, batch_index)
         g, d = self.models.g, self.models.d
         d_optimizer, g_optimizer = self.models.d.optimizer, self.models.gan.optimizer
         g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums = state
@@ -144,8 +152,9 @@ class CompiledStep:
         g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
         return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums + _stack(found)
 
-    def _stateful_step(self, real, z, indices, targets):
+    def _stateful_step(self, source, batch_index, z, indices, targets):
         """TensorFlow and torch: the step on the Keras variables, in place."""
+        real = self._real(source, batch_index)
         g, d = self.models.g, self.models.d
         g_optimizer = self.models.gan.optimizer
 

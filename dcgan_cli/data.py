@@ -16,7 +16,7 @@ from dcgan_cli.datasets import arrays, folder, keras_sets
 from dcgan_cli.datasets.common import DataError, Dataset, fit_array, to_uint8
 from dcgan_cli.files import to_stderr
 
-__all__ = ["DataError", "Dataset", "load_dataset", "sample_batch", "describe"]
+__all__ = ["DataError", "Dataset", "load_dataset", "batch_indices", "sample_batch", "describe"]
 
 
 def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], None] = to_stderr) -> Dataset:
@@ -63,9 +63,14 @@ def _existing(path: str) -> Path:
     return found
 
 
+def batch_indices(count: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """The sorted indices of one batch drawn with replacement from `count` images: int64 (batch_size,)."""
+    return np.sort(rng.integers(0, count, batch_size))
+
+
 def sample_batch(images: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
     """A batch of uint8 images drawn at random indices (with replacement): (batch_size, H, W, C)."""
-    return images[np.sort(rng.integers(0, len(images), batch_size))]
+    return images[batch_indices(len(images), batch_size, rng)]
 
 
 def describe(dataset: Dataset) -> list[str]:

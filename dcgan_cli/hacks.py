@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from dcgan_cli.config import HacksConfig
 from dcgan_cli.layers import BatchNorm
@@ -98,13 +98,14 @@ def optimizer(hacks: HacksConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam()
 
 
-def scale_images(images: np.ndarray, *, hacks: HacksConfig) -> np.ndarray:
-    """Hack 7 (DCGAN): uint8 pixels to the model range, float32, same shape.
+def scale_images(images, *, hacks: HacksConfig):
+    """Hack 7 (DCGAN): uint8 pixels to the model range, float32, same shape; a NumPy array on the host, a backend
+    tensor inside a compiled step (the same float32 arithmetic, so both give the same values).
 
     on:  (x - 127.5) / 127.5, in [-1, 1]
     off: x / 255, in [0, 1]
     """
-    images = images.astype(np.float32)
+    images = images.astype(np.float32) if isinstance(images, np.ndarray) else ops.cast(images, "float32")
     if hacks.scale_images:
         return (images - 127.5) / 127.5
     return images / 255.0

@@ -129,12 +129,13 @@ class _SplitLoop:
 
     reads_every_step = True
 
-    def __init__(self, models: Models, cfg: Config):
-        self.models, self.cfg = models, cfg
+    def __init__(self, models: Models, cfg: Config, images: np.ndarray):
+        self.models, self.cfg, self.images = models, cfg, images
         self.make_fakes = fake_maker(models.g)
         self.sums = dict.fromkeys(METRICS, 0.0)
 
-    def step(self, real: np.ndarray, rng: np.random.Generator) -> None:
+    def step(self, rng: np.random.Generator) -> None:
+        real = data.sample_batch(self.images, self.cfg.train.batch_size, rng)
         logs = train_step(self.models, real, rng, cfg=self.cfg, make_fakes=self.make_fakes)
         for key in METRICS:
             self.sums[key] += logs[key]
@@ -148,19 +149,30 @@ class _SplitLoop:
 
 
 class _CompiledLoop:
-    """train.loop: compiled. The state stays on the device; sums are read back only when needed."""
+    """train.loop: compiled. The state stays on the device; sums are read back only when needed. The uint8
+    dataset is placed on the device once when it fits train.device_data_fraction of the device's memory, and
+    each step then sends only its batch's indices; otherwise each step sends its uint8 batch. Either way the
+    step scales the images itself, and the random draws are the train_on_batch loop's, in the same order."""
 
     reads_every_step = False
 
-    def __init__(self, models: Models, cfg: Config):
+    def __init__(self, models: Models, cfg: Config, images: np.ndarray):
         from dcgan_cli.compiled import CompiledStep
 
-        self.cfg = cfg
+        self.cfg, self.images = cfg, images
         self.compiled = CompiledStep(models, cfg, jit_compile=backend.use_xla(cfg.train.jit_compile))
+        self.resident = backend.place_dataset(images, fraction=cfg.train.device_data_fraction)
+        self.whole_batch = np.arange(cfg.train.batch_size, dtype=np.int32)
 
-    def step(self, real: np.ndarray, rng: np.random.Generator) -> None:
-        real, z = step_inputs(real, rng, cfg=self.cfg)
-        self.compiled(real, z, d_targets_for(len(real), rng, cfg=self.cfg))
+    def step(self, rng: np.random.Generator) -> None:
+        batch_size = self.cfg.train.batch_size
+        index = data.batch_indices(len(self.images), batch_size, rng)
+        z = hacks.sample_latent(rng, batch_size, self.cfg.model.latent_dim, hacks=self.cfg.hacks)
+        plan = d_targets_for(batch_size, rng, cfg=self.cfg)
+        if self.resident is not None:
+            self.compiled(self.resident, index.astype(np.int32), z, plan)
+        else:
+            self.compiled(self.images[index], self.whole_batch, z, plan)
 
     def take_sums(self) -> dict[str, float]:
         return self.compiled.take_metric_sums()
@@ -296,7 +308,7 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.G
     """Steps start+1 .. train.steps, with logging, sample grids, scores and the best checkpoint, checkpoints, the
     NaN guard and clean stops."""
     steps, out, batch_size = cfg.train.steps, cfg.output, cfg.train.batch_size
-    loop = _CompiledLoop(models, cfg) if cfg.train.loop == "compiled" else _SplitLoop(models, cfg)
+    loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images)
     last_saved, saved_step, read_step = resumed_from, start, start
     window = _Window()
     metrics_path = run_dir / "metrics.jsonl"
@@ -304,7 +316,7 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.G
             tqdm(total=steps, initial=start, unit="step", desc="train", disable=not out.progress,
                  dynamic_ncols=True) as bar:
         for step in range(start + 1, steps + 1):
-            loop.step(data.sample_batch(real_images, batch_size, rng), rng)
+            loop.step(rng)
             bar.update(1)
             logged = _due(step, out.log_every, steps)
             saving = _due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step)

@@ -60,6 +60,33 @@ def test_the_compiled_loop_resumes_exactly(tmp_path, tiny_overrides):
     assert all(np.array_equal(a[key], b[key]) for key in a)
 
 
+def test_a_dataset_too_big_for_the_device_streams_the_same_batches(tmp_path, tiny_overrides, monkeypatch):
+    """The streamed path (each step sends its uint8 batch) trains bit for bit like the resident one."""
+    placed = []
+    original = backend.place_dataset
+    monkeypatch.setattr(backend, "place_dataset", lambda images, fraction: placed.append(
+        original(images, fraction=fraction)) or placed[-1])
+    runs = {}
+    for fraction in (0.25, 0.0):
+        cfg = load_config(None, [*tiny_overrides, "train.loop=compiled", "train.steps=6",
+                                 f"train.device_data_fraction={fraction}"])
+        runs[fraction] = train.run(cfg, run_dir=tmp_path / str(fraction))
+    assert placed[0] is not None and placed[1] is None
+    a, b = arrays(runs[0.25], 6), arrays(runs[0.0], 6)
+    assert all(np.array_equal(a[key], b[key]) for key in a)
+
+
+def test_the_dataset_is_placed_only_within_its_share_of_device_memory(monkeypatch):
+    images = np.zeros((10, 16, 16, 1), dtype=np.uint8)  # 2,560 bytes
+    monkeypatch.setattr(backend, "device_memory", lambda: 10_000)
+    resident = backend.place_dataset(images, fraction=0.5)
+    assert resident is not None and keras.ops.convert_to_numpy(resident).dtype == np.uint8
+    assert backend.place_dataset(images, fraction=0.2) is None  # 2,560 > 2,000 bytes
+    assert backend.place_dataset(images, fraction=0.0) is None
+    monkeypatch.setattr(backend, "device_memory", lambda: 1 << 40)
+    assert backend.device_memory() == 1 << 40 and backend.place_dataset(images, fraction=0.25) is not None
+
+
 def test_the_compiled_loop_reads_metrics_back_only_when_logging_or_saving(tmp_path, tiny_overrides, monkeypatch):
     reads = []
     original = CompiledStep.take_metric_sums
@@ -76,9 +103,9 @@ def test_d_and_g_updates_touch_only_their_own_network_in_the_compiled_step(tiny_
     step.write_back()
     before = {v.path: np.array(v.numpy()) for v in [*models.g.weights, *models.d.weights]}
     rng = np.random.default_rng(1)
-    real = rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32)
+    real = rng.integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
     z = rng.standard_normal((8, 8)).astype(np.float32)
-    step(real, z, train.d_targets_for(8, rng, cfg=tiny_cfg))
+    step(real, np.arange(8, dtype=np.int32), z, train.d_targets_for(8, rng, cfg=tiny_cfg))
     step.write_back()
     after = {v.path: np.array(v.numpy()) for v in [*models.g.weights, *models.d.weights]}
     assert all(not np.array_equal(before[key], after[key]) for key in before), "every weight and statistic moves"
