@@ -12,9 +12,10 @@ import numpy as np
 from dcgan_cli.config import ConfigError
 
 
-def compile_function(fn: Callable, *, jit_compile: bool = False) -> Callable:
+def compile_function(fn: Callable, *, jit_compile: bool = False, donate_first: bool = False) -> Callable:
     """Compile a pure tensor function for the active backend: tf.function (XLA when jit_compile), jax.jit, or
-    eager without autograd on torch."""
+    eager without autograd on torch. JAX, donate_first: the first argument's buffers are reused for the result
+    (a training state replaced by each call), so the device holds one copy of it, not two."""
     name = keras.backend.backend()
     if name == "tensorflow":
         import tensorflow as tf
@@ -23,7 +24,7 @@ def compile_function(fn: Callable, *, jit_compile: bool = False) -> Callable:
     if name == "jax":
         import jax
 
-        return jax.jit(fn)
+        return jax.jit(fn, donate_argnums=(0,) if donate_first else ())
     if name == "torch":
         import torch
 

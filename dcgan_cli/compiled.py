@@ -62,7 +62,7 @@ class CompiledStep:
         self.stateless = stateless_optimizers()
         if self.stateless:
             self.state = self._read_state()
-            self._step = compile_function(self._pure_step)
+            self._step = compile_function(self._pure_step, donate_first=True)
         else:
             self.sums = keras.Variable(np.zeros(len(METRIC_ORDER), np.float32), trainable=False, name="metric_sums")
             self._step = compile_function(self._stateful_step, jit_compile=jit_compile)

@@ -112,6 +112,19 @@ def test_d_and_g_updates_touch_only_their_own_network_in_the_compiled_step(tiny_
     assert all(np.isfinite(value).all() for value in after.values())
 
 
+def test_the_jax_step_reuses_the_state_buffers_it_replaces(tiny_cfg):
+    if keras.backend.backend() != "jax":
+        pytest.skip("donation is JAX's")
+    step = CompiledStep(build_models(tiny_cfg, np.random.default_rng(0)), tiny_cfg)
+    rng = np.random.default_rng(1)
+    old = step.state
+    step(rng.integers(0, 256, (8, 16, 16, 1), dtype=np.uint8), np.arange(8, dtype=np.int32),
+         rng.standard_normal((8, 8)).astype(np.float32), train.d_targets_for(8, rng, cfg=tiny_cfg))
+    assert all(array.is_deleted() for group in old[:6] for array in group) and old[-1].is_deleted()
+    step.write_back()
+    assert all(np.isfinite(v.numpy()).all() for v in step.models.g.weights)
+
+
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 @pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])
 def test_mixed_precision_keeps_variables_losses_and_d_output_in_float32(tmp_path, tiny_overrides, precision, loop):
@@ -185,7 +198,9 @@ def test_the_core_tests_pass_on_the_other_backends(other):
         pytest.skip("run from the default backend only")
     selection = ("test_d_update_trains_d_only or test_in_the_g_update or test_fakes_come_from or "
                  "test_both_loops_agree or test_the_compiled_loop_resumes or test_the_compiled_loop_scores or "
-                 "test_scoring_during_training_does_not_change")
+                 "test_scoring_during_training_does_not_change or test_a_dataset_too_big")
+    if other == "jax":
+        selection += " or test_the_jax_step_reuses"
     result = run_elsewhere("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train.py",
                            "tests/test_compiled.py", "tests/test_evaluate.py", "-k", selection,
                            env={"KERAS_BACKEND": other})
