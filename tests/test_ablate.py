@@ -283,10 +283,17 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
     root = tmp_path / "study"
     sets = [*STUDY_SET, "train.steps=400", "output.checkpoint_every=50", "output.sample_every=200"]
     process = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
+
+    def training_midway() -> list[Path]:
+        """Checkpoints of runs still training (not yet at their last step, no result)."""
+        return [path for path in root.glob("variants/*/*/checkpoints/step_*")
+                if path.name != "step_000400" and not (path.parent.parent / study.RESULT).exists()]
+
+    # Stop once one run has finished and another is training, past a checkpoint.
     deadline = time.monotonic() + 300
-    while not list(root.glob("variants/*/*/result.json")):
+    while not (list(root.glob("variants/*/*/result.json")) and training_midway()):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.2)
+        time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130 and "run the same command again to continue" in err
@@ -294,8 +301,7 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
     assert 1 <= len(done) < 6
     partial = invoke("ablate", "--report", root)
     assert partial.exit_code == 0 and f"Runs finished: {len(done)} of 6" in (root / "report.md").read_text()
-    resumed = list(root.glob("variants/*/*/checkpoints/step_*"))
-    assert any(not (path.parent.parent / study.RESULT).exists() for path in resumed)  # a stopped run checkpointed
+    assert training_midway()  # the stopped run kept its checkpoints, to resume from
 
     again = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
     _, err = again.communicate(timeout=600)
