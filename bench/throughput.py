@@ -46,10 +46,14 @@ ARCHS = {
 LOOPS = ("reference", "train_on_batch", "compiled")
 
 
+STREAM = []  # --stream: ["train.device_data_fraction=0"], each step's batch sent by the prefetching thread
+
+
 def overrides(arch: str, batch: int, loop: str, precision: str, xla: str = "auto") -> list[str]:
     return [*ARCHS[arch], "model.g_filters=64", "model.d_filters=64", "model.max_filters=512",
             f"train.batch_size={batch}", f"train.mixed_precision={precision}",
-            f"train.loop={'compiled' if loop == 'compiled' else 'train_on_batch'}", f"train.jit_compile={xla}"]
+            f"train.loop={'compiled' if loop == 'compiled' else 'train_on_batch'}", f"train.jit_compile={xla}",
+            *STREAM]
 
 
 def config(arch: str, batch: int, loop: str, precision: str, xla: str = "auto"):
@@ -228,7 +232,11 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="all three loops, interleaved, 3 rounds")
     parser.add_argument("--breakdown", action="store_true", help="host, step alone and full step, in ms per step")
     parser.add_argument("--cli", action="store_true", help="time `dcgan train` itself, from its metrics.jsonl")
+    parser.add_argument("--stream", action="store_true",
+                        help="compiled loop: keep the dataset off the device (train.device_data_fraction 0)")
     args = parser.parse_args()
+    if args.stream:
+        STREAM.append("train.device_data_fraction=0")
     steps = args.steps or (60 if args.arch == "dcgan32" else 12)
     if args.breakdown:
         print(json.dumps(breakdown(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))

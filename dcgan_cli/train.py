@@ -7,9 +7,12 @@ normalises with the batch's own statistics; see layers.BatchNorm).
 
 from __future__ import annotations
 
+import copy
 import json
+import queue
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,12 +150,57 @@ class _SplitLoop:
     def sync(self) -> None:
         """The Keras variables are always current in this loop."""
 
+    def random_state(self, rng: np.random.Generator) -> np.random.Generator:
+        return rng
+
+    def close(self) -> None:
+        """Nothing runs beside this loop."""
+
+
+class _Prefetcher:
+    """Streamed data: a thread prepares the coming steps' inputs (the draws, the uint8 batch gathered and sent to
+    the device) while the current step runs, at most `depth` ahead. It is the only user of the random generator
+    meanwhile and draws in the loop's order, and it keeps the generator's state after each step it prepared, so a
+    checkpoint records the state of the step that ran, not of the ones queued."""
+
+    def __init__(self, prepare: Callable[[np.random.Generator], tuple], rng: np.random.Generator, *, depth: int = 2):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._produce, args=(prepare, rng), daemon=True, name="prefetch")
+        self.thread.start()
+
+    def _produce(self, prepare, rng: np.random.Generator) -> None:
+        while not self.stopping.is_set():
+            try:
+                item = (prepare(rng), copy.deepcopy(rng.bit_generator.state), None)
+            except Exception as error:  # handed to the loop, which raises it
+                item = (None, None, error)
+            while not self.stopping.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None:
+                return
+
+    def next(self) -> tuple[tuple, dict]:
+        inputs, state, error = self.queue.get()
+        if error is not None:
+            raise error
+        return inputs, state
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+
 
 class _CompiledLoop:
     """train.loop: compiled. The state stays on the device; sums are read back only when needed. The uint8
     dataset is placed on the device once when it fits train.device_data_fraction of the device's memory, and
-    each step then sends only its batch's indices; otherwise each step sends its uint8 batch. Either way the
-    step scales the images itself, and the random draws are the train_on_batch loop's, in the same order."""
+    each step then sends only its batch's indices; otherwise each step's uint8 batch is gathered and sent by a
+    prefetching thread while the previous step runs. Either way the step scales the images itself, and the random
+    draws are the train_on_batch loop's, in the same order."""
 
     reads_every_step = False
 
@@ -163,22 +211,45 @@ class _CompiledLoop:
         self.compiled = CompiledStep(models, cfg, jit_compile=backend.use_xla(cfg.train.jit_compile))
         self.resident = backend.place_dataset(images, fraction=cfg.train.device_data_fraction)
         self.whole_batch = np.arange(cfg.train.batch_size, dtype=np.int32)
+        self.prefetcher: _Prefetcher | None = None
+        self.state_after: dict | None = None  # streamed: the generator's state after the last step run
 
-    def step(self, rng: np.random.Generator) -> None:
+    def _inputs(self, rng: np.random.Generator) -> tuple:
+        """One step's draws, in the train_on_batch loop's order (batch, z, D plan), and its real-image source."""
         batch_size = self.cfg.train.batch_size
         index = data.batch_indices(len(self.images), batch_size, rng)
         z = hacks.sample_latent(rng, batch_size, self.cfg.model.latent_dim, hacks=self.cfg.hacks)
         plan = d_targets_for(batch_size, rng, cfg=self.cfg)
         if self.resident is not None:
-            self.compiled(self.resident, index.astype(np.int32), z, plan)
-        else:
-            self.compiled(self.images[index], self.whole_batch, z, plan)
+            return self.resident, index.astype(np.int32), z, plan
+        return backend.distribute_batch(self.images[index]), self.whole_batch, z, plan
+
+    def step(self, rng: np.random.Generator) -> None:
+        if self.resident is not None:
+            self.compiled(*self._inputs(rng))
+            return
+        if self.prefetcher is None:
+            self.prefetcher = _Prefetcher(self._inputs, rng)
+        inputs, self.state_after = self.prefetcher.next()
+        self.compiled(*inputs)
+
+    def random_state(self, rng: np.random.Generator) -> np.random.Generator:
+        """The generator as of the last step run (the prefetcher has drawn ahead of it)."""
+        if self.state_after is None:
+            return rng
+        now = np.random.Generator(type(rng.bit_generator)())
+        now.bit_generator.state = self.state_after
+        return now
 
     def take_sums(self) -> dict[str, float]:
         return self.compiled.take_metric_sums()
 
     def sync(self) -> None:
         self.compiled.write_back()
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
 
 
 class _Window:
@@ -306,9 +377,20 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.G
           sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
           keeper: _BestKeeper | None) -> None:
     """Steps start+1 .. train.steps, with logging, sample grids, scores and the best checkpoint, checkpoints, the
-    NaN guard and clean stops."""
-    steps, out, batch_size = cfg.train.steps, cfg.output, cfg.train.batch_size
+    NaN guard and clean stops; the loop's prefetching thread, if any, is stopped however they end."""
     loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images)
+    try:
+        _steps(cfg, models, loop, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from,
+               keeper=keeper)
+    finally:
+        loop.close()
+
+
+def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, rng: np.random.Generator,
+           sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
+           keeper: _BestKeeper | None) -> None:
+    """The steps of _loop, run by `loop`."""
+    steps, out, batch_size = cfg.train.steps, cfg.output, cfg.train.batch_size
     last_saved, saved_step, read_step = resumed_from, start, start
     window = _Window()
     metrics_path = run_dir / "metrics.jsonl"
@@ -352,13 +434,14 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.G
                 raise _diverged(f"step {step}", "a weight or optimizer variable is NaN or infinite", last_saved)
             if saving:
                 with _writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
-                    last_saved = checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=rng,
+                    last_saved = checkpoint.save(run_dir, step=step, models=models, cfg=cfg,
+                                                 rng=loop.random_state(rng),
                                                  sample_latents=sample_latents)
                     checkpoint.prune(run_dir, keep=out.keep_checkpoints, protect=resumed_from)
                 saved_step = step
             if new_best:
                 with _writing(run_dir / checkpoint.CHECKPOINTS / checkpoint.BEST, last_saved):
-                    checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=rng,
+                    checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=loop.random_state(rng),
                                     sample_latents=sample_latents, name=checkpoint.BEST, score=new_best)
             if stop.signum:
                 name = signal.Signals(stop.signum).name

@@ -51,8 +51,10 @@ def test_both_loops_agree_from_the_same_weights_batches_latents_and_labels(tmp_p
         assert a == pytest.approx(b, rel=1e-4), key
 
 
-def test_the_compiled_loop_resumes_exactly(tmp_path, tiny_overrides):
-    base = [*tiny_overrides, "train.loop=compiled", "output.checkpoint_every=1"]
+@pytest.mark.parametrize("fraction", [0.25, 0.0])  # the dataset on the device; streamed, prefetched batches
+def test_the_compiled_loop_resumes_exactly(tmp_path, tiny_overrides, fraction):
+    base = [*tiny_overrides, "train.loop=compiled", "output.checkpoint_every=1",
+            f"train.device_data_fraction={fraction}"]
     whole = train.run(load_config(None, [*base, "train.steps=6"]), run_dir=tmp_path / "whole")
     part = train.run(load_config(None, [*base, "train.steps=3"]), run_dir=tmp_path / "part")
     train.run(load_config(None, [*base, "train.steps=6"]), run_dir=part, resume=True)
