@@ -151,6 +151,7 @@ class _SplitLoop:
         """The Keras variables are always current in this loop."""
 
     def random_state(self, rng: np.random.Generator) -> np.random.Generator:
+        """The generator as of the last step run: this loop draws nothing ahead."""
         return rng
 
     def close(self) -> None:
