@@ -262,7 +262,8 @@ def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Pat
 @features_option
 @inception_option
 @click.option("--plan", is_flag=True, help="Write the study's directory and print one shell command per run "
-                                           "(Slurm job arrays, GNU parallel); run nothing.")
+                                           "(Slurm job arrays, GNU parallel), each capped at cores / --jobs "
+                                           "threads; run nothing.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the report of the study in this directory from the runs finished so far; run nothing.")
 @click.option("--yes", is_flag=True, help="Run a factorial design of more than 6 factors.")
