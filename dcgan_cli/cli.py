@@ -348,8 +348,11 @@ def _write_report(planned) -> None:
               help="Cap the run's compute threads (parallel runs share the cores).")
 def ablate_run(directory: Path, threads: int | None) -> None:
     """Train and score one run of a study planned by `dcgan ablate` (what --plan prints one of per run)."""
+    import signal
+
     from dcgan_cli.ablate.executors import BUSY, thread_env
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
     if threads is not None:
         os.environ.update(thread_env(threads))
     _start_keras()

@@ -301,7 +301,8 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
     assert 1 <= len(done) < 6
     partial = invoke("ablate", "--report", root)
     assert partial.exit_code == 0 and f"Runs finished: {len(done)} of 6" in (root / "report.md").read_text()
-    assert training_midway()  # the stopped run kept its checkpoints, to resume from
+    listing = sorted(str(path.relative_to(root)) for path in root.glob("variants/*/*/*"))
+    assert training_midway(), listing  # the stopped run kept its checkpoints, to resume from
 
     again = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
     _, err = again.communicate(timeout=600)

@@ -57,7 +57,8 @@ def _raise_interrupt(signum, frame) -> None:
 
 def run_local(runs: list[Run], *, jobs: int, threads: int, finished: Finished) -> None:
     """Run `runs`, `jobs` at a time, each a process writing its output to its log.txt. Ctrl-C or SIGTERM asks
-    every running worker (once) to checkpoint and stop, waits for them, and raises KeyboardInterrupt."""
+    every running worker (once, by SIGTERM) to checkpoint and stop, waits for them, and raises KeyboardInterrupt.
+    SIGTERM, not SIGINT: a shell starts background jobs with SIGINT ignored, and that would be inherited."""
     waiting = list(runs)
     running: dict[subprocess.Popen, tuple[Run, object]] = {}
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -80,7 +81,7 @@ def run_local(runs: list[Run], *, jobs: int, threads: int, finished: Finished) -
         signal.signal(signal.SIGTERM, previous)
         for process in running:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signal.SIGTERM)
         for process, (_, log) in running.items():
             process.wait()
             log.close()
