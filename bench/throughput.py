@@ -135,12 +135,11 @@ def breakdown(arch: str, batch: int, loop: str, precision: str, steps: int, warm
 
     def host() -> tuple:
         """What the host does before the step: the draws (and, where the dataset is not resident, the gather)."""
+        if loop == "compiled":
+            return runner._inputs(rng)
         index = data.batch_indices(len(images), batch, rng)
         z = hacks.sample_latent(rng, batch, cfg.model.latent_dim, hacks=cfg.hacks)
-        plan = train.d_targets_for(batch, rng, cfg=cfg)
-        if loop == "compiled" and runner.resident is not None:
-            return runner.resident, index.astype(np.int32), z, plan
-        return images[index], np.arange(batch, dtype=np.int32), z, plan
+        return images[index], np.arange(batch, dtype=np.int32), z, train.d_targets_for(batch, rng, cfg=cfg)
 
     figures = {"host_ms": _per_step_ms(host, steps, lambda: None)}
     source, index, z, plan = host()

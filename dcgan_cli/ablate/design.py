@@ -168,17 +168,17 @@ def variants(base: Config, factors: list[Factor], *, design: str, everything: bo
                             f"the seeds); name at most {FACTORIAL_LIMIT} with --factors, or pass --yes to run them "
                             f"all. Received: {len(factors)} factors")
     live, notes = _live(factors, base, everything=everything, where="the base config")
+    by_path = {f.path: f for f in live}
     made, seen = [], set()
     for combination in itertools.product(*[(values[f.path], f.off if values[f.path] == f.on else f.on)
                                            for f in live]):
         changes = tuple((f.path, v) for f, v in zip(live, combination) if v != values[f.path])
         cfg = Variant("", changes).apply(base)
         # A factor another one makes inert (D's BN statistics without BN) gives a duplicate of a variant made already.
-        effective = tuple(sorted((p, v) for p, v in changes
-                                 if next(f for f in live if f.path == p).inert(cfg) is None))
+        effective = tuple(sorted((p, v) for p, v in changes if by_path[p].inert(cfg) is None))
         if effective in seen:
             continue
         seen.add(effective)
-        name = "+".join(f"{next(f for f in live if f.path == p).name}-{_word(p, v)}" for p, v in changes) or "base"
+        name = "+".join(f"{by_path[p].name}-{by_path[p].word(v)}" for p, v in changes) or "base"
         made.append(Variant(name, changes))
     return made, "base", live, notes

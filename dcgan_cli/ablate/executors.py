@@ -150,7 +150,7 @@ def pack(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
         for path in sorted(directory.rglob("*")):
-            if path.name != ".lock" and not path.name.endswith(".lock"):
+            if not path.name.endswith(".lock"):
                 archive.add(path, arcname=path.relative_to(directory).as_posix(), recursive=False)
     return buffer.getvalue()
 

@@ -27,7 +27,8 @@ CONFIDENCE = 0.95
 PRIMARY = {"domain": ("frechet_distance", "FD"), "inception": ("kid", "KID")}  # both lower is better
 SCORES = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "fid", "kid", "precision",
           "recall")
-LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
+LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")  # train.METRICS, spelled out
+#                                                                      here so the report needs no Keras
 CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", *SCORES, "diversity", "collapsed",
                *LOSSES, "step", "train_seconds", "directory")
 

@@ -28,7 +28,6 @@ from dcgan_cli.models import generate
 DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
 COLLAPSE_DIVERSITY = 0.5  # collapsed below this share of the real images' mean pairwise distance ...
 COLLAPSE_MODES = 0.5  # ... or, with domain scores, when at most this share of the classes is covered
-LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
 
 class Busy(Exception):
@@ -98,7 +97,7 @@ def _final_losses(path: Path) -> dict[str, float]:
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             if "d_loss_real" in record:
-                last = {key: record[key] for key in LOSSES}
+                last = {key: record[key] for key in training.METRICS}
     return last
 
 
