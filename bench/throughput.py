@@ -8,10 +8,15 @@ D.train_on_batch on real, D.train_on_batch on fake, GAN.train_on_batch). Warm-up
     python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled --cli          # `dcgan train` itself
 
 One measurement prints one JSON line; --compare prints a table of medians and ratios to the reference loop.
---breakdown times, per step: the host's preparation of the inputs (a batch drawn and scaled, latents, the D plan
-with its labels), the step alone on inputs already on the device (compiled loop) or each Keras call
-(train_on_batch loop), and the full step as `dcgan train` runs it. --cli runs `dcgan train` as a user does and
-reads images/s from its metrics.jsonl (the first log window, which includes compilation, left out).
+--breakdown times, per step: host_ms, what the host does before the step's compiled work (the step number and the
+source handed over; the draws, the gather and the scaling happen on the device), the step alone on inputs already
+on the device (compiled loop) or its parts (train_on_batch: inputs_ms, the compiled call that makes the step's
+inputs and G's fakes on the device, then the D updates and the G update, each waited for), the full step as
+`dcgan train` runs it, and where the dataset is streamed, prefetch_ms, the thread's work per batch (indices drawn,
+images gathered and sent) that overlaps the step before. --cli runs `dcgan train` as a user does and reads images/s
+from its metrics.jsonl (the first log window, which includes compilation, left out). --arch tiny (8x8 images,
+4 filters) is a step so small that the loop's own overhead is most of it: a CPU's stand-in for what a fast GPU
+leaves of a step.
 The backend is Keras' (KERAS_BACKEND=tensorflow|jax|torch).
 """
 
@@ -32,16 +37,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dcgan_cli import backend, data, hacks, train  # noqa: E402
+from dcgan_cli import backend, data, draws, hacks, train  # noqa: E402
 from dcgan_cli.backend import distribute_batch  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
 from dcgan_cli.models import build_models  # noqa: E402
 
 # ngf = ndf = 64, BatchNorm, LeakyReLU 0.2 in D and ReLU in G, N(0, 0.02), 4x4 kernels, Adam(2e-4, 0.5); no bias
 # where batch norm follows (D's first and G's last convolution keep theirs).
+DCGAN = ["model.g_filters=64", "model.d_filters=64", "model.max_filters=512"]
 ARCHS = {
-    "dcgan32": ["model.image_size=32", "model.channels=1"],
-    "dcgan64": ["model.image_size=64", "model.channels=3"],
+    "dcgan32": ["model.image_size=32", "model.channels=1", *DCGAN],
+    "dcgan64": ["model.image_size=64", "model.channels=3", *DCGAN],
+    "tiny": ["model.image_size=8", "model.channels=1", "model.g_filters=4", "model.d_filters=4", "model.latent_dim=8"],
 }
 LOOPS = ("reference", "train_on_batch", "compiled")
 
@@ -50,8 +57,7 @@ STREAM = []  # --stream: ["train.device_data_fraction=0"], each step's batch sen
 
 
 def overrides(arch: str, batch: int, loop: str, precision: str, xla: str = "auto") -> list[str]:
-    return [*ARCHS[arch], "model.g_filters=64", "model.d_filters=64", "model.max_filters=512",
-            f"train.batch_size={batch}", f"train.mixed_precision={precision}",
+    return [*ARCHS[arch], f"train.batch_size={batch}", f"train.mixed_precision={precision}",
             f"train.loop={'compiled' if loop == 'compiled' else 'train_on_batch'}", f"train.jit_compile={xla}",
             *STREAM]
 
@@ -64,11 +70,12 @@ class ReferenceLoop:
     """The seed's loop, made to train D in Keras 3 (d.trainable set before each call): fakes from G.predict, then
     three train_on_batch calls with hard labels."""
 
-    def __init__(self, models, cfg, images):
+    def __init__(self, models, cfg, images, step_draws):
         self.models, self.cfg, self.images = models, cfg, images
+        self.rng = np.random.default_rng(step_draws.seed)
 
-    def step(self, rng):
-        m, h = self.models, self.cfg.hacks
+    def step(self, step):
+        m, h, rng = self.models, self.cfg.hacks, self.rng
         n = self.cfg.train.batch_size
         real = hacks.scale_images(data.sample_batch(self.images, n, rng), hacks=h)
         z = hacks.sample_latent(rng, n, self.cfg.model.latent_dim, hacks=h)
@@ -84,6 +91,12 @@ class ReferenceLoop:
         return {}
 
 
+def make_loop(loop: str, models, cfg, images):
+    runner = {"reference": ReferenceLoop, "train_on_batch": train._SplitLoop,
+              "compiled": train._CompiledLoop}[loop]
+    return runner(models, cfg, images, draws.Draws(cfg, count=len(images)))
+
+
 def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup: int, xla: str = "auto") -> dict:
     cfg = config(arch, batch, loop, precision, xla)
     rng = np.random.default_rng(0)
@@ -91,16 +104,17 @@ def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup
                                    cfg.model.channels), dtype=np.uint8)
     with backend.precision(precision):
         models = build_models(cfg, rng)
-    runner = {"reference": ReferenceLoop, "train_on_batch": train._SplitLoop,
-              "compiled": train._CompiledLoop}[loop](models, cfg, images)
-    for _ in range(warmup):
-        runner.step(rng)
+    runner = make_loop(loop, models, cfg, images)
+    for step in range(1, warmup + 1):
+        runner.step(step)
     runner.take_sums()  # waits for the device
     started = time.perf_counter()
-    for _ in range(steps):
-        runner.step(rng)
+    for step in range(warmup + 1, warmup + steps + 1):
+        runner.step(step)
     runner.take_sums()
     seconds = time.perf_counter() - started
+    if loop != "reference":
+        runner.close()
     return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
             "images_per_s": round(steps * batch / seconds, 1), "steps": steps, "warmup": warmup,
             "xla": backend.use_xla(xla) if keras.backend.backend() == "tensorflow" else keras.backend.backend() == "jax",
@@ -128,45 +142,42 @@ def breakdown(arch: str, batch: int, loop: str, precision: str, steps: int, warm
     images = rng.integers(0, 256, (max(batch * 8, 512), *shape), dtype=np.uint8)
     with backend.precision(precision):
         models = build_models(cfg, rng)
-    runner = (train._CompiledLoop if loop == "compiled" else train._SplitLoop)(models, cfg, images)
+    runner = make_loop(loop, models, cfg, images)
+    run_steps, other_steps = iter(range(1, 10**6)), iter(range(10**6, 10**7))  # the loop's; any other step's
     for _ in range(warmup):
-        runner.step(rng)
-    sync = runner.take_sums
-
-    def host() -> tuple:
-        """What the host does before the step: the draws (and, where the dataset is not resident, the gather)."""
-        if loop == "compiled":
-            return runner._inputs(rng)
-        index = data.batch_indices(len(images), batch, rng)
-        z = hacks.sample_latent(rng, batch, cfg.model.latent_dim, hacks=cfg.hacks)
-        return images[index], np.arange(batch, dtype=np.int32), z, train.d_targets_for(batch, rng, cfg=cfg)
-
-    figures = {"host_ms": _per_step_ms(host, steps, lambda: None)}
-    source, index, z, plan = host()
+        runner.step(next(run_steps))
+    sync, feed = runner.take_sums, runner.feed
+    figures = {}
+    if not feed.resident:  # the prefetching thread's work for one step, which overlaps the step before
+        figures["prefetch_ms"] = _per_step_ms(lambda: feed._batch(next(other_steps)), steps, lambda: None)
+    step_tensor = keras.ops.convert_to_tensor(warmup, "int32")
+    source = feed.placed if feed.resident else feed._batch(next(other_steps))
+    figures["host_ms"] = _per_step_ms(lambda: (distribute_batch(source),
+                                               keras.ops.convert_to_tensor(next(other_steps), "int32")), steps,
+                                      lambda: None)
     if loop == "compiled":
         step = runner.compiled
-        indices = tuple(keras.ops.convert_to_tensor(i.astype(np.int32)) for i, _ in plan)
-        targets = tuple(distribute_batch(target) for _, target in plan)
-        staged = (distribute_batch(source), distribute_batch(index), distribute_batch(z))
         if step.stateless:
             def alone() -> None:
-                step.state = step._step(step.state, *staged, indices, targets)
+                step.state = step._step(step.state, source, step_tensor)
         else:
             def alone() -> None:
-                step._step(*staged, indices, targets)
+                step._step(source, step_tensor)
         figures["step_alone_ms"] = _per_step_ms(alone, steps, sync)
     else:
-        real = hacks.scale_images(source[index], hacks=cfg.hacks)
-        fakes = runner.make_fakes(z)
-        figures["make_fakes_ms"] = _per_step_ms(lambda: runner.make_fakes(z), steps, sync)
-        figures["d_updates_ms"] = _per_step_ms(lambda: train.update_d(models, real, fakes, rng, cfg=cfg), steps,
-                                               sync)
+        def inputs():
+            return runner.prepare(source, next(other_steps))
+
+        figures["inputs_ms"] = _per_step_ms(lambda: keras.ops.convert_to_numpy(inputs()[1]), steps, lambda: None)
+        batches, z = inputs()
+        figures["d_updates_ms"] = _per_step_ms(lambda: train.update_d(models, batches, cfg=cfg), steps, sync)
         figures["g_update_ms"] = _per_step_ms(lambda: train.update_g(models, z), steps, sync)
-        figures["step_alone_ms"] = figures["make_fakes_ms"] + figures["d_updates_ms"] + figures["g_update_ms"]
-    figures["full_step_ms"] = _per_step_ms(lambda: runner.step(rng), steps, sync)
+        figures["step_alone_ms"] = figures["inputs_ms"] + figures["d_updates_ms"] + figures["g_update_ms"]
+    figures["full_step_ms"] = _per_step_ms(lambda: runner.step(next(run_steps)), steps, sync)
+    runner.close()
     rounded = {key: round(value, 3) for key, value in figures.items()}
     return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
-            "dataset_on_device": loop == "compiled" and runner.resident is not None,
+            "dataset_on_device": feed.resident,
             **rounded, "host_share_of_step": round(figures["host_ms"] / figures["step_alone_ms"], 3),
             "full_over_step_alone": round(figures["full_step_ms"] / figures["step_alone_ms"], 3),
             "images_per_s_full": round(batch * 1000 / figures["full_step_ms"], 1),
@@ -224,7 +235,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--loop", choices=LOOPS, default="compiled")
     parser.add_argument("--precision", choices=("off", "bfloat16", "float16"), default="off")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 60 for dcgan32, 12 for dcgan64)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps (default: 60 for dcgan32, 12 for dcgan64, 300 for tiny)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
                         help="TensorFlow, compiled loop: train.jit_compile (auto: XLA with a GPU only)")
@@ -236,7 +248,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.stream:
         STREAM.append("train.device_data_fraction=0")
-    steps = args.steps or (60 if args.arch == "dcgan32" else 12)
+    steps = args.steps or {"dcgan32": 60, "dcgan64": 12, "tiny": 300}[args.arch]
     if args.breakdown:
         print(json.dumps(breakdown(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))
     elif args.cli:

@@ -6,7 +6,8 @@
                         (iteration counts, learning rates, Adam moments), as arrays g/0000, d/0000, g_optimizer/0000,
                         d_optimizer/0000, ... in each model's variable order
     sample_latents.npy  the fixed latent batch of the sample grids
-    state.json          the step, the numpy Generator's state, the architecture hash, each variable's path and shape
+    state.json          the step, the step draws' generator state (seed, step), the architecture hash, each
+                        variable's path and shape
     config.yaml         the resolved config
     COMPLETE            written last: marks the checkpoint whole
 
@@ -35,13 +36,14 @@ import numpy as np
 
 from dcgan_cli import config as config_module
 from dcgan_cli.config import ARCHITECTURE, Config, ConfigError
+from dcgan_cli.draws import DrawState
 from dcgan_cli.files import fsync, one_line
 from dcgan_cli.models import Models, build_generator, build_optimizers
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 MARKER = "COMPLETE"
-FORMAT = 1
+FORMAT = 2  # 2: the step draws come from the device generator (draws.DrawState); 1 kept a host state
 _NAME = re.compile(r"^step_(\d{6,})$")
 _TEMPORARY = ".tmp-"
 _REPLACED = ".old-"
@@ -57,7 +59,7 @@ class Restored:
 
     path: Path
     step: int
-    rng: np.random.Generator
+    draws: DrawState
     sample_latents: np.ndarray
 
 
@@ -80,7 +82,7 @@ def _groups(models: Models) -> dict[str, list]:
             "g_optimizer": models.gan.optimizer.variables, "d_optimizer": models.d.optimizer.variables}
 
 
-def save(run_dir: Path, *, step: int, models: Models, cfg: Config, rng: np.random.Generator,
+def save(run_dir: Path, *, step: int, models: Models, cfg: Config, draws: DrawState,
          sample_latents: np.ndarray, name: str | None = None, score: dict | None = None) -> Path:
     """Write the checkpoint of `step` atomically as checkpoints/step_NNNNNN (or checkpoints/`name`, replacing one
     there), with `score` recorded in its state.json, and return its directory."""
@@ -97,7 +99,7 @@ def save(run_dir: Path, *, step: int, models: Models, cfg: Config, rng: np.rando
                               for i, v in enumerate(variables)})
         with open(temporary / "sample_latents.npy", "wb") as file:
             np.save(file, sample_latents)
-        state = {"format": FORMAT, "step": step, "rng": rng.bit_generator.state,
+        state = {"format": FORMAT, "step": step, "draws": {"seed": draws.seed, "step": draws.step},
                  "architecture": architecture_hash(cfg), "keras": keras.__version__,
                  "backend": keras.backend.backend(),
                  "variables": {group: [[v.path, list(v.shape)] for v in variables]
@@ -229,10 +231,11 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     _assign(_groups(models), checkpoint)
     try:
         sample_latents = np.load(checkpoint / "sample_latents.npy", allow_pickle=False)
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
         step = int(state["step"])
+        # A format-1 checkpoint kept a host generator's state; its run goes on with the device's from there.
+        saved = state.get("draws", {"seed": cfg.train.seed, "step": step})
+        draws = DrawState(seed=int(saved["seed"]), step=int(saved["step"]))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"cannot restore the loop state ({one_line(error)}). "
                               f"Received: {str(checkpoint)!r}") from None
-    return Restored(path=checkpoint, step=step, rng=rng, sample_latents=sample_latents)
+    return Restored(path=checkpoint, step=step, draws=draws, sample_latents=sample_latents)

@@ -19,10 +19,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli import hacks, losses
+from dcgan_cli import losses
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
                                stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
+from dcgan_cli.draws import Draws, d_batches, d_sources
 from dcgan_cli.models import Models, build_optimizers
 
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
@@ -53,12 +54,12 @@ def _g_loss(p):
 class CompiledStep:
     """A whole training step as one compiled call; call it, then write_back() before reading the models."""
 
-    def __init__(self, models: Models, cfg: Config, *, jit_compile: bool = False):
+    def __init__(self, models: Models, cfg: Config, draws: Draws, *, resident: bool, jit_compile: bool = False):
         build_optimizers(models)
         models.d.trainable = True
-        self.models, self.hacks = models, cfg.hacks
+        self.models, self.draws, self.resident = models, draws, resident
         self.bn_batch_statistics = cfg.model.d_bn_in_g_update == "batch"
-        self.sources = [("real",), ("fake",)] if cfg.hacks.separate_batches else [("real", "fake")]
+        self.sources = d_sources(cfg)
         self.stateless = stateless_optimizers()
         if self.stateless:
             self.state = self._read_state()
@@ -67,19 +68,15 @@ class CompiledStep:
             self.sums = keras.Variable(np.zeros(len(METRIC_ORDER), np.float32), trainable=False, name="metric_sums")
             self._step = compile_function(self._stateful_step, jit_compile=jit_compile)
 
-    def __call__(self, source, batch_index: np.ndarray, z: np.ndarray,
-                 plan: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """One step on the real images source[batch_index]: `source` is uint8 (M, H, W, C), the whole dataset
-        already on the device or this step's batch, `batch_index` int32 (N,); latents z (N, latent_dim) and the D
-        plan of train.d_targets_for: (index into concat(real, fake), D's targets) per D update. The step gathers
-        the batch and scales it to the model range itself (hack 7)."""
-        indices = tuple(ops.convert_to_tensor(index.astype(np.int32)) for index, _ in plan)
-        targets = tuple(distribute_batch(target) for _, target in plan)
-        source, batch_index, z = distribute_batch(source), distribute_batch(batch_index), distribute_batch(z)
+    def __call__(self, source, step: int) -> None:
+        """Training step `step` on real images from `source`, uint8: the whole dataset on the device when the
+        step was made `resident` (it gathers its batch itself), else this step's batch (N, H, W, C). The step
+        draws its latents and labels itself (draws.Draws) and scales the images to the model range (hack 7)."""
+        source, step = distribute_batch(source), ops.convert_to_tensor(step, "int32")
         if self.stateless:
-            self.state = self._step(self.state, source, batch_index, z, indices, targets)
+            self.state = self._step(self.state, source, step)
         else:
-            self._step(source, batch_index, z, indices, targets)
+            self._step(source, step)
 
     def take_metric_sums(self) -> dict[str, float]:
         """The metric sums since the last call, read back from the device, then reset to zero."""
@@ -109,13 +106,13 @@ class CompiledStep:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
         return (*groups, ops.zeros((len(METRIC_ORDER),), dtype="float32"))
 
-    def _real(self, source, batch_index):
-        """The step's real batch in the model range, float32 (N, H, W, C)."""
-        return hacks.scale_images(ops.take(source, batch_index, axis=0), hacks=self.hacks)
+    def _inputs(self, source, step):
+        """The step's real batch in the model range, its latents and its D plan, drawn on the device."""
+        return (self.draws.real(source, step, resident=self.resident), *self.draws.latents_and_plan(step))
 
-    def _pure_step(self, state, source, batch_index, z, indices, targets):
+    def _pure_step(self, state, source, step):
         """JAX: the step as a pure function of the state."""
-        real = self._real(source, batch_index)
+        real, z, plan = self._inputs(source, step)
         g, d = self.models.g, self.models.d
         d_optimizer, g_optimizer = self.models.d.optimizer, self.models.gan.optimizer
         g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums = state
@@ -128,10 +125,8 @@ class CompiledStep:
         fake, g_vjp, g_ntv = vjp(lambda g_trainable: g.stateless_call(g_trainable, g_ntv, z, training=True), g_tv)
 
         # (1) Update D on each batch of the plan.
-        pool = ops.concatenate([real, ops.stop_gradient(ops.cast(fake, real.dtype))], axis=0)
         found = {}
-        for index, y, held in zip(indices, targets, self.sources):
-            x = ops.take(pool, index, axis=0)
+        for (x, y), held in zip(d_batches(real, ops.stop_gradient(fake), plan), self.sources):
 
             def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt):
                 p, new_ntv = d.stateless_call(d_trainable, d_ntv, x, training=True)
@@ -152,9 +147,9 @@ class CompiledStep:
         g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
         return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums + _stack(found)
 
-    def _stateful_step(self, source, batch_index, z, indices, targets):
+    def _stateful_step(self, source, step):
         """TensorFlow and torch: the step on the Keras variables, in place."""
-        real = self._real(source, batch_index)
+        real, z, plan = self._inputs(source, step)
         g, d = self.models.g, self.models.d
         g_optimizer = self.models.gan.optimizer
 
@@ -162,11 +157,9 @@ class CompiledStep:
         fake, g_vjp = forward_with_vjp(lambda: g(z, training=True), g.trainable_variables)
 
         # (1) Update D on each batch of the plan.
-        pool = ops.concatenate([real, ops.stop_gradient(ops.cast(fake, real.dtype))], axis=0)
         found = {}
         d.trainable = True
-        for index, y, held in zip(indices, targets, self.sources):
-            x = ops.take(pool, index, axis=0)
+        for (x, y), held in zip(d_batches(real, ops.stop_gradient(fake), plan), self.sources):
 
             def d_objective(x=x, y=y):
                 p = d(x, training=True)

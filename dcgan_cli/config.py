@@ -90,7 +90,7 @@ class HacksConfig:
 class TrainConfig:
     steps: int = setting(3000, low=1)  # training steps; each step is one D update and one G update
     batch_size: int = setting(64, low=1)  # real images per step (and as many fakes)
-    seed: int = setting(0, low=0, high=2**32 - 1)  # seeds the one numpy Generator every random draw comes from
+    seed: int = setting(0, low=0, high=2**32 - 1)  # seeds the initial weights and each step's draws (on the device)
     loop: str = setting("train_on_batch", choices=("train_on_batch", "compiled"))  # the split train_on_batch
     #                                     loop, or the same mathematics as one compiled function per step
     jit_compile: str = setting("auto", choices=("auto", "on", "off"))  # TensorFlow, compiled loop: XLA for the

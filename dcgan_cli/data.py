@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 
 from dcgan_cli.config import Config
@@ -63,9 +64,11 @@ def _existing(path: str) -> Path:
     return found
 
 
-def batch_indices(count: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-    """The sorted indices of one batch drawn with replacement from `count` images: int64 (batch_size,)."""
-    return np.sort(rng.integers(0, count, batch_size))
+def batch_indices(count: int, batch_size: int, rng):
+    """The sorted indices of one batch drawn with replacement from `count` images, (batch_size,): a NumPy array
+    from a NumPy Generator, an int32 tensor from a step's device draws (draws.StepRandom)."""
+    drawn = rng.integers(0, count, batch_size)
+    return np.sort(drawn) if isinstance(drawn, np.ndarray) else keras.ops.sort(drawn)
 
 
 def sample_batch(images: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:

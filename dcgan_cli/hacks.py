@@ -98,6 +98,11 @@ def optimizer(hacks: HacksConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam()
 
 
+def _float32(x):
+    """x as float32: a NumPy array stays one (the host's draws and batches), a backend tensor stays one."""
+    return x.astype(np.float32) if isinstance(x, np.ndarray) else ops.cast(x, "float32")
+
+
 def scale_images(images, *, hacks: HacksConfig):
     """Hack 7 (DCGAN): uint8 pixels to the model range, float32, same shape; a NumPy array on the host, a backend
     tensor inside a compiled step (the same float32 arithmetic, so both give the same values).
@@ -105,7 +110,7 @@ def scale_images(images, *, hacks: HacksConfig):
     on:  (x - 127.5) / 127.5, in [-1, 1]
     off: x / 255, in [0, 1]
     """
-    images = images.astype(np.float32) if isinstance(images, np.ndarray) else ops.cast(images, "float32")
+    images = _float32(images)
     if hacks.scale_images:
         return (images - 127.5) / 127.5
     return images / 255.0
@@ -123,44 +128,45 @@ def output_activation(hacks: HacksConfig) -> str:
     return "tanh" if hacks.scale_images else "sigmoid"
 
 
-def sample_latent(rng: np.random.Generator, n: int, latent_dim: int, *, hacks: HacksConfig) -> np.ndarray:
-    """Hack 8 (ganhacks): n latent vectors, float32 (n, latent_dim).
+def sample_latent(rng, n: int, latent_dim: int, *, hacks: HacksConfig):
+    """Hack 8 (ganhacks): n latent vectors, float32 (n, latent_dim), from a NumPy Generator (a NumPy array) or a
+    step's device draws (draws.StepRandom, a tensor).
 
     on:  z ~ N(0, 1)
     off: z ~ U(-1, 1)
     """
     if hacks.gaussian_latent:
         return rng.standard_normal((n, latent_dim), dtype=np.float32)
-    return rng.uniform(-1.0, 1.0, (n, latent_dim)).astype(np.float32)
+    return _float32(rng.uniform(-1.0, 1.0, (n, latent_dim)))
 
 
-def d_batch_plan(n: int, rng: np.random.Generator, *, hacks: HacksConfig) -> list[np.ndarray]:
-    """Hack 9 (ganhacks): the D updates of one step, each an index array into the pool concat(real, fake) of 2n
-    images (index < n is real).
+def d_batch_plan(n: int, rng, *, hacks: HacksConfig) -> list:
+    """Hack 9 (ganhacks): the D updates of one step, each an int32 index tensor into the pool concat(real, fake)
+    of 2n images (index < n is real).
 
     on:  [0 .. n-1], then [n .. 2n-1]: two updates, one all-real, one all-fake
-    off: [a shuffled permutation of 0 .. 2n-1]: one update on a mixed batch of 2n
+    off: [a random permutation of 0 .. 2n-1]: one update on a mixed batch of 2n
     """
     if hacks.separate_batches:
-        return [np.arange(n), np.arange(n, 2 * n)]
-    return [rng.permutation(2 * n)]
+        return [ops.arange(n, dtype="int32"), ops.arange(n, 2 * n, dtype="int32")]
+    return [ops.cast(ops.argsort(rng.random(2 * n)), "int32")]
 
 
-def smooth_labels(is_real: np.ndarray, rng: np.random.Generator, *, hacks: HacksConfig) -> np.ndarray:
+def smooth_labels(is_real, rng, *, hacks: HacksConfig):
     """Hack 10 (ganhacks; Salimans et al.): D's targets for bool is_real (n,), float32 (n, 1).
 
     on:  real ~ U(real_label_range) (0.7, 1.2); fake ~ U(fake_label_range) (0.0, 0.3) if smooth_fake, else 0
     off: real 1, fake 0
     """
-    hard = is_real.astype(np.float32)
+    n = is_real.shape[0]
     if not hacks.label_smoothing:
-        return hard[:, None]
-    real = rng.uniform(*hacks.real_label_range, size=len(is_real))
-    fake = rng.uniform(*hacks.fake_label_range, size=len(is_real)) if hacks.smooth_fake else 0.0
-    return np.where(is_real, real, fake).astype(np.float32)[:, None]
+        return ops.expand_dims(ops.cast(is_real, "float32"), 1)
+    real = _float32(rng.uniform(*hacks.real_label_range, size=n))
+    fake = _float32(rng.uniform(*hacks.fake_label_range, size=n)) if hacks.smooth_fake else ops.zeros((n,))
+    return ops.expand_dims(ops.where(is_real, real, fake), 1)
 
 
-def flip_labels(is_real: np.ndarray, rng: np.random.Generator, *, hacks: HacksConfig) -> np.ndarray:
+def flip_labels(is_real, rng, *, hacks: HacksConfig):
     """Hack 11 (ganhacks): noisy D labels, bool (n,) -> bool (n,).
 
     on:  each label flipped independently with probability flip_probability
@@ -168,4 +174,4 @@ def flip_labels(is_real: np.ndarray, rng: np.random.Generator, *, hacks: HacksCo
     """
     if not hacks.noisy_labels:
         return is_real
-    return is_real ^ (rng.random(len(is_real)) < hacks.flip_probability)
+    return ops.logical_xor(is_real, rng.random(is_real.shape[0]) < hacks.flip_probability)

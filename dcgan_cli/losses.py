@@ -7,13 +7,12 @@ batch (hack 9 off) still reports D's loss and mean output on real and on fake im
 
 from __future__ import annotations
 
-import numpy as np
 from keras import ops
 
 
-def d_targets(labels: np.ndarray, is_real: np.ndarray) -> np.ndarray:
+def d_targets(labels, is_real):
     """Stack labels (N, 1) and bool is_real (N,) into D's targets, float32 (N, 2)."""
-    return np.concatenate([labels.astype(np.float32), is_real.astype(np.float32)[:, None]], axis=1)
+    return ops.concatenate([ops.cast(labels, "float32"), ops.expand_dims(ops.cast(is_real, "float32"), 1)], axis=1)
 
 
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before the logarithm, as Keras does

@@ -7,7 +7,6 @@ normalises with the batch's own statistics; see layers.BatchNorm).
 
 from __future__ import annotations
 
-import copy
 import json
 import queue
 import signal
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from dcgan_cli import backend, checkpoint, data, hacks, images, losses
+from dcgan_cli import backend, checkpoint, data, draws, hacks, images
 from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
@@ -55,91 +54,143 @@ class Interrupted(TrainingError):
         self.signum = signum
 
 
-def fake_maker(g: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """G in training mode (batch statistics, as in the DCGAN reference) as one compiled call: z -> fake images.
+def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) -> Callable:
+    """The train_on_batch loop's inputs of a step as one compiled call on the device, (source, step) -> (D's
+    batches, z): the real batch gathered and scaled, the latents and D's plan drawn, and G's fakes pooled with the
+    real images into each D update's (x, targets) (draws.d_batches). G runs in training mode (batch statistics, as
+    in the DCGAN reference) and statelessly: its moving statistics move once per step, in the G update on the same
+    z."""
+    def prepare(trainable, non_trainable, source, step):
+        real = step_draws.real(source, step, resident=resident)
+        z, plan = step_draws.latents_and_plan(step)
+        fake, _ = g.stateless_call(trainable, non_trainable, z, training=True)
+        return draws.d_batches(real, fake, plan), z
 
-    The call is stateless: G's moving statistics are updated once per step, by the G update on the same z.
-    """
-    def forward(trainable, non_trainable, z):
-        fakes, _ = g.stateless_call(trainable, non_trainable, z, training=True)
-        return fakes
+    compiled = compile_function(prepare)
 
-    compiled = compile_function(forward)
-
-    def make(z: np.ndarray) -> np.ndarray:
+    def call(source, step: int) -> tuple:
         trainable = [v.value for v in g.trainable_variables]
         non_trainable = [v.value for v in g.non_trainable_variables]
-        return keras.ops.convert_to_numpy(compiled(trainable, non_trainable, z))
+        return compiled(trainable, non_trainable, backend.distribute_batch(source),
+                        keras.ops.convert_to_tensor(step, "int32"))
 
-    return make
-
-
-def d_targets_for(n: int, rng: np.random.Generator, *, cfg: Config) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The D updates of one step (hack 9) as (index into concat(real, fake), D's targets (len, 2)) pairs, with
-    labels smoothed (hack 10) and flipped (hack 11); both loops draw them alike, so both do the same mathematics."""
-    h = cfg.hacks
-    plan = []
-    for index in hacks.d_batch_plan(n, rng, hacks=h):
-        is_real = index < n
-        labels = hacks.smooth_labels(hacks.flip_labels(is_real, rng, hacks=h), rng, hacks=h)
-        plan.append((index, losses.d_targets(labels, is_real)))
-    return plan
+    return call
 
 
-def update_d(models: Models, real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, *,
-             cfg: Config) -> dict[str, float]:
-    """(1) Update D on model-range real and fake batches (N, H, W, C): all-real then all-fake, or one mixed batch
-    (hack 9), with labels smoothed (hack 10) and flipped (hack 11). Returns D's loss and mean output per source."""
+def update_d(models: Models, batches: tuple, *, cfg: Config) -> dict[str, float]:
+    """(1) Update D on each of the step's batches (x, targets) (draws.d_batches): all-real then all-fake, or one
+    mixed batch (hack 9), with labels smoothed (hack 10) and flipped (hack 11). Returns D's loss and mean output per
+    source."""
     models.d.trainable = True
     logs: dict[str, float] = {}
-    pool = np.concatenate([real, fake])
-    for index, targets in d_targets_for(len(real), rng, cfg=cfg):
-        is_real = index < len(real)
-        out = models.d.train_on_batch(pool[index], targets, return_dict=True)
-        if is_real.any():
-            logs.update(d_loss_real=out["d_loss_real"], d_real_mean=out["d_real_mean"])
-        if not is_real.all():
-            logs.update(d_loss_fake=out["d_loss_fake"], d_fake_mean=out["d_fake_mean"])
+    for (x, targets), held in zip(batches, draws.d_sources(cfg)):
+        out = models.d.train_on_batch(x, targets, return_dict=True)
+        for source in held:
+            logs.update({f"d_loss_{source}": out[f"d_loss_{source}"], f"d_{source}_mean": out[f"d_{source}_mean"]})
     return logs
 
 
-def update_g(models: Models, z: np.ndarray) -> float:
+def update_g(models: Models, z) -> float:
     """(2) Update G on latents z (N, latent_dim) through a frozen D, toward D's "real" label (always 1, never
     smoothed). Returns G's loss."""
     models.d.trainable = False
-    target = np.ones((len(z), 1), dtype=np.float32)
+    target = np.ones((z.shape[0], 1), dtype=np.float32)
     return models.gan.train_on_batch(z, target, return_dict=True)["loss"]
 
 
-def step_inputs(real: np.ndarray, rng: np.random.Generator, *, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """A uint8 batch (N, H, W, C) in the model range (hack 7) and the step's latents z (N, latent_dim) (hack 8)."""
-    return (hacks.scale_images(real, hacks=cfg.hacks),
-            hacks.sample_latent(rng, len(real), cfg.model.latent_dim, hacks=cfg.hacks))
-
-
-def train_step(models: Models, real: np.ndarray, rng: np.random.Generator, *, cfg: Config,
-               make_fakes: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
-    """One step on a uint8 batch of real images (N, H, W, C): (1) update D, (2) update G on the same z."""
-    real, z = step_inputs(real, rng, cfg=cfg)
-    logs = update_d(models, real, make_fakes(z), rng, cfg=cfg)
+def train_step(models: Models, batches: tuple, z, *, cfg: Config) -> dict[str, float]:
+    """One step on its D batches and latents z (step_preparer): (1) update D, (2) update G on the same z."""
+    logs = update_d(models, batches, cfg=cfg)
     logs["g_loss"] = update_g(models, z)
     return {key: float(logs[key]) for key in METRICS}
 
 
+class _Prefetcher:
+    """Streamed data: a thread prepares the coming steps' uint8 batches (their indices drawn on the device, the
+    images gathered on the host and sent) while the current step runs, at most `depth` steps ahead."""
+
+    def __init__(self, prepare: Callable[[int], object], *, first: int, last: int, depth: int = 2):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._produce, args=(prepare, first, last), daemon=True,
+                                       name="prefetch")
+        self.thread.start()
+
+    def _produce(self, prepare: Callable[[int], object], first: int, last: int) -> None:
+        for step in range(first, last + 1):
+            try:
+                item = (step, prepare(step), None)
+            except Exception as error:  # handed to the loop, which raises it
+                item = (step, None, error)
+            while not self.stopping.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None or self.stopping.is_set():
+                return
+
+    def next(self, step: int):
+        prepared, batch, error = self.queue.get()
+        if error is not None:
+            raise error
+        assert prepared == step, "the prefetcher runs in step order"
+        return batch
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+
+class _Feed:
+    """Where the steps' uint8 real images come from: the whole dataset placed on the device once when it fits
+    train.device_data_fraction of the device's memory (each step gathers its batch there), else each step's batch,
+    gathered on the host and sent by a prefetching thread while the previous step runs."""
+
+    def __init__(self, images: np.ndarray, step_draws: draws.Draws, *, cfg: Config):
+        self.images, self.last = images, cfg.train.steps
+        self.placed = backend.place_dataset(images, fraction=cfg.train.device_data_fraction)
+        self.batch_index = compile_function(step_draws.batch_index)
+        self.prefetcher: _Prefetcher | None = None
+
+    @property
+    def resident(self) -> bool:
+        return self.placed is not None
+
+    def __call__(self, step: int):
+        """Step `step`'s source: the resident dataset, or its own batch (N, H, W, C)."""
+        if self.resident:
+            return self.placed
+        if self.prefetcher is None:
+            self.prefetcher = _Prefetcher(self._batch, first=step, last=self.last)
+        return self.prefetcher.next(step)
+
+    def _batch(self, step: int):
+        index = keras.ops.convert_to_numpy(self.batch_index(keras.ops.convert_to_tensor(step, "int32")))
+        return backend.distribute_batch(self.images[index])
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+
+
 class _SplitLoop:
     """train.loop: train_on_batch. Losses come back as Python numbers at every step anyway, so they are checked
-    at every step."""
+    at every step. A step's inputs are made on the device by one compiled call (step_preparer), so what remains per
+    step is the three Keras calls."""
 
     reads_every_step = True
 
-    def __init__(self, models: Models, cfg: Config, images: np.ndarray):
-        self.models, self.cfg, self.images = models, cfg, images
-        self.make_fakes = fake_maker(models.g)
+    def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
+        self.models, self.cfg = models, cfg
+        self.feed = _Feed(images, step_draws, cfg=cfg)
+        self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident)
         self.sums = dict.fromkeys(METRICS, 0.0)
 
-    def step(self, rng: np.random.Generator) -> None:
-        real = data.sample_batch(self.images, self.cfg.train.batch_size, rng)
-        logs = train_step(self.models, real, rng, cfg=self.cfg, make_fakes=self.make_fakes)
+    def step(self, step: int) -> None:
+        batches, z = self.prepare(self.feed(step), step)
+        logs = train_step(self.models, batches, z, cfg=self.cfg)
         for key in METRICS:
             self.sums[key] += logs[key]
 
@@ -150,97 +201,26 @@ class _SplitLoop:
     def sync(self) -> None:
         """The Keras variables are always current in this loop."""
 
-    def random_state(self, rng: np.random.Generator) -> np.random.Generator:
-        """The generator as of the last step run: this loop draws nothing ahead."""
-        return rng
-
     def close(self) -> None:
-        """Nothing runs beside this loop."""
-
-
-class _Prefetcher:
-    """Streamed data: a thread prepares the coming steps' inputs (the draws, the uint8 batch gathered and sent to
-    the device) while the current step runs, at most `depth` ahead. It is the only user of the random generator
-    meanwhile and draws in the loop's order, and it keeps the generator's state after each step it prepared, so a
-    checkpoint records the state of the step that ran, not of the ones queued."""
-
-    def __init__(self, prepare: Callable[[np.random.Generator], tuple], rng: np.random.Generator, *, depth: int = 2):
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._produce, args=(prepare, rng), daemon=True, name="prefetch")
-        self.thread.start()
-
-    def _produce(self, prepare, rng: np.random.Generator) -> None:
-        while not self.stopping.is_set():
-            try:
-                item = (prepare(rng), copy.deepcopy(rng.bit_generator.state), None)
-            except Exception as error:  # handed to the loop, which raises it
-                item = (None, None, error)
-            while not self.stopping.is_set():
-                try:
-                    self.queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item[2] is not None:
-                return
-
-    def next(self) -> tuple[tuple, dict]:
-        inputs, state, error = self.queue.get()
-        if error is not None:
-            raise error
-        return inputs, state
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
+        self.feed.close()
 
 
 class _CompiledLoop:
-    """train.loop: compiled. The state stays on the device; sums are read back only when needed. The uint8
-    dataset is placed on the device once when it fits train.device_data_fraction of the device's memory, and
-    each step then sends only its batch's indices; otherwise each step's uint8 batch is gathered and sent by a
-    prefetching thread while the previous step runs. Either way the step scales the images itself, and the random
-    draws are the train_on_batch loop's, in the same order."""
+    """train.loop: compiled. The state stays on the device; sums are read back only when needed. The step gathers
+    its batch from the resident dataset (or takes the streamed one), scales it and draws its latents and labels
+    itself, from the same generator as the train_on_batch loop."""
 
     reads_every_step = False
 
-    def __init__(self, models: Models, cfg: Config, images: np.ndarray):
+    def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
         from dcgan_cli.compiled import CompiledStep
 
-        self.cfg, self.images = cfg, images
-        self.compiled = CompiledStep(models, cfg, jit_compile=backend.use_xla(cfg.train.jit_compile))
-        self.resident = backend.place_dataset(images, fraction=cfg.train.device_data_fraction)
-        self.whole_batch = np.arange(cfg.train.batch_size, dtype=np.int32)
-        self.prefetcher: _Prefetcher | None = None
-        self.state_after: dict | None = None  # streamed: the generator's state after the last step run
+        self.feed = _Feed(images, step_draws, cfg=cfg)
+        self.compiled = CompiledStep(models, cfg, step_draws, resident=self.feed.resident,
+                                     jit_compile=backend.use_xla(cfg.train.jit_compile))
 
-    def _inputs(self, rng: np.random.Generator) -> tuple:
-        """One step's draws, in the train_on_batch loop's order (batch, z, D plan), and its real-image source."""
-        batch_size = self.cfg.train.batch_size
-        index = data.batch_indices(len(self.images), batch_size, rng)
-        z = hacks.sample_latent(rng, batch_size, self.cfg.model.latent_dim, hacks=self.cfg.hacks)
-        plan = d_targets_for(batch_size, rng, cfg=self.cfg)
-        if self.resident is not None:
-            return self.resident, index.astype(np.int32), z, plan
-        return backend.distribute_batch(self.images[index]), self.whole_batch, z, plan
-
-    def step(self, rng: np.random.Generator) -> None:
-        if self.resident is not None:
-            self.compiled(*self._inputs(rng))
-            return
-        if self.prefetcher is None:
-            self.prefetcher = _Prefetcher(self._inputs, rng)
-        inputs, self.state_after = self.prefetcher.next()
-        self.compiled(*inputs)
-
-    def random_state(self, rng: np.random.Generator) -> np.random.Generator:
-        """The generator as of the last step run (the prefetcher has drawn ahead of it)."""
-        if self.state_after is None:
-            return rng
-        now = np.random.Generator(type(rng.bit_generator)())
-        now.bit_generator.state = self.state_after
-        return now
+    def step(self, step: int) -> None:
+        self.compiled(self.feed(step), step)
 
     def take_sums(self) -> dict[str, float]:
         return self.compiled.take_metric_sums()
@@ -249,8 +229,7 @@ class _CompiledLoop:
         self.compiled.write_back()
 
     def close(self) -> None:
-        if self.prefetcher is not None:
-            self.prefetcher.close()
+        self.feed.close()
 
 
 class _Window:
@@ -357,37 +336,40 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
 
 def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator, *, run_dir: Path,
            resume: bool, scorer: TrainingScorer | None) -> None:
-    """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop."""
+    """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop. The host's `rng`
+    has drawn the initial weights; it draws the sample grids' latents here, the steps' draws come from the device."""
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
-    start, resumed_from = 0, None
+    start, resumed_from, seed = 0, None, cfg.train.seed
     checkpoint.remove_temporaries(run_dir)
     found = checkpoint.complete(run_dir) if resume else []
     if found:
         restored = checkpoint.restore(found[-1], models, cfg)
-        start, rng, sample_latents, resumed_from = restored.step, restored.rng, restored.sample_latents, restored.path
+        start, sample_latents, resumed_from = restored.step, restored.sample_latents, restored.path
+        seed = restored.draws.seed
     with _writing(run_dir, resumed_from):
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
         keep_metrics_until(run_dir / "metrics.jsonl", start)
     keeper = _BestKeeper(scorer, run_dir, resume=resume) if scorer is not None else None
-    _loop(cfg, models, real_images, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from,
-          keeper=keeper)
+    step_draws = draws.Draws(cfg, count=len(real_images), seed=seed)
+    _loop(cfg, models, real_images, step_draws, sample_latents, run_dir=run_dir, start=start,
+          resumed_from=resumed_from, keeper=keeper)
 
 
-def _loop(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator,
+def _loop(cfg: Config, models: Models, real_images: np.ndarray, step_draws: draws.Draws,
           sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
           keeper: _BestKeeper | None) -> None:
     """Steps start+1 .. train.steps, with logging, sample grids, scores and the best checkpoint, checkpoints, the
     NaN guard and clean stops; the loop's prefetching thread, if any, is stopped however they end."""
-    loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images)
+    loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images, step_draws)
     try:
-        _steps(cfg, models, loop, rng, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from,
+        _steps(cfg, models, loop, step_draws, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from,
                keeper=keeper)
     finally:
         loop.close()
 
 
-def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, rng: np.random.Generator,
+def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_draws: draws.Draws,
            sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
            keeper: _BestKeeper | None) -> None:
     """The steps of _loop, run by `loop`."""
@@ -399,7 +381,7 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, rng: n
             tqdm(total=steps, initial=start, unit="step", desc="train", disable=not out.progress,
                  dynamic_ncols=True) as bar:
         for step in range(start + 1, steps + 1):
-            loop.step(rng)
+            loop.step(step)
             bar.update(1)
             logged = _due(step, out.log_every, steps)
             saving = _due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step)
@@ -436,13 +418,13 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, rng: n
             if saving:
                 with _writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
                     last_saved = checkpoint.save(run_dir, step=step, models=models, cfg=cfg,
-                                                 rng=loop.random_state(rng),
+                                                 draws=step_draws.state(step),
                                                  sample_latents=sample_latents)
                     checkpoint.prune(run_dir, keep=out.keep_checkpoints, protect=resumed_from)
                 saved_step = step
             if new_best:
                 with _writing(run_dir / checkpoint.CHECKPOINTS / checkpoint.BEST, last_saved):
-                    checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=loop.random_state(rng),
+                    checkpoint.save(run_dir, step=step, models=models, cfg=cfg, draws=step_draws.state(step),
                                     sample_latents=sample_latents, name=checkpoint.BEST, score=new_best)
             if stop.signum:
                 name = signal.Signals(stop.signum).name

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from dcgan_cli import checkpoint
+from dcgan_cli.draws import DrawState
 from dcgan_cli.models import build_models
 
 
 def save(run_dir, cfg, step, models, latents):
-    return checkpoint.save(run_dir, step=step, models=models, cfg=cfg, rng=np.random.default_rng(5),
+    return checkpoint.save(run_dir, step=step, models=models, cfg=cfg, draws=DrawState(seed=5, step=step),
                            sample_latents=latents)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from dcgan_cli import backend, checkpoint, train
 from dcgan_cli.compiled import CompiledStep
+from dcgan_cli.draws import Draws
 from dcgan_cli.config import load_config
 from dcgan_cli.models import build_models
 
@@ -101,13 +102,10 @@ def test_the_compiled_loop_reads_metrics_back_only_when_logging_or_saving(tmp_pa
 
 def test_d_and_g_updates_touch_only_their_own_network_in_the_compiled_step(tiny_cfg):
     models = build_models(tiny_cfg, np.random.default_rng(0))
-    step = CompiledStep(models, tiny_cfg)
+    step = CompiledStep(models, tiny_cfg, Draws(tiny_cfg, count=8), resident=False)
     step.write_back()
     before = {v.path: np.array(v.numpy()) for v in [*models.g.weights, *models.d.weights]}
-    rng = np.random.default_rng(1)
-    real = rng.integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
-    z = rng.standard_normal((8, 8)).astype(np.float32)
-    step(real, np.arange(8, dtype=np.int32), z, train.d_targets_for(8, rng, cfg=tiny_cfg))
+    step(np.random.default_rng(1).integers(0, 256, (8, 16, 16, 1), dtype=np.uint8), 1)
     step.write_back()
     after = {v.path: np.array(v.numpy()) for v in [*models.g.weights, *models.d.weights]}
     assert all(not np.array_equal(before[key], after[key]) for key in before), "every weight and statistic moves"
@@ -117,11 +115,11 @@ def test_d_and_g_updates_touch_only_their_own_network_in_the_compiled_step(tiny_
 def test_the_jax_step_reuses_the_state_buffers_it_replaces(tiny_cfg):
     if keras.backend.backend() != "jax":
         pytest.skip("donation is JAX's")
-    step = CompiledStep(build_models(tiny_cfg, np.random.default_rng(0)), tiny_cfg)
-    rng = np.random.default_rng(1)
+    images = np.random.default_rng(1).integers(0, 256, (20, 16, 16, 1), dtype=np.uint8)
+    step = CompiledStep(build_models(tiny_cfg, np.random.default_rng(0)), tiny_cfg, Draws(tiny_cfg, count=20),
+                        resident=True)
     old = step.state
-    step(rng.integers(0, 256, (8, 16, 16, 1), dtype=np.uint8), np.arange(8, dtype=np.int32),
-         rng.standard_normal((8, 8)).astype(np.float32), train.d_targets_for(8, rng, cfg=tiny_cfg))
+    step(images, 1)
     assert all(array.is_deleted() for group in old[:6] for array in group) and old[-1].is_deleted()
     step.write_back()
     assert all(np.isfinite(v.numpy()).all() for v in step.models.g.weights)
@@ -193,18 +191,22 @@ def test_tensorflow_data_parallel_over_two_logical_cpus(tmp_path):
 
 @pytest.mark.parametrize("other", ["jax", "torch"])
 def test_the_core_tests_pass_on_the_other_backends(other):
-    """The D/G isolation, batch-statistics and loop-agreement tests, rerun under KERAS_BACKEND=jax and torch."""
+    """The D/G isolation, batch-statistics, loop-agreement and step-draw tests, rerun under KERAS_BACKEND=jax and
+    torch."""
     if importlib.util.find_spec(other) is None:
         pytest.skip(f"{other} is not installed")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("run from the default backend only")
     selection = ("test_d_update_trains_d_only or test_in_the_g_update or test_fakes_come_from or "
                  "test_both_loops_agree or test_the_compiled_loop_resumes or test_the_compiled_loop_scores or "
-                 "test_scoring_during_training_does_not_change or test_a_dataset_too_big")
+                 "test_scoring_during_training_does_not_change or test_a_dataset_too_big or test_a_steps_draws or "
+                 "test_batch_indices_are or test_the_checkpoint_records_the_draw or test_latent_distribution or "
+                 "test_separate_batches or test_label_smoothing or test_noisy_labels")
     if other == "jax":
         selection += " or test_the_jax_step_reuses"
     result = run_elsewhere("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train.py",
-                           "tests/test_compiled.py", "tests/test_evaluate.py", "-k", selection,
+                           "tests/test_compiled.py", "tests/test_evaluate.py", "tests/test_draws.py",
+                           "tests/test_hacks.py", "-k", selection,
                            env={"KERAS_BACKEND": other})
     assert result.returncode == 0, result.stdout[-4000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]

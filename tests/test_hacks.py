@@ -162,33 +162,56 @@ def test_scale_images_range_and_inverse():
     assert hacks.output_activation(off(scale_images=False)) == "sigmoid"
 
 
+def numpy(x) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+class Device:
+    """The steps' draws (draws.StepRandom) as a Generator-like source of seeds: the hacks take either."""
+
+    def __call__(self, seed: int = 0):
+        from dcgan_cli import draws
+        return draws.StepRandom(keras.random.SeedGenerator(0), seed, 3, slot=1)
+
+    def __repr__(self) -> str:
+        return "device"
+
+
+# The hacks draw from a NumPy Generator (latents of grids and scores) or a step's device draws (training steps).
+SOURCES = pytest.mark.parametrize("source", [rng, Device()], ids=["host", "device"])
+
+
 # 8 gaussian_latent
-def test_latent_distribution():
-    z = hacks.sample_latent(rng(), 20000, 16, hacks=ON)
+@SOURCES
+def test_latent_distribution(source):
+    z = numpy(hacks.sample_latent(source(), 20000, 16, hacks=ON))
     assert z.shape == (20000, 16) and z.dtype == np.float32
     assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, abs=0.01) and np.abs(z).max() > 3
-    u = hacks.sample_latent(rng(), 20000, 16, hacks=off(gaussian_latent=False))
+    u = numpy(hacks.sample_latent(source(), 20000, 16, hacks=off(gaussian_latent=False)))
     assert u.dtype == np.float32 and u.min() >= -1 and u.max() <= 1
     assert u.std() == pytest.approx(1 / np.sqrt(3), abs=0.01)
 
 
 # 9 separate_batches
-def test_separate_batches_gives_all_real_then_all_fake():
-    real_part, fake_part = hacks.d_batch_plan(8, rng(), hacks=ON)
+@SOURCES
+def test_separate_batches_gives_all_real_then_all_fake(source):
+    real_part, fake_part = map(numpy, hacks.d_batch_plan(8, source(), hacks=ON))
     assert real_part.tolist() == list(range(8)) and fake_part.tolist() == list(range(8, 16))
 
 
-def test_separate_batches_off_gives_one_shuffled_mixed_batch():
-    (mixed,) = hacks.d_batch_plan(32, rng(), hacks=off(separate_batches=False))
+@SOURCES
+def test_separate_batches_off_gives_one_shuffled_mixed_batch(source):
+    (mixed,) = map(numpy, hacks.d_batch_plan(32, source(), hacks=off(separate_batches=False)))
     assert sorted(mixed.tolist()) == list(range(64)) and (mixed < 32).sum() == 32
     assert not (mixed[:32] < 32).all(), "shuffled, not real-then-fake"
-    assert not np.array_equal(mixed, hacks.d_batch_plan(32, rng(1), hacks=off(separate_batches=False))[0])
+    assert not np.array_equal(mixed, numpy(hacks.d_batch_plan(32, source(1), hacks=off(separate_batches=False))[0]))
 
 
 # 10 label_smoothing
-def test_label_smoothing_one_sided_by_default():
+@SOURCES
+def test_label_smoothing_one_sided_by_default(source):
     is_real = np.arange(100000) % 2 == 0
-    labels = hacks.smooth_labels(is_real, rng(), hacks=ON)
+    labels = numpy(hacks.smooth_labels(is_real, source(), hacks=ON))
     assert labels.shape == (100000, 1) and labels.dtype == np.float32
     real, fake = labels[is_real, 0], labels[~is_real, 0]
     assert real.min() >= 0.7 and real.max() <= 1.2 and real.mean() == pytest.approx(0.95, abs=0.005)
@@ -196,28 +219,31 @@ def test_label_smoothing_one_sided_by_default():
     assert (fake == 0).all()
 
 
-def test_label_smoothing_two_sided_and_off():
+@SOURCES
+def test_label_smoothing_two_sided_and_off(source):
     is_real = np.arange(100000) % 2 == 0
-    fake = hacks.smooth_labels(is_real, rng(), hacks=off(smooth_fake=True))[~is_real, 0]
+    fake = numpy(hacks.smooth_labels(is_real, source(), hacks=off(smooth_fake=True)))[~is_real, 0]
     assert fake.min() >= 0.0 and fake.max() <= 0.3 and fake.mean() == pytest.approx(0.15, abs=0.005)
-    hard = hacks.smooth_labels(is_real, rng(), hacks=off(label_smoothing=False))[:, 0]
+    hard = numpy(hacks.smooth_labels(is_real, source(), hacks=off(label_smoothing=False)))[:, 0]
     assert np.array_equal(hard, is_real.astype(np.float32))
 
 
 # 11 noisy_labels
-def test_noisy_labels_flip_each_label_independently_at_the_rate():
+@SOURCES
+def test_noisy_labels_flip_each_label_independently_at_the_rate(source):
     is_real = np.arange(200000) % 2 == 0
-    flipped = hacks.flip_labels(is_real, rng(), hacks=ON) != is_real
+    flipped = numpy(hacks.flip_labels(is_real, source(), hacks=ON)) != is_real
     assert flipped.mean() == pytest.approx(0.05, abs=0.002)
     assert flipped[is_real].mean() == pytest.approx(0.05, abs=0.003)
     assert flipped[~is_real].mean() == pytest.approx(0.05, abs=0.003)
-    many = hacks.flip_labels(is_real, rng(), hacks=off(flip_probability=0.3)) != is_real
+    many = numpy(hacks.flip_labels(is_real, source(), hacks=off(flip_probability=0.3))) != is_real
     assert many.mean() == pytest.approx(0.3, abs=0.005)
 
 
-def test_noisy_labels_off_leaves_labels_unchanged():
+@SOURCES
+def test_noisy_labels_off_leaves_labels_unchanged(source):
     is_real = np.arange(1000) % 3 == 0
-    assert np.array_equal(hacks.flip_labels(is_real, rng(), hacks=off(noisy_labels=False)), is_real)
+    assert np.array_equal(numpy(hacks.flip_labels(is_real, source(), hacks=off(noisy_labels=False))), is_real)
 
 
 def test_batch_norm_layer_is_keras_batch_normalization():

@@ -8,19 +8,21 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_cli import data, hacks, losses, rundir, train
+from dcgan_cli import data, draws, losses, rundir, train
 from dcgan_cli.config import load_config
 from dcgan_cli.models import build_models
 
 
 def setup(tiny_overrides, *extra):
+    """A tiny config's models and one step's inputs as the train_on_batch loop makes them: D's batches (x, targets)
+    and the latents z, with `prepare` to make them again (G's fakes from its current weights)."""
     cfg = load_config(None, [*tiny_overrides, *extra])
-    rng = np.random.default_rng(0)
-    models = build_models(cfg, rng)
-    make_fakes = train.fake_maker(models.g)
-    real = hacks.scale_images(data.sample_batch(data.load_dataset(cfg, progress=False).images, cfg.train.batch_size, rng), hacks=cfg.hacks)
-    z = hacks.sample_latent(rng, len(real), cfg.model.latent_dim, hacks=cfg.hacks)
-    return cfg, rng, models, make_fakes, real, z
+    models = build_models(cfg, np.random.default_rng(0))
+    images = data.load_dataset(cfg, progress=False).images
+    prepare = train.step_preparer(models.g, draws.Draws(cfg, count=len(images)), resident=True)
+    source = keras.ops.convert_to_tensor(images)
+    batches, z = prepare(source, 1)
+    return cfg, models, lambda: prepare(source, 1), batches, z
 
 
 def snapshot(model: keras.Model) -> dict[str, np.ndarray]:
@@ -40,7 +42,7 @@ def is_statistic(path: str) -> bool:
 def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separate):
     """Starting with a G update, so that each update must set d.trainable itself (on TensorFlow the flag is
     read when a model's train function is first traced; on JAX at every call)."""
-    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides, f"hacks.separate_batches={separate}")
+    cfg, models, prepare, batches, z = setup(tiny_overrides, f"hacks.separate_batches={separate}")
     assert any(is_statistic(path) for path in snapshot(models.d))
     for _ in range(2):
         d_before, g_before = snapshot(models.d), snapshot(models.g)
@@ -51,7 +53,7 @@ def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separ
         assert np.isfinite(g_loss)
 
         d_before, g_before = d_after, g_after
-        logs = train.update_d(models, real, make_fakes(z), rng, cfg=cfg)
+        logs = train.update_d(models, prepare()[0], cfg=cfg)
         d_after, g_after = snapshot(models.d), snapshot(models.g)
         assert changed(d_before, d_after) == set(d_before), "every D weight and statistic moves on a D update"
         assert changed(g_before, g_after) == set(), "G stays put on a D update"
@@ -61,22 +63,22 @@ def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separ
 def test_the_naive_keras2_recipe_leaves_d_untrained(tiny_overrides):
     """Guard for the test above: Keras 3 ignores compile-time freezing, so 'freeze D once after compiling it'
     (the Keras 2 recipe) silently stops D from learning; the loop must set d.trainable before every update."""
-    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides)
+    cfg, models, prepare, batches, z = setup(tiny_overrides)
     models.d.trainable = False
     before = snapshot(models.d)
-    labels = hacks.smooth_labels(np.ones(len(real), bool), rng, hacks=cfg.hacks)
+    real, targets = batches[0]
     with pytest.warns(UserWarning, match="does not have any trainable weights"):
-        models.d.train_on_batch(real, np.concatenate([labels, np.ones_like(labels)], axis=1))
+        models.d.train_on_batch(real, targets)
     assert changed(before, snapshot(models.d)) == set()
 
 
 @pytest.mark.parametrize("mode", ["batch", "moving"])
 def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overrides, mode):
-    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides, f"model.d_bn_in_g_update={mode}",
-                                                  "hacks.init_stddev=0.3")
+    cfg, models, prepare, batches, z = setup(tiny_overrides, f"model.d_bn_in_g_update={mode}",
+                                             "hacks.init_stddev=0.3")
     for _ in range(3):
-        train.update_d(models, real, make_fakes(z), rng, cfg=cfg)
-    fakes = make_fakes(z)
+        train.update_d(models, batches, cfg=cfg)
+    fakes = prepare()[0][1][0]  # the all-fake batch of G's current fakes (hack 9 on)
     models.d.trainable = True
     p_batch, _ = models.d.stateless_call([v.value for v in models.d.trainable_variables],
                                          [v.value for v in models.d.non_trainable_variables], fakes, training=True)
@@ -91,11 +93,12 @@ def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overri
 
 
 def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides):
-    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides)
+    cfg, models, prepare, batches, z = setup(tiny_overrides)
     models.d.trainable = False
     train.update_g(models, z)  # moving statistics now differ from the batch's
     before = snapshot(models.g)
-    fakes = make_fakes(z)
+    batches, z = prepare()
+    fakes = keras.ops.convert_to_numpy(batches[1][0])  # the all-fake batch (hack 9 on)
     assert changed(before, snapshot(models.g)) == set()
     expected, _ = models.g.stateless_call([v.value for v in models.g.trainable_variables],
                                           [v.value for v in models.g.non_trainable_variables], z, training=True)
@@ -105,10 +108,9 @@ def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides)
 
 @pytest.mark.parametrize("separate", ["true", "false"])
 def test_train_step_reports_every_metric_per_source(tiny_overrides, separate):
-    cfg, rng, models, make_fakes, real, z = setup(tiny_overrides, f"hacks.separate_batches={separate}",
-                                                  "hacks.label_smoothing=false", "hacks.noisy_labels=false")
-    batch = data.sample_batch(data.load_dataset(cfg, progress=False).images, cfg.train.batch_size, rng)
-    logs = train.train_step(models, batch, rng, cfg=cfg, make_fakes=make_fakes)
+    cfg, models, prepare, batches, z = setup(tiny_overrides, f"hacks.separate_batches={separate}",
+                                             "hacks.label_smoothing=false", "hacks.noisy_labels=false")
+    logs = train.train_step(models, batches, z, cfg=cfg)
     assert set(logs) == set(train.METRICS) and all(np.isfinite(v) for v in logs.values())
     assert 0 < logs["d_real_mean"] < 1 and 0 < logs["d_fake_mean"] < 1
     # with hard labels, D's loss on each source is -log D(x) and -log(1 - D(G(z))) averaged: both positive

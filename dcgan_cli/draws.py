@@ -1,0 +1,126 @@
+"""Each training step's random numbers, drawn where the step runs from a counter-based key.
+
+The draws of step s come from the key (train.seed, s * SLOTS + slot): slot 0 for the batch's indices, the next ones
+for the latents, the mixed-batch permutation and D's label noise, in that order. So the generator's whole state is
+(seed, step): a checkpoint records it, a resumed run draws what the uninterrupted one would have, and any step's
+draws can be made on their own, inside a compiled step or ahead of it by the thread that streams batches. Both
+loops draw through the same functions, so they do the same mathematics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+from dcgan_cli import data, hacks, losses
+from dcgan_cli.config import Config
+
+SLOTS = 16  # keys per step; a step draws at most 9 times (indices, latents, permutation, 3 per D update)
+BATCH_SLOT = 0
+
+
+@dataclass(frozen=True)
+class DrawState:
+    """What a checkpoint records of the generator: its seed and the last step it drew for."""
+
+    seed: int
+    step: int
+
+
+class StepRandom:
+    """The random draws of one step, each from the next key (seed, step * SLOTS + slot); the methods and arguments
+    are NumPy's Generator's, so the hack functions take either. Float32 and int32 backend tensors."""
+
+    def __init__(self, generator: keras.random.SeedGenerator, seed: int, step, *, slot: int):
+        self.generator, self.slot = generator, slot
+        dtype = keras.backend.standardize_dtype(generator.state.dtype)
+        self.dtype = dtype
+        # Keras' own seeds reinterpret a uint32 as int32 where the backend declares signed seeds (torch).
+        self.seed = ops.convert_to_tensor(np.array(seed, np.uint32).view(np.int32) if dtype == "int32" else seed,
+                                          dtype=dtype)
+        self.counter = ops.cast(step, dtype) * SLOTS
+
+    def _next(self, draw):
+        assert self.slot < SLOTS, "a step draws at most SLOTS times"
+        key = ops.stack([self.seed, self.counter + ops.convert_to_tensor(self.slot, self.dtype)])
+        self.slot += 1
+        with keras.StatelessScope(state_mapping=[(self.generator.state, key)]):
+            return draw(self.generator)
+
+    def standard_normal(self, size, dtype="float32"):
+        return self._next(lambda seed: keras.random.normal(_shape(size), dtype=dtype, seed=seed))
+
+    def uniform(self, low, high, size):
+        return self._next(lambda seed: keras.random.uniform(_shape(size), minval=low, maxval=high, seed=seed))
+
+    def random(self, size):
+        return self.uniform(0.0, 1.0, size)
+
+    def integers(self, low, high, size):
+        return self._next(lambda seed: keras.random.randint(_shape(size), low, high, dtype="int32", seed=seed))
+
+
+def _shape(size) -> tuple[int, ...]:
+    """NumPy's size argument (an int or a tuple) as Keras' shape tuple."""
+    return (size,) if isinstance(size, int) else tuple(size)
+
+
+class Draws:
+    """The run's generator of step draws, for a dataset of `count` images; the state is the seed and the step."""
+
+    def __init__(self, cfg: Config, *, count: int, seed: int | None = None):
+        self.cfg, self.count = cfg, count
+        self.seed = cfg.train.seed if seed is None else seed
+        # Its own state is never advanced: each draw maps it to that draw's key.
+        self.generator = keras.random.SeedGenerator(0, name="step_draws")
+
+    def random(self, step, *, slot: int) -> StepRandom:
+        return StepRandom(self.generator, self.seed, step, slot=slot)
+
+    def batch_index(self, step):
+        """The sorted indices of step `step`'s real batch, drawn with replacement: int32 (batch_size,)."""
+        return data.batch_indices(self.count, self.cfg.train.batch_size, self.random(step, slot=BATCH_SLOT))
+
+    def latents_and_plan(self, step) -> tuple:
+        """Step `step`'s latents z (N, latent_dim) (hack 8) and its D updates (d_plan)."""
+        random = self.random(step, slot=BATCH_SLOT + 1)
+        n = self.cfg.train.batch_size
+        z = hacks.sample_latent(random, n, self.cfg.model.latent_dim, hacks=self.cfg.hacks)
+        return z, d_plan(n, random, cfg=self.cfg)
+
+    def real(self, source, step, *, resident: bool):
+        """Step `step`'s real batch in the model range (hack 7), float32 (N, H, W, C): gathered from the whole
+        uint8 dataset `source` when resident, else `source` is the batch the streaming thread sent."""
+        if resident:
+            source = ops.take(source, self.batch_index(step), axis=0)
+        return hacks.scale_images(source, hacks=self.cfg.hacks)
+
+    def state(self, step: int) -> DrawState:
+        return DrawState(seed=self.seed, step=step)
+
+
+def d_sources(cfg: Config) -> list[tuple[str, ...]]:
+    """Which sources each D update of a step holds (hack 9): ("real",), ("fake",), or one mixed ("real", "fake")."""
+    return [("real",), ("fake",)] if cfg.hacks.separate_batches else [("real", "fake")]
+
+
+def d_plan(n: int, rng, *, cfg: Config) -> tuple[tuple, ...]:
+    """The D updates of one step (hack 9) as (index into concat(real, fake), D's targets (len, 1)) pairs, with
+    labels flipped (hack 11) and smoothed (hack 10)."""
+    h = cfg.hacks
+    plan = []
+    for index in hacks.d_batch_plan(n, rng, hacks=h):
+        is_real = index < n
+        labels = hacks.smooth_labels(hacks.flip_labels(is_real, rng, hacks=h), rng, hacks=h)
+        plan.append((index, losses.d_targets(labels, is_real)))
+    return tuple(plan)
+
+
+def d_batches(real, fake, plan: tuple) -> tuple:
+    """Each D update's (x, targets): x taken from the pool concat(real, fake) of model-range images (2N, H, W, C)
+    by the plan's indices (d_plan), the fakes as they came (the compiled step detaches them first)."""
+    pool = ops.concatenate([real, ops.cast(fake, real.dtype)], axis=0)
+    return tuple((ops.take(pool, index, axis=0), targets) for index, targets in plan)
