@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 10's GPU table in one call on a lent GPU (under 8 minutes on an H100): the compiled step alone, the full
 # step and `dcgan train` itself for DCGAN-64 at batch 64/256/1024 in float32 and bfloat16 (JAX), the train_on_batch
-# loop's breakdown, and the pytorch/examples-style loop (PTex) beside them. One JSON line per figure on stdout, also
-# collected in $OUT/gpu.jsonl where OUT is set.
+# loop's breakdown and `dcgan train` with it, the seed-style reference loop, and the pytorch/examples-style loop
+# (PTex) beside them. One JSON line per figure on stdout, also collected in $OUT/gpu.jsonl where OUT is set.
 #
 #   bash bench/gpu.sh --prepare    here, once: Keras' wheels into .whl/, the PTex loop into .peers/ (both ignored)
 #   bash bench/gpu.sh              there: the device tool's run with carry [".whl", ".peers"]
@@ -66,4 +66,7 @@ figure python3 bench/throughput.py --arch "$arch" --batch "$big" --loop compiled
 figure python3 "$peer" --arch "$peer_arch" --batch "$big" --steps "$steps" --device "$device" --fast
 figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop train_on_batch --breakdown \
     --steps "$steps"
+figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop train_on_batch --cli \
+    --steps "$cli_steps"
+figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop reference --steps "$steps"
 echo "# figures in $log"
