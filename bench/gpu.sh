@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 10's GPU table in one call on a lent GPU (under 8 minutes on an H100): the compiled step alone, the full
 # step and `dcgan train` itself for DCGAN-64 at batch 64/256/1024 in float32 and bfloat16 (JAX), the train_on_batch
-# loop's breakdown and `dcgan train` with it, the seed-style reference loop, and the pytorch/examples-style loop
-# (PTex) beside them. One JSON line per figure on stdout, also collected in $OUT/gpu.jsonl where OUT is set.
+# loop's breakdown and `dcgan train` with it, the seed-style reference loop, several steps per call against one,
+# and the pytorch/examples-style loop (PTex) beside them. One JSON line per figure on stdout, also collected in
+# $OUT/gpu.jsonl where OUT is set.
 #
 #   bash bench/gpu.sh --prepare    here, once: Keras' wheels into .whl/, the PTex loop into .peers/ (both ignored)
 #   bash bench/gpu.sh              there: the device tool's run with carry [".whl", ".peers"]
@@ -44,7 +45,7 @@ python3 -c "import keras" 2>/dev/null || { echo "no Keras for $(command -v pytho
 figure() {  # one measurement: its JSON line, or (without stopping the rest) the end of what went wrong
     local out
     if out=$("$@" 2>&1); then
-        printf '%s\n' "$out" | tail -n 1 | tee -a "$log"
+        printf '%s\n' "$out" | grep '^{' | tee -a "$log"
     else
         echo "# failed: $*"
         printf '%s\n' "$out" | tail -n 5 | sed 's/^/#   /'
@@ -69,4 +70,5 @@ figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loo
 figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop train_on_batch --cli \
     --steps "$cli_steps"
 figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop reference --steps "$steps"
+figure python3 bench/steps_per_call.py --arch digits --steps "$steps"
 echo "# figures in $log"

@@ -150,10 +150,10 @@ def breakdown(arch: str, batch: int, loop: str, precision: str, steps: int, warm
     figures = {}
     if not feed.resident:  # the prefetching thread's work for one step, which overlaps the step before
         figures["prefetch_ms"] = _per_step_ms(lambda: feed._batch(next(other_steps)), steps, lambda: None)
-    step_tensor = keras.ops.convert_to_tensor(warmup, "int32")
+    step_tensor = backend.int32_argument(warmup)
     source = feed.placed if feed.resident else feed._batch(next(other_steps))
     figures["host_ms"] = _per_step_ms(lambda: (distribute_batch(source),
-                                               keras.ops.convert_to_tensor(next(other_steps), "int32")), steps,
+                                               backend.int32_argument(next(other_steps))), steps,
                                       lambda: None)
     if loop == "compiled":
         step = runner.compiled

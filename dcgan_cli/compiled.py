@@ -21,7 +21,7 @@ from keras import ops
 
 from dcgan_cli import losses
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
-                               stateless_optimizers, value_and_grad, vjp)
+                               int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
 from dcgan_cli.draws import Draws, d_batches, d_sources
 from dcgan_cli.models import Models, build_optimizers
@@ -72,7 +72,7 @@ class CompiledStep:
         """Training step `step` on real images from `source`, uint8: the whole dataset on the device when the
         step was made `resident` (it gathers its batch itself), else this step's batch (N, H, W, C). The step
         draws its latents and labels itself (draws.Draws) and scales the images to the model range (hack 7)."""
-        source, step = distribute_batch(source), ops.convert_to_tensor(step, "int32")
+        source, step = distribute_batch(source), int32_argument(step)
         if self.stateless:
             self.state = self._step(self.state, source, step)
         else:

@@ -71,8 +71,7 @@ def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) ->
     def call(source, step: int) -> tuple:
         trainable = [v.value for v in g.trainable_variables]
         non_trainable = [v.value for v in g.non_trainable_variables]
-        return compiled(trainable, non_trainable, backend.distribute_batch(source),
-                        keras.ops.convert_to_tensor(step, "int32"))
+        return compiled(trainable, non_trainable, backend.distribute_batch(source), backend.int32_argument(step))
 
     return call
 
@@ -167,7 +166,7 @@ class _Feed:
         return self.prefetcher.next(step)
 
     def _batch(self, step: int):
-        index = keras.ops.convert_to_numpy(self.batch_index(keras.ops.convert_to_tensor(step, "int32")))
+        index = keras.ops.convert_to_numpy(self.batch_index(backend.int32_argument(step)))
         return backend.distribute_batch(self.images[index])
 
     def close(self) -> None:
