@@ -150,12 +150,26 @@ def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | 
               help="Grid PNG to write.")
 @click.option("--individual", type=click.Path(file_okay=False, path_type=Path),
               help="Also write each image as its own PNG into this directory.")
-def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: Path | None) -> None:
-    """Generate images from a checkpoint into a grid PNG (and optionally one PNG per image)."""
+@click.option("--truncate", type=click.FloatRange(min=0, min_open=True),
+              help="Draw again every latent component beyond this many standard deviations (truncation trick).")
+@click.option("--interpolate", "walks", type=click.IntRange(min=1),
+              help="Instead of --n images: this many rows, each a walk between two random latents.")
+@click.option("--frames", type=click.IntRange(min=2), default=8, show_default=True,
+              help="--interpolate: images per walk, both ends included.")
+@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True,
+              help="--interpolate: along the great circle (keeps Gaussian latents' norm) or a straight line.")
+@click.option("--gif", type=click.Path(dir_okay=False, path_type=Path),
+              help="--interpolate: also an animated GIF, one frame per step of the walks.")
+def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: Path | None, truncate: float | None,
+           walks: int | None, frames: int, method: str, gif: Path | None) -> None:
+    """Generate images from a checkpoint into a grid PNG (and optionally one PNG per image), or with --interpolate,
+    walks between latents as a grid with one walk per row (and optionally an animated GIF)."""
+    if gif is not None and walks is None:
+        raise UserError(f"--gif animates the walks of --interpolate; give --interpolate K too. Received: {str(gif)!r}")
     _start_keras()
     import numpy as np
 
-    from dcgan_cli import checkpoint, hacks, images
+    from dcgan_cli import checkpoint, images, sampling
     from dcgan_cli.models import generate
 
     try:
@@ -163,15 +177,27 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
         cfg, g = checkpoint.load_generator(found)
     except (checkpoint.CheckpointError, ConfigError) as error:
         raise UserError(str(error)) from None
-    z = hacks.sample_latent(np.random.default_rng(seed), count, cfg.model.latent_dim, hacks=cfg.hacks)
-    pictures = generate(g, z, cfg)
-    with _writing(out):
-        images.save_grid(pictures, out)
-    click.echo(f"wrote {out} ({count} images from {found})", err=True)
+    rng = np.random.default_rng(seed)
+    if walks is None:
+        pictures = generate(g, sampling.latents(rng, count, cfg, truncate=truncate), cfg)
+        with _writing(out):
+            images.save_grid(pictures, out)
+        click.echo(f"wrote {out} ({count} images from {found})", err=True)
+    else:
+        z = sampling.interpolation_latents(rng, walks, cfg, frames=frames, method=method, truncate=truncate)
+        pictures = generate(g, z.reshape(walks * frames, -1), cfg)
+        per_walk = pictures.reshape(walks, frames, *pictures.shape[1:])
+        with _writing(out):
+            sampling.save_walks(per_walk, out)
+        if gif is not None:
+            with _writing(gif):
+                sampling.save_walks_gif(per_walk, gif)
+        click.echo(f"wrote {out}{f' and {gif}' if gif else ''} ({walks} walks of {frames} images, {method}, "
+                   f"from {found})", err=True)
     if individual is not None:
         with _writing(individual):
             images.save_each(pictures, individual)
-        click.echo(f"wrote {count} images into {individual}", err=True)
+        click.echo(f"wrote {len(pictures)} images into {individual}", err=True)
 
 
 @main.command()

@@ -11,14 +11,14 @@ from PIL import Image
 from dcgan_cli.files import write_atomically
 
 
-def grid(images: np.ndarray, *, min_width: int = 512, padding: int = 1) -> np.ndarray:
-    """Tile uint8 images (N, H, W, C) into one near-square grid on grey separators, enlarged by an integer
-    nearest-neighbour factor so that it is at least `min_width` pixels wide: uint8 (rows*(H+p)+p, cols*(W+p)+p, C)
-    times that factor."""
+def grid(images: np.ndarray, *, cols: int | None = None, min_width: int = 512, padding: int = 1) -> np.ndarray:
+    """Tile uint8 images (N, H, W, C) row by row into a grid of `cols` columns (default: near-square) on grey
+    separators, enlarged by an integer nearest-neighbour factor so that it is at least `min_width` pixels wide:
+    uint8 (rows*(H+p)+p, cols*(W+p)+p, C) times that factor."""
     if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
         raise ValueError(f"expected a non-empty uint8 array (N, H, W, C). Received: {images.dtype} {images.shape}")
     n, h, w, c = images.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     canvas = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c), 96, dtype=np.uint8)
     for i, image in enumerate(images):
