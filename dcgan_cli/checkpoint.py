@@ -4,7 +4,8 @@
 
     weights.npz         G's and D's variables (BatchNorm moving statistics included) and both optimizers'
                         (iteration counts, learning rates, Adam moments), as arrays g/0000, d/0000, g_optimizer/0000,
-                        d_optimizer/0000, ... in each model's variable order
+                        d_optimizer/0000, ... in each model's variable order, and with train.ema_decay the
+                        moving average of G's variables as g_ema/0000, ...
     sample_latents.npy  the fixed latent batch of the sample grids
     state.json          the step, the step draws' generator state (seed, step), the architecture hash, each
                         variable's path and shape
@@ -42,6 +43,7 @@ from dcgan_cli.models import Models, build_generator, build_optimizers
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
+EMA = "g_ema"  # the weights.npz group of the moving average of G's variables
 MARKER = "COMPLETE"
 FORMAT = 2  # 2: the step draws come from the device generator (draws.DrawState); 1 kept a host state
 _NAME = re.compile(r"^step_(\d{6,})$")
@@ -71,15 +73,18 @@ def architecture_hash(cfg: Config) -> str:
 
 def all_finite(models: Models) -> bool:
     """Whether every weight, moving statistic and optimizer variable of G and D is finite."""
-    variables = [*models.g.weights, *models.d.weights, *models.d.optimizer.variables, *models.gan.optimizer.variables]
+    variables = [v for group in _groups(models).values() for v in group]
     return all(np.isfinite(v.numpy()).all() for v in variables)
 
 
 def _groups(models: Models) -> dict[str, list]:
     """The variables a checkpoint holds, by group, in a fixed order (optimizers built first)."""
     build_optimizers(models)
-    return {"g": models.g.weights, "d": models.d.weights,
-            "g_optimizer": models.gan.optimizer.variables, "d_optimizer": models.d.optimizer.variables}
+    groups = {"g": models.g.weights, "d": models.d.weights,
+              "g_optimizer": models.gan.optimizer.variables, "d_optimizer": models.d.optimizer.variables}
+    if models.g_ema is not None:
+        groups[EMA] = models.g_ema.weights
+    return groups
 
 
 def save(run_dir: Path, *, step: int, models: Models, cfg: Config, draws: DrawState,
@@ -195,12 +200,14 @@ def read_state(checkpoint: Path) -> dict:
         raise CheckpointError(f"cannot read state.json ({one_line(error)}). Received: {str(checkpoint)!r}") from None
 
 
-def _assign(groups: dict[str, list], checkpoint: Path) -> None:
-    """Load the saved arrays of `groups` into their variables, checking count and shapes."""
+def _assign(groups: dict[str, list], checkpoint: Path, *, sources: dict[str, str] | None = None) -> None:
+    """Load the saved arrays of `groups` into their variables, checking count and shapes; `sources` maps a group
+    to the saved group it is read from (G from the moving average, say)."""
     try:
         with np.load(checkpoint / "weights.npz", allow_pickle=False) as saved:
             for group, variables in groups.items():
-                keys = sorted(key for key in saved.files if key.startswith(f"{group}/"))
+                source = (sources or {}).get(group, group)
+                keys = sorted(key for key in saved.files if key.startswith(f"{source}/"))
                 if len(keys) != len(variables):
                     raise ValueError(f"{len(keys)} saved {group} variables for {len(variables)} in the model")
                 for variable, key in zip(variables, keys):
@@ -209,15 +216,25 @@ def _assign(groups: dict[str, list], checkpoint: Path) -> None:
         raise CheckpointError(f"cannot load weights.npz ({one_line(error)}). Received: {str(checkpoint)!r}") from None
 
 
-def load_generator(checkpoint: Path) -> tuple[Config, keras.Model]:
-    """Rebuild G from a checkpoint's config and load its weights."""
+def has_ema(checkpoint: Path) -> bool:
+    """Whether a checkpoint holds a moving average of G's weights (train.ema_decay)."""
+    try:
+        with np.load(Path(checkpoint) / "weights.npz", allow_pickle=False) as saved:
+            return any(key.startswith(f"{EMA}/") for key in saved.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"cannot load weights.npz ({one_line(error)}). Received: {str(checkpoint)!r}") from None
+
+
+def load_generator(checkpoint: Path, *, raw: bool = False) -> tuple[Config, keras.Model]:
+    """Rebuild G from a checkpoint's config and load its weights: the moving average where the checkpoint holds
+    one, unless `raw` asks for the trained weights themselves."""
     try:
         cfg = read_config(checkpoint)
     except ConfigError as error:
         raise CheckpointError(f"the checkpoint's config.yaml is unusable ({error.problems[0]}). "
                               f"Received: {str(checkpoint)!r}") from None
     g = build_generator(cfg, np.random.default_rng(0))
-    _assign({"g": g.weights}, Path(checkpoint))
+    _assign({"g": g.weights}, Path(checkpoint), sources={"g": EMA if has_ema(checkpoint) and not raw else "g"})
     return cfg, g
 
 
@@ -228,7 +245,12 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     if state.get("architecture") != architecture_hash(cfg):
         raise CheckpointError("the checkpoint was written for another architecture than this config's. "
                               f"Received: {str(checkpoint)!r}")
-    _assign(_groups(models), checkpoint)
+    groups = _groups(models)
+    averaged = EMA in groups and has_ema(checkpoint)
+    # A checkpoint written without the moving average starts it from the restored G.
+    _assign({name: variables for name, variables in groups.items() if name != EMA or averaged}, checkpoint)
+    if EMA in groups and not averaged:
+        models.g_ema.set_weights(models.g.get_weights())
     try:
         sample_latents = np.load(checkpoint / "sample_latents.npy", allow_pickle=False)
         step = int(state["step"])

@@ -70,6 +70,9 @@ inception_option = click.option("--inception-weights", type=click.Path(dir_okay=
                                 envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
                                 help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")
 
+raw_option = click.option("--raw", is_flag=True,
+                          help="Use G's trained weights, not the moving average a checkpoint holds (train.ema_decay).")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dcgan-cli")
@@ -160,8 +163,9 @@ def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | 
               help="--interpolate: along the great circle (keeps Gaussian latents' norm) or a straight line.")
 @click.option("--gif", type=click.Path(dir_okay=False, path_type=Path),
               help="--interpolate: also an animated GIF, one frame per step of the walks.")
+@raw_option
 def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: Path | None, truncate: float | None,
-           walks: int | None, frames: int, method: str, gif: Path | None) -> None:
+           walks: int | None, frames: int, method: str, gif: Path | None, raw: bool) -> None:
     """Generate images from a checkpoint into a grid PNG (and optionally one PNG per image), or with --interpolate,
     walks between latents as a grid with one walk per row (and optionally an animated GIF)."""
     if gif is not None and walks is None:
@@ -174,7 +178,7 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
 
     try:
         found = checkpoint.resolve(checkpoint_path)
-        cfg, g = checkpoint.load_generator(found)
+        cfg, g = checkpoint.load_generator(found, raw=raw)
     except (checkpoint.CheckpointError, ConfigError) as error:
         raise UserError(str(error)) from None
     rng = np.random.default_rng(seed)
@@ -201,6 +205,32 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
 
 
 @main.command()
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path), required=True,
+              help="A run directory (its newest checkpoint) or one checkpoint directory.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("generator.keras"),
+              show_default=True, help="The .keras file to write.")
+@raw_option
+def export(checkpoint_path: Path, out: Path, raw: bool) -> None:
+    """Write the generator as a standalone Keras model: latents in, images in [0, 255] out (the pixel scaling
+    baked in), loadable with plain Keras, without dcgan-cli; the latent's size and distribution are recorded in
+    the archive's dcgan.json."""
+    if out.suffix != ".keras":
+        raise UserError(f"--out: Keras saves whole models as .keras files. Received: {str(out)!r}")
+    _start_keras()
+    from dcgan_cli import checkpoint, sampling
+
+    try:
+        found = checkpoint.resolve(checkpoint_path)
+        cfg, g = checkpoint.load_generator(found, raw=raw)
+    except (checkpoint.CheckpointError, ConfigError) as error:
+        raise UserError(str(error)) from None
+    with _writing(out):
+        sampling.export(g, cfg, out)
+    info = sampling.export_info(cfg)
+    click.echo(f"wrote {out} from {found}: input {info['input']}; output {info['output']}", err=True)
+
+
+@main.command()
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path),
               help="A run directory (its newest checkpoint) or one checkpoint directory, e.g. RUN/checkpoints/best.")
 @click.option("--images", type=click.Path(path_type=Path),
@@ -215,10 +245,12 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latent draw.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to record the result [default: eval.json in the checkpoint or image folder].")
+              help="Where to record the result [default: eval.json in the checkpoint or image folder; eval-raw.json "
+                   "with --raw].")
+@raw_option
 def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Path | None,
              overrides: tuple[str, ...], count: int | None, features: str | None, inception_weights: Path | None,
-             seed: int, as_json: bool, out: Path | None) -> None:
+             seed: int, as_json: bool, out: Path | None, raw: bool) -> None:
     """Score a checkpoint's generator (or a folder of images) against the real training data.
 
     Domain features: Frechet distance in a classifier's feature space, modes covered, class-histogram KL, mean
@@ -242,8 +274,8 @@ def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Pat
         if checkpoint_path is not None:
             found, result = scoring.evaluate_checkpoint(
                 checkpoint_path, count=count or 5000, features=features, seed=seed,
-                inception_weights=inception_weights, overrides=overrides)
-            target = out or found / scoring.SCORES_FILE
+                inception_weights=inception_weights, overrides=overrides, raw=raw)
+            target = out or found / (scoring.RAW_SCORES_FILE if raw else scoring.SCORES_FILE)
         else:
             result = scoring.evaluate_images(images, cfg, limit=count, features=features,
                                              inception_weights=inception_weights)

@@ -24,7 +24,7 @@ from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
 from dcgan_cli.draws import Draws, d_batches, d_sources
-from dcgan_cli.models import Models, build_optimizers
+from dcgan_cli.models import Models, build_optimizers, ema_blend, ema_decay_at
 
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
@@ -60,6 +60,7 @@ class CompiledStep:
         self.models, self.draws, self.resident = models, draws, resident
         self.bn_batch_statistics = cfg.model.d_bn_in_g_update == "batch"
         self.sources = d_sources(cfg)
+        self.ema_decay = cfg.train.ema_decay
         self.stateless = stateless_optimizers()
         if self.stateless:
             self.state = self._read_state()
@@ -92,7 +93,7 @@ class CompiledStep:
         """Make the Keras variables current (only the stateless JAX step keeps its state elsewhere)."""
         if not self.stateless:
             return
-        for variables, values in zip(self._variable_groups(), self.state[:6]):
+        for variables, values in zip(self._variable_groups(), self.state[:-1]):
             for variable, value in zip(variables, values):
                 variable.assign(ops.copy(value))  # Keras' own jitted calls may donate the variables' buffers
 
@@ -100,7 +101,8 @@ class CompiledStep:
         m = self.models
         m.d.trainable = True
         return (m.g.trainable_variables, m.g.non_trainable_variables, m.d.trainable_variables,
-                m.d.non_trainable_variables, m.d.optimizer.variables, m.gan.optimizer.variables)
+                m.d.non_trainable_variables, m.d.optimizer.variables, m.gan.optimizer.variables,
+                m.g_ema.trainable_variables if m.g_ema is not None else [])
 
     def _read_state(self) -> tuple:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
@@ -115,7 +117,7 @@ class CompiledStep:
         real, z, plan = self._inputs(source, step)
         g, d = self.models.g, self.models.d
         d_optimizer, g_optimizer = self.models.d.optimizer, self.models.gan.optimizer
-        g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums = state
+        g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, sums = state
 
         def scaled(optimizer, optimizer_values, loss):
             with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_values))):
@@ -145,7 +147,11 @@ class CompiledStep:
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
         (grads,) = g_vjp(d_fake)
         g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
-        return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, sums + _stack(found)
+
+        # (3) The moving average of G's weights, when kept.
+        decay = ema_decay_at(self.ema_decay, step)
+        ema = [ema_blend(average, value, decay) for average, value in zip(ema, g_tv)]
+        return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, sums + _stack(found)
 
     def _stateful_step(self, source, step):
         """TensorFlow and torch: the step on the Keras variables, in place."""
@@ -178,4 +184,10 @@ class CompiledStep:
 
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
         g_optimizer.apply(g_vjp(d_fake), g.trainable_variables)
+
+        # (3) The moving average of G's weights, when kept.
+        if self.models.g_ema is not None:
+            decay = ema_decay_at(self.ema_decay, step)
+            for average, value in zip(self.models.g_ema.trainable_variables, g.trainable_variables):
+                average.assign(ema_blend(average.value, value.value, decay))
         self.sums.assign(self.sums.value + _stack(found))

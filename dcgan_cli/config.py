@@ -97,9 +97,12 @@ class TrainConfig:
     #                                     step; auto = on with a GPU, off on a CPU (oneDNN's kernels are faster)
     mixed_precision: str = setting("off", choices=("off", "bfloat16", "float16"))  # compute dtype of the layers;
     #                                     variables, losses and D's sigmoid stay float32; float16 adds loss scaling
-    device_data_fraction: float = setting(0.25, low=0.0, high=1.0)  # compiled loop: keep the uint8 dataset on
-    #                                     the device when it takes at most this share of its memory (RAM on a CPU),
-    #                                     so a step sends only its batch's indices; 0 = send each uint8 batch
+    device_data_fraction: float = setting(0.25, low=0.0, high=1.0)  # keep the uint8 dataset on the device
+    #                                     when it takes at most this share of its memory (RAM on a CPU), so a step
+    #                                     gathers its batch there; 0 = stream each step's uint8 batch
+    ema_decay: float = setting(0.0, low=0.0, high=1.0, high_open=True)  # keep an exponential moving average of
+    #                                     G's weights and BN statistics, updated every step, for grids, sample,
+    #                                     evaluate and export (--raw: the trained weights); 0 = off
     distribution: str = setting("off", choices=("off", "data_parallel"))  # data_parallel: split each batch over
     #                                     all local devices (JAX: keras.distribution.DataParallel; TF: MirroredStrategy)
 

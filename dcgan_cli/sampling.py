@@ -1,16 +1,21 @@
-"""What a trained generator is used for: latent batches (optionally truncated), walks between latents, and the
-grids and animated GIFs that `dcgan sample` writes."""
+"""What a trained generator is used for: latent batches (optionally truncated), walks between latents, the grids
+and animated GIFs that `dcgan sample` writes, and the standalone Keras model that `dcgan export` writes."""
 
 from __future__ import annotations
 
+import json
+import os
+import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 from PIL import Image
 
 from dcgan_cli import hacks, images
 from dcgan_cli.config import Config
 from dcgan_cli.files import write_atomically
+from dcgan_cli.layers import BatchNorm
 
 METHODS = ("slerp", "linear")
 
@@ -88,3 +93,51 @@ def save_walks_gif(pictures: np.ndarray, path: str | Path) -> Path:
     """Generated walks, uint8 (rows, frames, H, W, C), as an animated GIF whose frame f shows every walk's image f
     in one grid."""
     return save_gif([images.grid(pictures[:, f]) for f in range(pictures.shape[1])], path)
+
+
+EXPORT_INFO = "dcgan.json"  # the member of the exported .keras archive that records the latent and the output
+
+
+def standalone_generator(g: keras.Model, cfg: Config) -> keras.Model:
+    """G rebuilt from stock Keras layers only (its BatchNorm layers as keras.layers.BatchNormalization, identical in
+    inference), followed by the pixel scaling of hack 7 and a clip: z (N, latent_dim) -> float32 (N, H, W, C) in
+    [0, 255]; rounding and casting to uint8 gives `dcgan sample`'s images."""
+    def stock(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, BatchNorm):
+            config = layer.get_config()
+            config.pop("frozen_statistics")
+            return keras.layers.BatchNormalization.from_config(config)
+        return layer.__class__.from_config(layer.get_config())
+
+    clone = keras.models.clone_model(g, clone_function=stock)
+    clone.set_weights(g.get_weights())
+    scale = (keras.layers.Rescaling(127.5, offset=127.5, name="to_pixels") if cfg.hacks.scale_images
+             else keras.layers.Rescaling(255.0, name="to_pixels"))
+    pixels = scale(clone.output)  # (N, H, W, C), [-1, 1] or [0, 1] -> [0, 255]
+    pixels = keras.layers.ReLU(max_value=255.0, name="clip")(pixels)  # same shape, clipped to [0, 255]
+    return keras.Model(clone.input, pixels, name="dcgan_generator")
+
+
+def export_info(cfg: Config) -> dict:
+    """What a user of the exported model needs to know: the latent to feed it and what comes out."""
+    latent = "normal(0, 1)" if cfg.hacks.gaussian_latent else "uniform(-1, 1)"
+    size, channels = cfg.model.image_size, cfg.model.channels
+    return {"latent_dim": cfg.model.latent_dim, "latent_distribution": latent,
+            "input": f"float32 (N, {cfg.model.latent_dim}), each component ~ {latent}",
+            "output": f"float32 (N, {size}, {size}, {channels}) in [0, 255]; np.rint(...).astype('uint8') for images"}
+
+
+def export(g: keras.Model, cfg: Config, path: str | Path) -> Path:
+    """Save the standalone generator as a .keras file, atomically, with export_info as the archive's dcgan.json
+    member (Keras ignores it when loading)."""
+    path = Path(path)
+    model = standalone_generator(g, cfg)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        model.save(temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(EXPORT_INFO, json.dumps(export_info(cfg), indent=1) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path

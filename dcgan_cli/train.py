@@ -27,7 +27,7 @@ from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.evaluate.scoring import SCORE_KEY, TrainingScorer
 from dcgan_cli.files import write_atomically
-from dcgan_cli.models import Models, build_models, generate
+from dcgan_cli.models import Models, build_models, calibrate_ema, ema_blend, ema_decay_at, generate
 from dcgan_cli.rundir import keep_metrics_until
 from dcgan_cli.signals import StopRequest
 
@@ -102,6 +102,34 @@ def train_step(models: Models, batches: tuple, z, *, cfg: Config) -> dict[str, f
     logs = update_d(models, batches, cfg=cfg)
     logs["g_loss"] = update_g(models, z)
     return {key: float(logs[key]) for key in METRICS}
+
+
+def ema_updater(models: Models, *, decay: float) -> Callable[[int], None]:
+    """The train_on_batch loop's moving average: after step `step`, every averaged weight moves toward G's
+    (models.ema_blend at models.ema_decay_at), in one compiled call (JAX computes the new values there and assigns
+    them after)."""
+    pairs = list(zip(models.g_ema.trainable_variables, models.g.trainable_variables))
+    if backend.stateless_optimizers():
+        def blend_all(averages, values, step):
+            at = ema_decay_at(decay, step)
+            return [ema_blend(a, v, at) for a, v in zip(averages, values)]
+
+        blend = compile_function(blend_all)
+
+        def update(step: int) -> None:
+            new = blend([a.value for a, _ in pairs], [v.value for _, v in pairs], backend.int32_argument(step))
+            for (average, _), value in zip(pairs, new):
+                average.assign(value)
+
+        return update
+
+    def assign(step) -> None:
+        at = ema_decay_at(decay, step)
+        for average, value in pairs:
+            average.assign(ema_blend(average.value, value.value, at))
+
+    compiled = compile_function(assign)
+    return lambda step: compiled(backend.int32_argument(step))
 
 
 class _Prefetcher:
@@ -185,11 +213,14 @@ class _SplitLoop:
         self.models, self.cfg = models, cfg
         self.feed = _Feed(images, step_draws, cfg=cfg)
         self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident)
+        self.update_ema = ema_updater(models, decay=cfg.train.ema_decay) if models.g_ema is not None else None
         self.sums = dict.fromkeys(METRICS, 0.0)
 
     def step(self, step: int) -> None:
         batches, z = self.prepare(self.feed(step), step)
         logs = train_step(self.models, batches, z, cfg=self.cfg)
+        if self.update_ema is not None:
+            self.update_ema(step)
         for key in METRICS:
             self.sums[key] += logs[key]
 
@@ -275,7 +306,7 @@ class _BestKeeper:
 
     def __call__(self, models: Models, *, step: int) -> tuple[dict, dict | None]:
         """G's score now, as a metrics.jsonl entry, and the score record for checkpoints/best when it improved."""
-        result = self.scorer(models.g, step=step)
+        result = self.scorer(models.sampler, step=step)
         value = result["scores"][SCORE_KEY]
         improved = self.best is None or value < self.best["value"]
         record = {"features": result["features"], "images": result["images"], "real_set": result["real_set"],
@@ -396,6 +427,8 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
             sampling = _due(step, out.sample_every, steps)
             if sampling or saving or evaluating:
                 loop.sync()
+                if models.g_ema is not None:
+                    calibrate_ema(models.g_ema, cfg)
             scored, new_best = keeper(models, step=step) if evaluating else (None, None)
             record = {"step": step}
             if logged:
@@ -411,7 +444,7 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
             if sampling:
                 grid_path = run_dir / "samples" / f"step_{step:06d}.png"
                 with _writing(grid_path, last_saved):
-                    images.save_grid(generate(models.g, sample_latents, cfg), grid_path)
+                    images.save_grid(generate(models.sampler, sample_latents, cfg), grid_path)
             if (saving or new_best) and not checkpoint.all_finite(models):
                 raise _diverged(f"step {step}", "a weight or optimizer variable is NaN or infinite", last_saved)
             if saving:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -91,3 +95,34 @@ def test_a_gif_without_walks_is_refused_before_anything_is_written(tmp_path, tra
                                        "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "give --interpolate K too" in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_the_exported_model_loads_with_plain_keras_and_draws_what_sample_draws(tmp_path, trained):
+    exported = tmp_path / "generator.keras"
+    result = CliRunner().invoke(main, ["export", "--checkpoint", str(trained), "--out", str(exported)])
+    assert result.exit_code == 0, result.output
+    drawn = CliRunner().invoke(main, ["sample", "--checkpoint", str(trained), "--n", "6", "--seed", "3",
+                                      "--out", str(tmp_path / "grid.png"), "--individual", str(tmp_path / "each")])
+    assert drawn.exit_code == 0, drawn.output
+    script = f"""
+import json, sys, zipfile
+import numpy as np, keras
+model = keras.saving.load_model({str(exported)!r})
+info = json.loads(zipfile.ZipFile({str(exported)!r}).read("dcgan.json"))
+z = np.random.default_rng(3).standard_normal((6, info["latent_dim"]), dtype=np.float32)
+np.save({str(tmp_path / "exported.npy")!r}, np.rint(model.predict_on_batch(z)).astype(np.uint8))
+print(json.dumps({{"dcgan_cli_imported": "dcgan_cli" in sys.modules, **info}}))
+"""
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert process.returncode == 0, process.stderr[-3000:]
+    info = json.loads(process.stdout.strip().splitlines()[-1])
+    assert info["dcgan_cli_imported"] is False and info["latent_distribution"] == "normal(0, 1)"
+    exported_images = np.load(tmp_path / "exported.npy")
+    sampled = np.stack([np.asarray(Image.open(path)) for path in sorted((tmp_path / "each").iterdir())])
+    assert exported_images.shape == (6, 16, 16, 1)
+    np.testing.assert_array_equal(exported_images[..., 0], sampled)
+
+
+def test_export_refuses_a_file_keras_cannot_save_to(tmp_path, trained):
+    result = CliRunner().invoke(main, ["export", "--checkpoint", str(trained), "--out", str(tmp_path / "g.h5")])
+    assert result.exit_code == 2 and "Received: " in result.output and not any(tmp_path.iterdir())
