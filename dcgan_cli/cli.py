@@ -38,6 +38,17 @@ def _writing(path: Path):
         raise UserError(f"cannot write {path}: {error.strerror or error}. Received: {str(path)!r}") from None
 
 
+def _generator(checkpoint_path: Path, *, raw: bool):
+    """The checkpoint a path names, its config and its G (the moving average where kept, unless `raw`)."""
+    from dcgan_cli import checkpoint
+
+    try:
+        found = checkpoint.resolve(checkpoint_path)
+        return (found, *checkpoint.load_generator(found, raw=raw))
+    except (checkpoint.CheckpointError, ConfigError) as error:
+        raise UserError(str(error)) from None
+
+
 def _start_keras() -> None:
     """Import Keras and run one op with the C++ start-up chatter on stderr (absl, oneDNN, CUDA probes) hidden;
     Python errors still surface, since only the process's raw stderr is silenced and only meanwhile."""
@@ -173,14 +184,10 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
     _start_keras()
     import numpy as np
 
-    from dcgan_cli import checkpoint, images, sampling
+    from dcgan_cli import images, sampling
     from dcgan_cli.models import generate
 
-    try:
-        found = checkpoint.resolve(checkpoint_path)
-        cfg, g = checkpoint.load_generator(found, raw=raw)
-    except (checkpoint.CheckpointError, ConfigError) as error:
-        raise UserError(str(error)) from None
+    found, cfg, g = _generator(checkpoint_path, raw=raw)
     rng = np.random.default_rng(seed)
     if walks is None:
         pictures = generate(g, sampling.latents(rng, count, cfg, truncate=truncate), cfg)
@@ -217,13 +224,9 @@ def export(checkpoint_path: Path, out: Path, raw: bool) -> None:
     if out.suffix != ".keras":
         raise UserError(f"--out: Keras saves whole models as .keras files. Received: {str(out)!r}")
     _start_keras()
-    from dcgan_cli import checkpoint, sampling
+    from dcgan_cli import sampling
 
-    try:
-        found = checkpoint.resolve(checkpoint_path)
-        cfg, g = checkpoint.load_generator(found, raw=raw)
-    except (checkpoint.CheckpointError, ConfigError) as error:
-        raise UserError(str(error)) from None
+    found, cfg, g = _generator(checkpoint_path, raw=raw)
     with _writing(out):
         sampling.export(g, cfg, out)
     info = sampling.export_info(cfg)

@@ -191,8 +191,8 @@ def test_tensorflow_data_parallel_over_two_logical_cpus(tmp_path):
 
 @pytest.mark.parametrize("other", ["jax", "torch"])
 def test_the_core_tests_pass_on_the_other_backends(other):
-    """The D/G isolation, batch-statistics, loop-agreement and step-draw tests, rerun under KERAS_BACKEND=jax and
-    torch."""
+    """The D/G isolation, batch-statistics, loop-agreement, step-draw and moving-average tests, rerun under
+    KERAS_BACKEND=jax and torch."""
     if importlib.util.find_spec(other) is None:
         pytest.skip(f"{other} is not installed")
     if keras.backend.backend() != "tensorflow":
@@ -201,12 +201,12 @@ def test_the_core_tests_pass_on_the_other_backends(other):
                  "test_both_loops_agree or test_the_compiled_loop_resumes or test_the_compiled_loop_scores or "
                  "test_scoring_during_training_does_not_change or test_a_dataset_too_big or test_a_steps_draws or "
                  "test_batch_indices_are or test_the_checkpoint_records_the_draw or test_latent_distribution or "
-                 "test_separate_batches or test_label_smoothing or test_noisy_labels")
+                 "test_separate_batches or test_label_smoothing or test_noisy_labels or test_the_average_equals")
     if other == "jax":
         selection += " or test_the_jax_step_reuses"
     result = run_elsewhere("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train.py",
                            "tests/test_compiled.py", "tests/test_evaluate.py", "tests/test_draws.py",
-                           "tests/test_hacks.py", "-k", selection,
+                           "tests/test_hacks.py", "tests/test_ema.py", "-k", selection,
                            env={"KERAS_BACKEND": other})
     assert result.returncode == 0, result.stdout[-4000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]

@@ -78,3 +78,12 @@ def test_sample_and_evaluate_use_the_average_unless_raw(tmp_path, tiny_overrides
         assert result.exit_code == 0, result.output
         outputs[bool(flag)] = out.read_bytes()
     assert outputs[False] != outputs[True]
+
+
+@pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])
+def test_keeping_the_average_never_changes_the_training(tmp_path, tiny_overrides, loop):
+    runs = {decay: train.run(load_config(None, [*tiny_overrides, f"train.loop={loop}", f"train.ema_decay={decay}"]),
+                             run_dir=tmp_path / str(decay)) for decay in (0, 0.9)}
+    for name in ("g", "d", "g_optimizer", "d_optimizer"):
+        assert all(np.array_equal(a, b) for a, b in zip(group(runs[0], 4, name), group(runs[0.9], 4, name),
+                                                          strict=True)), name
