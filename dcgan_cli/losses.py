@@ -7,6 +7,7 @@ batch (hack 9 off) still reports D's loss and mean output on real and on fake im
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 
@@ -65,3 +66,23 @@ def d_fake_mean(y, p):
 
 
 D_METRICS = (d_loss_real, d_loss_fake, d_real_mean, d_fake_mean)
+
+
+class DMetrics(keras.metrics.Metric):
+    """D_METRICS of the last batch as one Keras metric with one variable (4,), its result a dict by name. Four
+    function metrics would keep eight variables (a total and a count each) that every train_on_batch call resets
+    and copies back: measured 0.60 -> 0.43 ms per D call on JAX, 1.03 -> 0.65 on TensorFlow (a tiny D, CPU).
+    train_on_batch resets metrics before each call, so "the last batch" is what the four means reported."""
+
+    def __init__(self, name: str = "d_metrics", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.values = self.add_variable(shape=(len(D_METRICS),), initializer="zeros", name="values")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.values.assign(ops.stack([ops.cast(metric(y_true, y_pred), "float32") for metric in D_METRICS]))
+
+    def result(self) -> dict:
+        return {metric.__name__: self.values[i] for i, metric in enumerate(D_METRICS)}
+
+    def reset_state(self) -> None:
+        self.values.assign(ops.zeros((len(D_METRICS),)))
