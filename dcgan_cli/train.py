@@ -8,10 +8,8 @@ normalises with the batch's own statistics; see layers.BatchNorm).
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +24,7 @@ from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.evaluate.scoring import SCORE_KEY, TrainingScorer
+from dcgan_cli.feed import Feed
 from dcgan_cli.files import write_atomically
 from dcgan_cli.models import Models, build_models, calibrate_ema, ema_blend, ema_decay_at, generate
 from dcgan_cli.rundir import keep_metrics_until
@@ -132,76 +131,6 @@ def ema_updater(models: Models, *, decay: float) -> Callable[[int], None]:
     return lambda step: compiled(backend.int32_argument(step))
 
 
-class _Prefetcher:
-    """Streamed data: a thread prepares the coming steps' uint8 batches (their indices drawn on the device, the
-    images gathered on the host and sent) while the current step runs, at most `depth` steps ahead."""
-
-    def __init__(self, prepare: Callable[[int], object], *, first: int, last: int, depth: int = 2):
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._produce, args=(prepare, first, last), daemon=True,
-                                       name="prefetch")
-        self.thread.start()
-
-    def _produce(self, prepare: Callable[[int], object], first: int, last: int) -> None:
-        for step in range(first, last + 1):
-            try:
-                item = (step, prepare(step), None)
-            except Exception as error:  # handed to the loop, which raises it
-                item = (step, None, error)
-            while not self.stopping.is_set():
-                try:
-                    self.queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item[2] is not None or self.stopping.is_set():
-                return
-
-    def next(self, step: int):
-        prepared, batch, error = self.queue.get()
-        if error is not None:
-            raise error
-        assert prepared == step, "the prefetcher runs in step order"
-        return batch
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-
-
-class _Feed:
-    """Where the steps' uint8 real images come from: the whole dataset placed on the device once when it fits
-    train.device_data_fraction of the device's memory (each step gathers its batch there), else each step's batch,
-    gathered on the host and sent by a prefetching thread while the previous step runs."""
-
-    def __init__(self, images: np.ndarray, step_draws: draws.Draws, *, cfg: Config):
-        self.images, self.last = images, cfg.train.steps
-        self.placed = backend.place_dataset(images, fraction=cfg.train.device_data_fraction)
-        self.batch_index = compile_function(step_draws.batch_index)
-        self.prefetcher: _Prefetcher | None = None
-
-    @property
-    def resident(self) -> bool:
-        return self.placed is not None
-
-    def __call__(self, step: int):
-        """Step `step`'s source: the resident dataset, or its own batch (N, H, W, C)."""
-        if self.resident:
-            return self.placed
-        if self.prefetcher is None:
-            self.prefetcher = _Prefetcher(self._batch, first=step, last=self.last)
-        return self.prefetcher.next(step)
-
-    def _batch(self, step: int):
-        index = keras.ops.convert_to_numpy(self.batch_index(backend.int32_argument(step)))
-        return backend.distribute_batch(self.images[index])
-
-    def close(self) -> None:
-        if self.prefetcher is not None:
-            self.prefetcher.close()
-
-
 class _SplitLoop:
     """train.loop: train_on_batch. Losses come back as Python numbers at every step anyway, so they are checked
     at every step. A step's inputs are made on the device by one compiled call (step_preparer), so what remains per
@@ -211,7 +140,7 @@ class _SplitLoop:
 
     def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
         self.models, self.cfg = models, cfg
-        self.feed = _Feed(images, step_draws, cfg=cfg)
+        self.feed = Feed(images, step_draws, cfg=cfg)
         self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident)
         self.update_ema = ema_updater(models, decay=cfg.train.ema_decay) if models.g_ema is not None else None
         self.sums = dict.fromkeys(METRICS, 0.0)
@@ -245,7 +174,7 @@ class _CompiledLoop:
     def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
         from dcgan_cli.compiled import CompiledStep
 
-        self.feed = _Feed(images, step_draws, cfg=cfg)
+        self.feed = Feed(images, step_draws, cfg=cfg)
         self.compiled = CompiledStep(models, cfg, step_draws, resident=self.feed.resident,
                                      jit_compile=backend.use_xla(cfg.train.jit_compile))
 
