@@ -24,7 +24,7 @@ from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
 from dcgan_cli.draws import Draws, d_batches, d_sources
-from dcgan_cli.models import Models, build_optimizers, ema_blend, ema_decay_at
+from dcgan_cli.models import Models, assign_ema, build_optimizers, ema_values
 
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
@@ -149,8 +149,7 @@ class CompiledStep:
         g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
 
         # (3) The moving average of G's weights, when kept.
-        decay = ema_decay_at(self.ema_decay, step)
-        ema = [ema_blend(average, value, decay) for average, value in zip(ema, g_tv)]
+        ema = ema_values(ema, g_tv, decay=self.ema_decay, step=step)
         return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, sums + _stack(found)
 
     def _stateful_step(self, source, step):
@@ -187,7 +186,5 @@ class CompiledStep:
 
         # (3) The moving average of G's weights, when kept.
         if self.models.g_ema is not None:
-            decay = ema_decay_at(self.ema_decay, step)
-            for average, value in zip(self.models.g_ema.trainable_variables, g.trainable_variables):
-                average.assign(ema_blend(average.value, value.value, decay))
+            assign_ema(self.models, decay=self.ema_decay, step=step)
         self.sums.assign(self.sums.value + _stack(found))

@@ -46,6 +46,21 @@ def ema_blend(average, value, decay):
     return average * decay + value * (1.0 - decay)
 
 
+def ema_values(averages: list, values: list, *, decay: float, step) -> list:
+    """The averages after training step `step`: each blended with G's value at ema_decay_at(decay, step)."""
+    at = ema_decay_at(decay, step)
+    return [ema_blend(average, value, at) for average, value in zip(averages, values)]
+
+
+def assign_ema(models: Models, *, decay: float, step) -> None:
+    """Move g_ema's weights to ema_values in place (TensorFlow and torch, inside or outside a compiled call)."""
+    averages = models.g_ema.trainable_variables
+    new = ema_values([a.value for a in averages], [v.value for v in models.g.trainable_variables], decay=decay,
+                     step=step)
+    for average, value in zip(averages, new):
+        average.assign(value)
+
+
 def calibrate_ema(g_ema: keras.Model, cfg: Config) -> None:
     """Give the averaged G BatchNorm statistics that belong to its own weights: each BN layer's moving mean and
     variance become its batch statistics on EMA_CALIBRATION fixed latents in one training-mode pass. Averaging G's

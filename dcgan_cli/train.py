@@ -26,7 +26,7 @@ from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.evaluate.scoring import SCORE_KEY, TrainingScorer
 from dcgan_cli.feed import Feed
 from dcgan_cli.files import write_atomically
-from dcgan_cli.models import Models, build_models, calibrate_ema, ema_blend, ema_decay_at, generate
+from dcgan_cli.models import Models, assign_ema, build_models, calibrate_ema, ema_values, generate
 from dcgan_cli.rundir import keep_metrics_until
 from dcgan_cli.signals import StopRequest
 
@@ -104,31 +104,20 @@ def train_step(models: Models, batches: tuple, z, *, cfg: Config) -> dict[str, f
 
 
 def ema_updater(models: Models, *, decay: float) -> Callable[[int], None]:
-    """The train_on_batch loop's moving average: after step `step`, every averaged weight moves toward G's
-    (models.ema_blend at models.ema_decay_at), in one compiled call (JAX computes the new values there and assigns
-    them after)."""
-    pairs = list(zip(models.g_ema.trainable_variables, models.g.trainable_variables))
-    if backend.stateless_optimizers():
-        def blend_all(averages, values, step):
-            at = ema_decay_at(decay, step)
-            return [ema_blend(a, v, at) for a, v in zip(averages, values)]
+    """The train_on_batch loop's moving average: after step `step`, g_ema's weights move toward G's
+    (models.ema_values) in one compiled call; JAX computes the new values there and assigns them after."""
+    if not backend.stateless_optimizers():
+        compiled = compile_function(lambda step: assign_ema(models, decay=decay, step=step))
+        return lambda step: compiled(backend.int32_argument(step))
+    averages, values = models.g_ema.trainable_variables, models.g.trainable_variables
+    blend = compile_function(lambda a, v, step: ema_values(a, v, decay=decay, step=step))
 
-        blend = compile_function(blend_all)
+    def update(step: int) -> None:
+        new = blend([a.value for a in averages], [v.value for v in values], backend.int32_argument(step))
+        for average, value in zip(averages, new):
+            average.assign(value)
 
-        def update(step: int) -> None:
-            new = blend([a.value for a, _ in pairs], [v.value for _, v in pairs], backend.int32_argument(step))
-            for (average, _), value in zip(pairs, new):
-                average.assign(value)
-
-        return update
-
-    def assign(step) -> None:
-        at = ema_decay_at(decay, step)
-        for average, value in pairs:
-            average.assign(ema_blend(average.value, value.value, at))
-
-    compiled = compile_function(assign)
-    return lambda step: compiled(backend.int32_argument(step))
+    return update
 
 
 class _SplitLoop:
