@@ -103,7 +103,8 @@ def forward_with_vjp(fn: Callable, variables: list):
 
 
 def input_gradient(fn: Callable, x):
-    """fn(x) -> (loss, aux); returns (loss, aux, d loss / d x) for one input tensor (all backends)."""
+    """fn(x) -> (loss, aux); returns (loss, aux, d loss / d x) for one input tensor, or a list of tensors and the
+    list of their gradients (all backends)."""
     name = keras.backend.backend()
     if name == "jax":
         import jax
@@ -120,11 +121,12 @@ def input_gradient(fn: Callable, x):
     if name == "torch":
         import torch
 
-        x = x.detach().requires_grad_(True)
+        many = isinstance(x, list)
+        inputs = [t.detach().requires_grad_(True) for t in (x if many else [x])]
         with torch.enable_grad():
-            loss, aux = fn(x)
-            (grad,) = torch.autograd.grad(loss, [x])
-        return loss.detach(), aux, grad
+            loss, aux = fn(inputs if many else inputs[0])
+            grads = list(torch.autograd.grad(loss, inputs))
+        return loss.detach(), aux, grads if many else grads[0]
     raise NotImplementedError(f"no gradient support for this Keras backend. Received: {name!r}")
 
 

@@ -8,7 +8,7 @@
                         moving average of G's variables as g_ema/0000, ...
     sample_latents.npy  the fixed latent batch of the sample grids
     state.json          the step, the step draws' generator state (seed, step), the architecture hash, each
-                        variable's path and shape
+                        variable's path and shape, and how many monitor events the run had recorded
     config.yaml         the resolved config
     COMPLETE            written last: marks the checkpoint whole
 
@@ -63,6 +63,7 @@ class Restored:
     step: int
     draws: DrawState
     sample_latents: np.ndarray
+    events: int | None  # how many lines events.jsonl had when it was written (None: written before the monitor)
 
 
 def architecture_hash(cfg: Config) -> str:
@@ -88,9 +89,11 @@ def _groups(models: Models) -> dict[str, list]:
 
 
 def save(run_dir: Path, *, step: int, models: Models, cfg: Config, draws: DrawState,
-         sample_latents: np.ndarray, name: str | None = None, score: dict | None = None) -> Path:
+         sample_latents: np.ndarray, name: str | None = None, score: dict | None = None,
+         events: int | None = None) -> Path:
     """Write the checkpoint of `step` atomically as checkpoints/step_NNNNNN (or checkpoints/`name`, replacing one
-    there), with `score` recorded in its state.json, and return its directory."""
+    there), with `score` and the count of the run's monitor `events` so far recorded in its state.json, and return
+    its directory."""
     parent = Path(run_dir) / CHECKPOINTS
     final = parent / (name or f"step_{step:06d}")
     temporary = parent / f"{_TEMPORARY}{final.name}"
@@ -111,6 +114,8 @@ def save(run_dir: Path, *, step: int, models: Models, cfg: Config, draws: DrawSt
                                for group, variables in groups.items()}}
         if score is not None:
             state["score"] = score
+        if events is not None:
+            state["events"] = events
         (temporary / "state.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
         (temporary / "config.yaml").write_text(config_module.to_yaml(cfg), encoding="utf-8")
         (temporary / MARKER).write_text(f"step {step}\n", encoding="utf-8")
@@ -172,6 +177,13 @@ def prune(run_dir: Path, *, keep: int, protect: Path | None = None) -> None:
     for old in complete(run_dir)[:-keep]:
         if protect is None or old.resolve() != protect.resolve():
             shutil.rmtree(old)
+
+
+def remove_after(run_dir: Path, step: int) -> None:
+    """Delete the complete checkpoints of steps after `step` (a rollback abandons them); best is kept."""
+    for later in complete(run_dir):
+        if int(_NAME.match(later.name).group(1)) > step:
+            shutil.rmtree(later)
 
 
 def resolve(path: str | Path) -> Path:
@@ -257,7 +269,8 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
         # A format-1 checkpoint kept a host generator's state; its run goes on with the device's from there.
         saved = state.get("draws", {"seed": cfg.train.seed, "step": step})
         draws = DrawState(seed=int(saved["seed"]), step=int(saved["step"]))
+        events = None if state.get("events") is None else int(state["events"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"cannot restore the loop state ({one_line(error)}). "
                               f"Received: {str(checkpoint)!r}") from None
-    return Restored(path=checkpoint, step=step, draws=draws, sample_latents=sample_latents)
+    return Restored(path=checkpoint, step=step, draws=draws, sample_latents=sample_latents, events=events)

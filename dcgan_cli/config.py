@@ -121,6 +121,39 @@ class OutputConfig:
     eval_samples: int = setting(1000, low=10)  # images scored at each eval_every, from one fixed latent set
     eval_min_accuracy: float = setting(0.8, low=0.0, high=1.0)  # refuse domain scores when the classifier's
     #                                      held-out accuracy is below this
+    tensorboard: bool = setting(False)  # also log scalars and the sample grids for TensorBoard in tensorboard/
+    #                                      (pip install "dcgan-cli[tensorboard]")
+
+
+MONITOR_ACTIONS = ("warn", "stop", "rollback")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    action: str = setting("warn", choices=MONITOR_ACTIONS)  # on a trip: warn (a line and an event), stop
+    #                                  (checkpoint, exit code 3), rollback (to the last healthy checkpoint)
+    check_every: int = setting(100, low=0)  # probe G's fixed-latent samples and both gradient norms every this
+    #                                  many steps (collapse and gradient rules); 0 = never
+    d_wins: bool = setting(True)  # rule: D's loss on fakes and D(G(z)) both near 0 for d_wins_logs logs in a row
+    d_wins_loss: float = setting(0.3, low=0.0)  # ... D's loss on fakes below this (as trained: flipped labels
+    #                                  keep it near 0.2 even when D wins outright)
+    d_wins_output: float = setting(0.05, low=0.0, high=1.0)  # ... and D's mean output on fakes below this
+    d_wins_logs: int = setting(5, low=1)  # ... for this many consecutive logs (output.log_every apart)
+    g_rising: bool = setting(True)  # rule: G's loss rising steadily over the last g_rising_logs logs
+    g_rising_logs: int = setting(20, low=3)  # ... the window, in logs
+    g_rising_min: float = setting(1.0, low=0.0)  # ... by at least this much over the window (Theil-Sen slope)
+    g_rising_tau: float = setting(0.7, low=0.0, high=1.0)  # ... and steadily: Kendall's tau with the step >= this
+    collapse: bool = setting(True)  # rule: mode collapse (diversity of the fixed-latent samples, modes covered)
+    collapse_diversity: float = setting(0.5, low=0.0)  # ... the samples' mean pairwise distance below this share
+    #                                  of the real images'
+    collapse_after: int = setting(500, low=0)  # ... judged after this step (G's first samples are all alike)
+    collapse_checks: int = setting(2, low=1)  # ... at this many checks in a row
+    collapse_mode_drop: int = setting(3, low=1)  # ... or (output.eval_every) the modes covered this many below
+    #                                  the run's best so far
+    grad_norm: bool = setting(True)  # rule: D's or G's gradient norm above max_grad_norm
+    max_grad_norm: float = setting(1000.0, low=0.0)  # ... the bound (global L2 norm of the loss's gradient)
+    rollback_lr_factor: float = setting(0.5, low=0.0, high=1.0)  # rollback: multiply D's learning rate by this
+    max_rollbacks: int = setting(3, low=0)  # rollback: at most this many per run, then stop
 
 
 @dataclass(frozen=True)
@@ -130,6 +163,7 @@ class Config:
     hacks: HacksConfig = field(default_factory=HacksConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}

@@ -3,6 +3,7 @@ errors as one short line, notes on stderr."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -57,3 +58,18 @@ def one_line(error: BaseException, limit: int = 200) -> str:
 def to_stderr(message: str) -> None:
     """A note for the user (what is being trained, what was skipped) on stderr, beside the progress bars."""
     print(message, file=sys.stderr)
+
+
+def read_jsonl(path: str | Path) -> list:
+    """The JSON values of a JSON-lines file in order ([] when it does not exist); a line a crash cut short is
+    skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found

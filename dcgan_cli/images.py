@@ -46,3 +46,10 @@ def save_each(images: np.ndarray, directory: str | Path) -> list[Path]:
     """Write uint8 images (N, H, W, C) as directory/000000.png, 000001.png, ..."""
     width = max(6, len(str(len(images) - 1)))
     return [save_png(image, Path(directory) / f"{i:0{width}d}.png") for i, image in enumerate(images)]
+
+
+def save_gif(frames: list[np.ndarray], path: str | Path, *, duration_ms: int = 120) -> Path:
+    """Write uint8 images (H, W, 1 or 3), one per frame, as an animated GIF that loops forever, atomically."""
+    pictures = [Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame) for frame in frames]
+    return write_atomically(Path(path), lambda file: pictures[0].save(
+        file, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0))

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image
 
 from dcgan_cli import hacks, images
 from dcgan_cli.config import Config
-from dcgan_cli.files import write_atomically
 from dcgan_cli.layers import BatchNorm
 
 METHODS = ("slerp", "linear")
@@ -76,13 +74,6 @@ def interpolation_latents(rng: np.random.Generator, rows: int, cfg: Config, *, f
     return np.stack([walk(ends[2 * i], ends[2 * i + 1], frames=frames, method=method) for i in range(rows)])
 
 
-def save_gif(frames: list[np.ndarray], path: str | Path, *, duration_ms: int = 120) -> Path:
-    """Write uint8 images (H, W, 1 or 3), one per frame, as an animated GIF that loops forever, atomically."""
-    pictures = [Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame) for frame in frames]
-    return write_atomically(Path(path), lambda file: pictures[0].save(
-        file, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0))
-
-
 def save_walks(pictures: np.ndarray, path: str | Path) -> Path:
     """Generated walks, uint8 (rows, frames, H, W, C), as one PNG grid with a walk per row."""
     frames = pictures.shape[1]
@@ -92,7 +83,7 @@ def save_walks(pictures: np.ndarray, path: str | Path) -> Path:
 def save_walks_gif(pictures: np.ndarray, path: str | Path) -> Path:
     """Generated walks, uint8 (rows, frames, H, W, C), as an animated GIF whose frame f shows every walk's image f
     in one grid."""
-    return save_gif([images.grid(pictures[:, f]) for f in range(pictures.shape[1])], path)
+    return images.save_gif([images.grid(pictures[:, f]) for f in range(pictures.shape[1])], path)
 
 
 EXPORT_INFO = "dcgan.json"  # the member of the exported .keras archive that records the latent and the output

@@ -7,7 +7,6 @@ normalises with the batch's own statistics; see layers.BatchNorm).
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -19,15 +18,23 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from dcgan_cli import backend, checkpoint, data, draws, hacks, images
+from dcgan_cli import backend, checkpoint, data, draws, hacks, images, tensorboard_log
 from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.evaluate.scoring import SCORE_KEY, TrainingScorer
 from dcgan_cli.feed import Feed
 from dcgan_cli.files import write_atomically
-from dcgan_cli.models import Models, assign_ema, build_models, calibrate_ema, ema_values, generate
-from dcgan_cli.rundir import keep_metrics_until
+from dcgan_cli.health import Health, RollBack, roll_back
+from dcgan_cli.models import (
+    Models,
+    assign_ema,
+    build_models,
+    calibrate_ema,
+    ema_values,
+    generate,
+)
+from dcgan_cli.runlog import RunLog
 from dcgan_cli.signals import StopRequest
 
 METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
@@ -43,6 +50,10 @@ class Diverged(TrainingError):
 
 class WriteFailed(TrainingError):
     """A file of the run could not be written (disk full, no permission)."""
+
+
+class MonitorStopped(TrainingError):
+    """The monitor stopped the run (monitor.action: stop, or rollback with none left), after a checkpoint."""
 
 
 class Interrupted(TrainingError):
@@ -236,11 +247,6 @@ class _BestKeeper:
         return record, new_best
 
 
-def _append_metrics(path: Path, record: dict, last_saved: Path | None) -> None:
-    with _writing(path, last_saved), open(path, "a", encoding="utf-8") as file:
-        file.write(json.dumps(record) + "\n")
-
-
 def _due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
@@ -269,6 +275,9 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
     if cfg.train.distribution != "off" and cfg.train.loop == "compiled" and keras.backend.backend() != "jax":
         raise ConfigError(["train.distribution: data_parallel with train.loop compiled needs the JAX backend "
                            "(use train.loop: train_on_batch on TensorFlow). Received: data_parallel"])
+    if cfg.output.tensorboard and not tensorboard_log.available():
+        raise ConfigError([f"output.tensorboard: TensorBoard is not installed; {tensorboard_log.INSTALL}, or set "
+                           "output.tensorboard: false. Received: true"])
     keras.utils.set_random_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
     dataset = data.load_dataset(cfg, progress=cfg.output.progress)
@@ -287,44 +296,75 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.
     """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop. The host's `rng`
     has drawn the initial weights; it draws the sample grids' latents here, the steps' draws come from the device."""
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
-    start, resumed_from, seed = 0, None, cfg.train.seed
+    start, resumed_from, seed, events = 0, None, cfg.train.seed, 0
     checkpoint.remove_temporaries(run_dir)
     found = checkpoint.complete(run_dir) if resume else []
     if found:
         restored = checkpoint.restore(found[-1], models, cfg)
         start, sample_latents, resumed_from = restored.step, restored.sample_latents, restored.path
-        seed = restored.draws.seed
+        seed, events = restored.draws.seed, restored.events
     with _writing(run_dir, resumed_from):
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
-        keep_metrics_until(run_dir / "metrics.jsonl", start)
+        log = RunLog(run_dir, cfg, start=start, events=events)
     keeper = _BestKeeper(scorer, run_dir, resume=resume) if scorer is not None else None
+    health = Health(cfg, real_images, sample_latents, log, start=start)
     step_draws = draws.Draws(cfg, count=len(real_images), seed=seed)
-    _loop(cfg, models, real_images, step_draws, sample_latents, run_dir=run_dir, start=start,
-          resumed_from=resumed_from, keeper=keeper)
+    try:
+        _loop(cfg, models, real_images, step_draws, sample_latents, run_dir=run_dir, start=start,
+              resumed_from=resumed_from, keeper=keeper, log=log, health=health)
+    finally:
+        log.close()
 
 
 def _loop(cfg: Config, models: Models, real_images: np.ndarray, step_draws: draws.Draws,
           sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
-          keeper: _BestKeeper | None) -> None:
+          keeper: _BestKeeper | None, log: RunLog, health: Health) -> None:
     """Steps start+1 .. train.steps, with logging, sample grids, scores and the best checkpoint, checkpoints, the
-    NaN guard and clean stops; the loop's prefetching thread, if any, is stopped however they end."""
-    loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images, step_draws)
-    try:
-        _steps(cfg, models, loop, step_draws, sample_latents, run_dir=run_dir, start=start, resumed_from=resumed_from,
-               keeper=keeper)
-    finally:
-        loop.close()
+    monitor and its rollbacks, and clean stops; the loop's prefetching thread, if any, is stopped however they
+    end."""
+    while True:
+        loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images, step_draws)
+        try:
+            _steps(cfg, models, loop, step_draws, sample_latents, run_dir=run_dir, start=start,
+                   resumed_from=resumed_from, keeper=keeper, log=log, health=health)
+            log.finish()
+            return
+        except RollBack as request:
+            rollback = request
+        finally:
+            loop.close()
+        with _writing(run_dir, rollback.target):
+            start, step_draws, resumed_from = roll_back(cfg, models, rollback, health, run_dir=run_dir,
+                                                         count=len(real_images))
 
 
 def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_draws: draws.Draws,
            sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
-           keeper: _BestKeeper | None) -> None:
+           keeper: _BestKeeper | None, log: RunLog, health: Health) -> None:
     """The steps of _loop, run by `loop`."""
     steps, out, batch_size = cfg.train.steps, cfg.output, cfg.train.batch_size
     last_saved, saved_step, read_step = resumed_from, start, start
     window = _Window()
-    metrics_path = run_dir / "metrics.jsonl"
+
+    def save(step: int) -> Path:
+        with _writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
+            path = checkpoint.save(run_dir, step=step, models=models, cfg=cfg, draws=step_draws.state(step),
+                                   sample_latents=sample_latents, events=len(log.events))
+            checkpoint.prune(run_dir, keep=out.keep_checkpoints, protect=resumed_from)
+        return path
+
+    def non_finite(step: int, since: int, values: dict, what: str) -> Diverged:
+        """A NaN or infinity: an event, then a rollback where monitor.action allows one, else Diverged."""
+        trip = health.monitor.non_finite(step, since, values)
+        action, target, why = health.action(trip, run_dir)
+        action = action if action == "rollback" else "stop"
+        health.report(trip, action, why)
+        if target is not None:
+            raise RollBack(trip, target)
+        where = f"step {step}" if since == step else f"steps {since}..{step}"
+        return _diverged(where, what, last_saved)
+
     with StopRequest() as stop, \
             tqdm(total=steps, initial=start, unit="step", desc="train", disable=not out.progress,
                  dynamic_ncols=True) as bar:
@@ -334,18 +374,18 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
             logged = _due(step, out.log_every, steps)
             saving = _due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step)
             evaluating = keeper is not None and _due(step, out.eval_every, steps)
+            probing = health.probing(step)
             if loop.reads_every_step or logged or saving or evaluating:
                 sums = loop.take_sums()
-                bad = [f"{key}={value}" for key, value in sums.items() if not np.isfinite(value)]
+                bad = {key: value for key, value in sums.items() if not np.isfinite(value)}
                 if bad:
-                    where = f"step {step}" if step == read_step + 1 else f"steps {read_step + 1}..{step}"
-                    raise _diverged(where, ", ".join(bad), last_saved)
+                    raise non_finite(step, read_step + 1, bad, ", ".join(f"{k}={v}" for k, v in bad.items()))
                 window.add(sums, steps=step - read_step, images=(step - read_step) * batch_size)
                 read_step = step
             sampling = _due(step, out.sample_every, steps)
-            if sampling or saving or evaluating:
+            if sampling or saving or evaluating or probing:
                 loop.sync()
-                if models.g_ema is not None:
+                if models.g_ema is not None and (sampling or saving or evaluating):
                     calibrate_ema(models.g_ema, cfg)
             scored, new_best = keeper(models, step=step) if evaluating else (None, None)
             record = {"step": step}
@@ -356,27 +396,47 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
                 window.reset()
             if scored:
                 record["eval"] = scored
-            if logged or evaluating:
-                _append_metrics(metrics_path, record, last_saved)
+            if probing:
+                record["probe"] = health.probe(models)
+            if logged or evaluating or probing:
+                with _writing(log.metrics, last_saved):
+                    log.record(record)
+            # Reported before the step's checkpoint, which counts them: a resume from it keeps them.
+            actions = [(trip, *health.action(trip, run_dir)) for trip in health.monitor.observe(record)]
+            with _writing(log.events_path, last_saved):
+                for trip, action, _, why in actions:
+                    health.report(trip, action, why)
             # The grid of a step is written before its checkpoint, so a resumed run never misses one.
             if sampling:
                 grid_path = run_dir / "samples" / f"step_{step:06d}.png"
                 with _writing(grid_path, last_saved):
-                    images.save_grid(generate(models.sampler, sample_latents, cfg), grid_path)
+                    picture = images.grid(generate(models.sampler, sample_latents, cfg))
+                    images.save_png(picture, grid_path)
+                    log.grid(step, picture)
             if (saving or new_best) and not checkpoint.all_finite(models):
-                raise _diverged(f"step {step}", "a weight or optimizer variable is NaN or infinite", last_saved)
+                raise non_finite(step, step, {"weights": "nan or inf"},
+                                 "a weight or optimizer variable is NaN or infinite")
             if saving:
-                with _writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
-                    last_saved = checkpoint.save(run_dir, step=step, models=models, cfg=cfg,
-                                                 draws=step_draws.state(step),
-                                                 sample_latents=sample_latents)
-                    checkpoint.prune(run_dir, keep=out.keep_checkpoints, protect=resumed_from)
-                saved_step = step
+                last_saved, saved_step = save(step), step
             if new_best:
                 with _writing(run_dir / checkpoint.CHECKPOINTS / checkpoint.BEST, last_saved):
                     checkpoint.save(run_dir, step=step, models=models, cfg=cfg, draws=step_draws.state(step),
-                                    sample_latents=sample_latents, name=checkpoint.BEST, score=new_best)
+                                    sample_latents=sample_latents, name=checkpoint.BEST, score=new_best,
+                                    events=len(log.events))
+            for trip, action, target, _ in actions:
+                if action == "rollback":
+                    raise RollBack(trip, target)
+                if action == "stop":
+                    if saved_step != step:
+                        last_saved, saved_step = save(step), step
+                    with _writing(run_dir, last_saved):
+                        log.finish()
+                    raise MonitorStopped(f"monitor: stopped at step {step} of {steps} by the {trip.rule} rule; "
+                                         f"checkpoint {last_saved}. See {log.events_path}; resume with: dcgan "
+                                         f"train --resume --run-dir {run_dir}")
             if stop.signum:
+                with _writing(run_dir, last_saved):
+                    log.finish()
                 name = signal.Signals(stop.signum).name
                 raise Interrupted(f"stopped by {name} at step {step} of {steps}; checkpoint {last_saved}. "
                                   f"Resume with: dcgan train --resume --run-dir {run_dir}", stop.signum)

@@ -162,9 +162,10 @@ def test_a_diverged_run_is_finished_and_reported(tmp_path, monkeypatch):
 
 
 def test_collapse_rule():
-    assert worker.collapsed(0.1, {}) and not worker.collapsed(0.9, {})
-    assert worker.collapsed(0.9, {"modes_covered": 5, "classes": 10})
-    assert not worker.collapsed(0.9, {"modes_covered": 6, "classes": 10})
+    assert worker.collapsed(0.1, {}, floor=0.5) and not worker.collapsed(0.9, {}, floor=0.5)
+    assert worker.collapsed(0.6, {}, floor=0.7)
+    assert worker.collapsed(0.9, {"modes_covered": 5, "classes": 10}, floor=0.5)
+    assert not worker.collapsed(0.9, {"modes_covered": 6, "classes": 10}, floor=0.5)
 
 
 # ------------------------------------------------------------------ the report, from made-up results

@@ -137,7 +137,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("- a\n- b\n", "expected a mapping of sections (data, model, hacks, train, output). Received: ['a', 'b']"),
+    ("- a\n- b\n", "expected a mapping of sections (data, model, hacks, train, output, monitor). Received: ['a', 'b']"),
     ("model: 5\n", "model: expected a mapping of settings. Received: 5"),
     ("model: [1, 2\n", "not valid YAML"),
 ])

@@ -26,8 +26,8 @@ from dcgan_cli.files import write_atomically
 from dcgan_cli.models import generate
 
 DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
-COLLAPSE_DIVERSITY = 0.5  # collapsed below this share of the real images' mean pairwise distance ...
-COLLAPSE_MODES = 0.5  # ... or, with domain scores, when at most this share of the classes is covered
+COLLAPSE_MODES = 0.5  # collapsed when, with domain scores, at most this share of the classes is covered (or below
+#                       monitor.collapse_diversity, the training monitor's bound on the images' diversity)
 
 
 class Busy(Exception):
@@ -77,17 +77,18 @@ def _run(directory: Path) -> dict:
         diversity = _diversity(final, cfg, seed=evaluation["seed"])
         result.update(step=checkpoint.read_state(final)["step"], features=scored["features"],
                       scores=scored["scores"], real_set=scored["real_set"], diversity=diversity,
-                      collapsed=collapsed(diversity, scored["scores"]), grid=_final_grid(directory))
+                      collapsed=collapsed(diversity, scored["scores"], floor=cfg.monitor.collapse_diversity),
+                      grid=_final_grid(directory))
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_atomically(found, lambda file: file.write((json.dumps(result, indent=1) + "\n").encode()))
     return result
 
 
-def collapsed(diversity: float, scores: dict) -> bool:
-    """Mode collapse: the images are far less varied than the real ones, or (domain scores) cover at most half of
-    the classes."""
+def collapsed(diversity: float, scores: dict, *, floor: float) -> bool:
+    """Mode collapse: the images' diversity (a share of the real images') is below `floor`, or (domain scores)
+    they cover at most half of the classes."""
     modes = scores.get("modes_covered")
-    return bool(diversity < COLLAPSE_DIVERSITY or (modes is not None and modes <= COLLAPSE_MODES * scores["classes"]))
+    return bool(diversity < floor or (modes is not None and modes <= COLLAPSE_MODES * scores["classes"]))
 
 
 def _final_losses(path: Path) -> dict[str, float]:

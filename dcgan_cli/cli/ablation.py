@@ -1,0 +1,163 @@
+"""`dcgan ablate` and `dcgan ablate-run`: which hacks matter."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from dcgan_cli.cli.common import (
+    RunFailed,
+    UserError,
+    features_option,
+    inception_option,
+    load,
+    set_option,
+    start_keras,
+    training_outcomes,
+)
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The base config every variant changes (not needed with --report).")
+@set_option
+@click.option("--factors", default="all", show_default=True, metavar="all|NAME,NAME,...",
+              help="What to vary: the eleven hacks by their key under hacks: (batch_norm, adam, ...) and "
+                   "d_bn_in_g_update (D's BatchNorm statistics in the G update: batch or moving).")
+@click.option("--design", type=click.Choice(["leave-one-out", "one-at-a-time", "factorial"]),
+              default="leave-one-out", show_default=True,
+              help="leave-one-out: the base and each factor switched alone; one-at-a-time: all factors off, then "
+                   "each on alone; factorial: every combination.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per variant, with train.seed = base seed + 0, 1, ...")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Runs at once [default: 1 with --executor local; as many as Ray's resources allow with ray].")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: processes on this machine; ray: Ray tasks (pip install \"dcgan-cli[ray]\").")
+@click.option("--address", help="Ray: the address of an existing cluster [default: a local Ray instance on "
+                                "127.0.0.1, started and stopped by this command].")
+@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ray: CPUs each run asks for (and its compute threads).")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Ray: GPUs each run asks for (fractions share one).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The study's directory [default: runs/<config name>-<design>]. The same command continues it.")
+@click.option("--n", "count", type=click.IntRange(min=10), default=5000, show_default=True,
+              help="Images of each run's final generator to score.")
+@features_option
+@inception_option
+@click.option("--plan", is_flag=True, help="Write the study's directory and print one shell command per run "
+                                           "(Slurm job arrays, GNU parallel), each capped at cores / --jobs "
+                                           "threads; run nothing.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the report of the study in this directory from the runs finished so far; run nothing.")
+@click.option("--yes", is_flag=True, help="Run a factorial design of more than 6 factors.")
+def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, design: str, seeds: int,
+           jobs: int | None, executor: str, address: str | None, cpus_per_run: int, gpus_per_run: float,
+           run_dir: Path | None, count: int, features: str | None, inception_weights: Path | None, plan: bool,
+           report_dir: Path | None, yes: bool) -> None:
+    """Measure which hacks matter: train each variant of a base config with several seeds, score every run, and
+    write a report (report.md, results.csv, report.png, samples.png). Interrupted, the same command continues."""
+    from dcgan_cli.ablate import executors
+    from dcgan_cli.ablate import study as studies
+    from dcgan_cli.ablate.design import AblationError, parse_factors, variants
+
+    try:
+        if report_dir is not None:
+            _write_report(studies.load(report_dir))
+            return
+        if config_path is None:
+            raise UserError("give --config PATH (the base config), or --report DIR to report on a study")
+        if executor == "ray" and not executors.ray_available():
+            raise UserError('--executor ray: Ray is not installed; pip install "dcgan-cli[ray]". Received: ray')
+        base = load(config_path, overrides)
+        chosen, everything = parse_factors(factors)
+        made, reference, varied, notes = variants(base, chosen, design=design, everything=everything,
+                                                  allow_large=yes)
+        root = run_dir or Path("runs") / f"{config_path.stem}-{design}"
+        start_keras()
+        from dcgan_cli.ablate import runner
+
+        evaluation = runner.evaluation_plan(base, count=count, features=features,
+                                            inception_weights=inception_weights)
+        planned = studies.extended(studies.Study(
+            root=root, design=design, factors=tuple(f.name for f in varied), seeds=seeds, variants=tuple(made),
+            reference=reference, base=base, evaluation=evaluation))
+        pending = studies.prepare(planned)
+    except AblationError as error:
+        raise UserError(str(error)) from None
+    for note in notes:
+        click.echo(note, err=True)
+    total = len(planned.runs())
+    click.echo(f"study: {root} ({len(made)} variants x {planned.seeds} seeds; {total - len(pending)} of {total} runs "
+               "finished already)", err=True)
+    threads = cpus_per_run if executor == "ray" else max(1, executors.cores() // (jobs or 1))
+    if plan:
+        for command in studies.commands(pending, threads=threads):
+            click.echo(command)
+        click.echo(f"then: dcgan ablate --report {root}", err=True)
+        return
+    try:
+        outcome = runner.run(planned, pending, executor=executor, jobs=jobs, threads=threads, address=address,
+                             cpus=cpus_per_run, gpus=gpus_per_run)
+    except AblationError as error:
+        raise UserError(str(error)) from None
+    except KeyboardInterrupt:
+        _write_report(planned)
+        click.echo(f"interrupted: finished runs are kept; run the same command again to continue "
+                   f"(or dcgan ablate --report {root})", err=True)
+        sys.exit(130)
+    click.echo(f"study wall time: {outcome.seconds:.0f} s for {len(pending)} runs", err=True)
+    _write_report(planned)
+    if outcome.busy:
+        click.echo(f"{len(outcome.busy)} runs were being run by another process; run the same command again once "
+                   "it has finished", err=True)
+    if outcome.failed:
+        raise RunFailed(f"{len(outcome.failed)} of {len(pending)} runs failed (logs: "
+                        f"{', '.join(str(r.directory / studies.LOG) for r in outcome.failed[:3])}"
+                        f"{', ...' if len(outcome.failed) > 3 else ''}); run the same command again to retry them")
+
+
+def _write_report(planned) -> None:
+    from dcgan_cli.ablate import report
+
+    written = report.write(planned)
+    click.echo("\n".join(report.table(written)))
+    click.echo(f"report: {planned.root / 'report.md'} ({written.finished()} of {len(written.runs)} runs finished)",
+               err=True)
+
+
+@click.command("ablate-run")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Cap the run's compute threads (parallel runs share the cores).")
+def ablate_run(directory: Path, threads: int | None) -> None:
+    """Train and score one run of a study planned by `dcgan ablate` (what --plan prints one of per run)."""
+    import signal
+
+    from dcgan_cli.ablate.executors import BUSY, thread_env
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
+    if threads is not None:
+        os.environ.update(thread_env(threads))
+    start_keras()
+    from dcgan_cli import checkpoint
+    from dcgan_cli.ablate import worker
+    from dcgan_cli.ablate.design import AblationError
+    from dcgan_cli.data import DataError
+    from dcgan_cli.evaluate.features import EvaluationError
+
+    try:
+        with training_outcomes(AblationError, checkpoint.CheckpointError, DataError, EvaluationError):
+            result = worker.run_one(directory)
+    except worker.Busy as error:
+        click.echo(str(error), err=True)
+        sys.exit(BUSY)
+    scores = result.get("scores", {})
+    click.echo(f"{result['variant']} seed {result['seed']}: {result['status']}"
+               + (f", {result['features']} scores " + ", ".join(f"{k} {scores[k]:.4g}" for k in (
+                   "frechet_distance", "kid", "precision", "recall") if k in scores) if scores else "")
+               + (", collapsed" if result.get("collapsed") else ""))

@@ -1,0 +1,112 @@
+"""What the commands share: the user-error exceptions and exit codes, config loading, Keras start-up, options."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from dcgan_cli.config import Config, ConfigError, load_config
+
+STOPPED_BY_MONITOR = 3  # exit code of a run the monitor stopped (monitor.action: stop)
+
+
+class UserError(click.ClickException):
+    """A mistake in the user's input: printed as one clean message, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+def load(config_path: Path | None, overrides: tuple[str, ...]) -> Config:
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as error:
+        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+
+
+@contextmanager
+def writing(path: Path):
+    """An output file the user named that cannot be written: one line, exit code 2."""
+    try:
+        yield
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}. Received: {str(path)!r}") from None
+
+
+def generator(checkpoint_path: Path, *, raw: bool):
+    """The checkpoint a path names, its config and its G (the moving average where kept, unless `raw`)."""
+    from dcgan_cli import checkpoint
+
+    try:
+        found = checkpoint.resolve(checkpoint_path)
+        return (found, *checkpoint.load_generator(found, raw=raw))
+    except (checkpoint.CheckpointError, ConfigError) as error:
+        raise UserError(str(error)) from None
+
+
+def start_keras() -> None:
+    """Import Keras and run one op with the C++ start-up chatter on stderr (absl, oneDNN, CUDA probes) hidden;
+    Python errors still surface, since only the process's raw stderr is silenced and only meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+
+            from dcgan_cli.backend import split_cpu
+
+            split_cpu(int(os.environ.get("DCGAN_CPU_DEVICES", "1")))  # testing data parallelism on a CPU
+            keras.ops.convert_to_numpy(keras.ops.zeros(1))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                             required=True, help="YAML config file (see configs/default.yaml for every key).")
+set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                          help="Override one config value, parsed as YAML, e.g. --set hacks.batch_norm=false. "
+                               "Repeatable.")
+
+features_option = click.option("--features", type=click.Choice(["domain", "inception"]), default=None,
+                               help="Feature space of the scores [default: domain where the data has class labels, "
+                                    "else inception (FID, KID)].")
+inception_option = click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
+                                envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
+                                help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")
+
+raw_option = click.option("--raw", is_flag=True,
+                          help="Use G's trained weights, not the moving average a checkpoint holds (train.ema_decay).")
+
+
+class RunFailed(click.ClickException):
+    """Training stopped by something other than the user's input (divergence, a full disk): exit code 1."""
+
+    exit_code = 1
+
+
+@contextmanager
+def training_outcomes(*mistakes: type[Exception]):
+    """How a training run ends at the CLI: `mistakes` (and config errors) exit 2 in one line, a signal exits
+    128 + N after its checkpoint, the monitor's stop exits 3 (STOPPED_BY_MONITOR) after its checkpoint, a run that
+    failed exits 1. Keras must be started already."""
+    from dcgan_cli import train as training
+
+    try:
+        yield
+    except mistakes as error:
+        raise UserError(str(error)) from None
+    except ConfigError as error:
+        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+    except training.Interrupted as error:
+        click.echo(str(error), err=True)
+        sys.exit(128 + error.signum)
+    except training.MonitorStopped as error:
+        click.echo(str(error), err=True)
+        sys.exit(STOPPED_BY_MONITOR)
+    except training.TrainingError as error:
+        raise RunFailed(str(error)) from None

@@ -1,0 +1,159 @@
+"""`dcgan sample`, `dcgan export` and `dcgan evaluate`: what a trained generator gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from dcgan_cli.cli.common import (
+    UserError,
+    features_option,
+    generator,
+    inception_option,
+    load,
+    raw_option,
+    set_option,
+    start_keras,
+    writing,
+)
+from dcgan_cli.config import ConfigError
+
+
+@click.command()
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path), required=True,
+              help="A run directory (its newest checkpoint) or one checkpoint directory.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Images to generate.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latent draw.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("grid.png"), show_default=True,
+              help="Grid PNG to write.")
+@click.option("--individual", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write each image as its own PNG into this directory.")
+@click.option("--truncate", type=click.FloatRange(min=0, min_open=True),
+              help="Draw again every latent component beyond this many standard deviations (truncation trick).")
+@click.option("--interpolate", "walks", type=click.IntRange(min=1),
+              help="Instead of --n images: this many rows, each a walk between two random latents.")
+@click.option("--frames", type=click.IntRange(min=2), default=8, show_default=True,
+              help="--interpolate: images per walk, both ends included.")
+@click.option("--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True,
+              help="--interpolate: along the great circle (keeps Gaussian latents' norm) or a straight line.")
+@click.option("--gif", type=click.Path(dir_okay=False, path_type=Path),
+              help="--interpolate: also an animated GIF, one frame per step of the walks.")
+@raw_option
+def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: Path | None, truncate: float | None,
+           walks: int | None, frames: int, method: str, gif: Path | None, raw: bool) -> None:
+    """Generate images from a checkpoint into a grid PNG (and optionally one PNG per image), or with --interpolate,
+    walks between latents as a grid with one walk per row (and optionally an animated GIF)."""
+    if gif is not None and walks is None:
+        raise UserError(f"--gif animates the walks of --interpolate; give --interpolate K too. Received: {str(gif)!r}")
+    start_keras()
+    import numpy as np
+
+    from dcgan_cli import images, sampling
+    from dcgan_cli.models import generate
+
+    found, cfg, g = generator(checkpoint_path, raw=raw)
+    rng = np.random.default_rng(seed)
+    if walks is None:
+        pictures = generate(g, sampling.latents(rng, count, cfg, truncate=truncate), cfg)
+        with writing(out):
+            images.save_grid(pictures, out)
+        click.echo(f"wrote {out} ({count} images from {found})", err=True)
+    else:
+        z = sampling.interpolation_latents(rng, walks, cfg, frames=frames, method=method, truncate=truncate)
+        pictures = generate(g, z.reshape(walks * frames, -1), cfg)
+        per_walk = pictures.reshape(walks, frames, *pictures.shape[1:])
+        with writing(out):
+            sampling.save_walks(per_walk, out)
+        if gif is not None:
+            with writing(gif):
+                sampling.save_walks_gif(per_walk, gif)
+        click.echo(f"wrote {out}{f' and {gif}' if gif else ''} ({walks} walks of {frames} images, {method}, "
+                   f"from {found})", err=True)
+    if individual is not None:
+        with writing(individual):
+            images.save_each(pictures, individual)
+        click.echo(f"wrote {len(pictures)} images into {individual}", err=True)
+
+
+@click.command()
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path), required=True,
+              help="A run directory (its newest checkpoint) or one checkpoint directory.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("generator.keras"),
+              show_default=True, help="The .keras file to write.")
+@raw_option
+def export(checkpoint_path: Path, out: Path, raw: bool) -> None:
+    """Write the generator as a standalone Keras model: latents in, images in [0, 255] out (the pixel scaling
+    baked in), loadable with plain Keras, without dcgan-cli; the latent's size and distribution are recorded in
+    the archive's dcgan.json."""
+    if out.suffix != ".keras":
+        raise UserError(f"--out: Keras saves whole models as .keras files. Received: {str(out)!r}")
+    start_keras()
+    from dcgan_cli import sampling
+
+    found, cfg, g = generator(checkpoint_path, raw=raw)
+    with writing(out):
+        sampling.export(g, cfg, out)
+    info = sampling.export_info(cfg)
+    click.echo(f"wrote {out} from {found}: input {info['input']}; output {info['output']}", err=True)
+
+
+@click.command()
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path),
+              help="A run directory (its newest checkpoint) or one checkpoint directory, e.g. RUN/checkpoints/best.")
+@click.option("--images", type=click.Path(path_type=Path),
+              help="Score a folder of images made by any tool instead (needs --config: the real data and size).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --images: the config whose data and model.image_size the images are scored against.")
+@set_option
+@click.option("--n", "count", type=click.IntRange(min=10), default=None,
+              help="Images to generate and score [default: 5000]; with --images, score at most this many.")
+@features_option
+@inception_option
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latent draw.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to record the result [default: eval.json in the checkpoint or image folder; eval-raw.json "
+                   "with --raw].")
+@raw_option
+def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Path | None,
+             overrides: tuple[str, ...], count: int | None, features: str | None, inception_weights: Path | None,
+             seed: int, as_json: bool, out: Path | None, raw: bool) -> None:
+    """Score a checkpoint's generator (or a folder of images) against the real training data.
+
+    Domain features: Frechet distance in a classifier's feature space, modes covered, class-histogram KL, mean
+    confidence. Inception features: FID and KID. Both: k-NN precision and recall. The result goes into eval.json.
+    """
+    if (checkpoint_path is None) == (images is None):
+        raise UserError("give either --checkpoint PATH or --images DIR (with --config)")
+    if images is not None and config_path is None:
+        raise UserError("--images needs --config: the config whose data the images are compared with")
+    if checkpoint_path is not None and config_path is not None:
+        raise UserError("--config is for --images; a checkpoint is scored with its own config "
+                        "(change where its data is with --set data.path=...)")
+    cfg = load(config_path, overrides) if config_path is not None else None
+    start_keras()
+    from dcgan_cli import checkpoint
+    from dcgan_cli.data import DataError
+    from dcgan_cli.evaluate import scoring
+    from dcgan_cli.evaluate.features import EvaluationError
+
+    try:
+        if checkpoint_path is not None:
+            found, result = scoring.evaluate_checkpoint(
+                checkpoint_path, count=count or 5000, features=features, seed=seed,
+                inception_weights=inception_weights, overrides=overrides, raw=raw)
+            target = out or found / (scoring.RAW_SCORES_FILE if raw else scoring.SCORES_FILE)
+        else:
+            result = scoring.evaluate_images(images, cfg, limit=count, features=features,
+                                             inception_weights=inception_weights)
+            target = out or images / scoring.SCORES_FILE
+    except (checkpoint.CheckpointError, DataError, EvaluationError) as error:
+        raise UserError(str(error)) from None
+    except ConfigError as error:
+        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+    with writing(target):
+        scoring.write_result(target, result)
+    click.echo(json.dumps(result, indent=1) if as_json else "\n".join(scoring.lines(result)))
+    click.echo(f"wrote {target}", err=True)

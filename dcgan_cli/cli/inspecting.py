@@ -1,0 +1,59 @@
+"""`dcgan summary`, `dcgan data` and `dcgan config`: look before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dcgan_cli.cli.common import UserError, config_option, load, set_option, start_keras, writing
+from dcgan_cli.config import to_yaml
+
+
+@click.command()
+@config_option
+@set_option
+def summary(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Print the generator's and the discriminator's layer tables (shapes and parameter counts)."""
+    cfg = load(config_path, overrides)
+    start_keras()
+    import numpy as np
+
+    from dcgan_cli.models import build_discriminator, build_generator, summary
+
+    rng = np.random.default_rng(cfg.train.seed)
+    for model in (build_generator(cfg, rng), build_discriminator(cfg, rng)):
+        click.echo(summary(model))
+
+
+@click.command("data")
+@config_option
+@set_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("real.png"), show_default=True,
+              help="Grid PNG of real training images to write.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Images in the grid.")
+def show_data(config_path: Path, overrides: tuple[str, ...], out: Path, count: int) -> None:
+    """Show what would be trained on (count, shape, range, memory, cache, labels) and write a grid of real images."""
+    cfg = load(config_path, overrides)
+    import numpy as np
+
+    from dcgan_cli import data, images
+
+    try:
+        dataset = data.load_dataset(cfg, progress=cfg.output.progress)
+    except data.DataError as error:
+        raise UserError(str(error)) from None
+    for line in data.describe(dataset):
+        click.echo(line)
+    sample = data.sample_batch(dataset.images, min(count, len(dataset.images)), np.random.default_rng(cfg.train.seed))
+    with writing(out):
+        images.save_grid(sample, out)
+    click.echo(f"wrote {out}", err=True)
+
+
+@click.command("config")
+@config_option
+@set_option
+def show_config(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Print the fully resolved config as YAML, every default filled in."""
+    click.echo(to_yaml(load(config_path, overrides)), nl=False)

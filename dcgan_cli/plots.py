@@ -1,0 +1,100 @@
+"""A run's pictures of itself: losses.png (losses, D's outputs and the monitor's probes over the steps, with the
+monitor's events marked; matplotlib) and progress.gif (the fixed-latent sample grids in step order)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dcgan_cli import images
+from dcgan_cli.files import read_jsonl, write_atomically
+
+LOSSES = "losses.png"
+PROGRESS = "progress.gif"
+METRICS = "metrics.jsonl"
+RULE_COLOURS = {"collapse": "tab:red", "d_wins": "tab:purple", "g_rising": "tab:orange", "grad_norm": "tab:brown",
+                "non_finite": "black"}
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl in order."""
+    return read_jsonl(Path(run_dir) / METRICS)
+
+
+def _series(records: list[dict], key: str, group: str | None = None) -> tuple[list[int], list[float]]:
+    rows = [(r["step"], (r.get(group) or {}).get(key) if group else r.get(key)) for r in records]
+    rows = [(step, value) for step, value in rows if isinstance(value, (int, float))]
+    return [step for step, _ in rows], [value for _, value in rows]
+
+
+def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float | None = None) -> Path | None:
+    """Write RUN/losses.png from its metrics and `events`: D's losses on real and fake images and G's, D's mean
+    outputs, and (when probed or scored) the samples' diversity and the Frechet distance; None when nothing was
+    logged yet."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    records = read_metrics(run_dir)
+    if not any("g_loss" in r for r in records):
+        return None
+    panels = [("loss", [("d_loss_real", None, "D real"), ("d_loss_fake", None, "D fake"), ("g_loss", None, "G")]),
+              ("D's mean output", [("d_real_mean", None, "D(x)"), ("d_fake_mean", None, "D(G(z))")])]
+    if any("probe" in r for r in records):
+        panels.append(("samples' diversity\n(share of real)", [("diversity", "probe", "diversity")]))
+    if any("frechet_distance" in r.get("eval", {}) for r in records):
+        panels.append(("Frechet distance\n(domain)", [("frechet_distance", "eval", "FD")]))
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels) + 0.6), sharex=True, squeeze=False)
+    for ax, (label, lines) in zip(axes[:, 0], panels):
+        for key, group, name in lines:
+            steps, values = _series(records, key, group)
+            ax.plot(steps, values, label=name, linewidth=1.2, marker="." if group else None)
+        if lines[0][0] == "diversity" and collapse_diversity is not None:
+            ax.axhline(collapse_diversity, color="tab:red", linestyle=":", linewidth=1, label="collapse below")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    _mark_events(axes[:, 0], events)
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title(f"{Path(run_dir).name}: training curves" + (f", {len(events)} monitor events" if events
+                                                                          else ", no monitor events"))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return write_atomically(Path(run_dir) / LOSSES, lambda file: file.write(buffer.getvalue()))
+
+
+def _mark_events(axes, events: list[dict]) -> None:
+    """A dashed line at each trip's step (coloured by rule), a dotted one at each rollback, labelled on top."""
+    for event in events:
+        rollback = event.get("event") == "rollback"
+        colour = "tab:green" if rollback else RULE_COLOURS.get(event.get("rule"), "tab:gray")
+        for ax in axes:
+            ax.axvline(event["step"], color=colour, linestyle=":" if rollback else "--", linewidth=1.2)
+        text = f"rollback to {event['to_step']}" if rollback else event.get("rule", "")
+        axes[0].annotate(text, (event["step"], 1.0), xycoords=("data", "axes fraction"), rotation=90, fontsize=8,
+                         color=colour, ha="right", va="top")
+
+
+def save_progress(run_dir: Path, *, duration_ms: int = 400) -> Path | None:
+    """Write RUN/progress.gif from the sample grids (samples/step_*.png), each frame captioned with its step;
+    None when there is no grid."""
+    grids = sorted((Path(run_dir) / "samples").glob("step_*.png"))
+    if not grids:
+        return None
+    frames = []
+    for path in grids:
+        with Image.open(path) as opened:
+            picture = opened.convert("RGB")
+        caption = Image.new("RGB", (picture.width, 18), (255, 255, 255))
+        ImageDraw.Draw(caption).text((4, 3), f"step {int(path.stem.removeprefix('step_')):,}", fill=(0, 0, 0))
+        framed = Image.new("RGB", (picture.width, picture.height + caption.height))
+        framed.paste(caption, (0, 0))
+        framed.paste(picture, (0, caption.height))
+        frames.append(np.asarray(framed))
+    return images.save_gif(frames, Path(run_dir) / PROGRESS, duration_ms=duration_ms)

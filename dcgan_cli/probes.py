@@ -1,0 +1,77 @@
+"""What the training monitor measures on the models themselves, without changing any variable: how varied G's
+fixed-latent samples are compared with the real images, and the gradient norms of D's and G's losses."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from dcgan_cli import hacks, losses
+from dcgan_cli.backend import input_gradient
+from dcgan_cli.config import Config
+from dcgan_cli.evaluate.stats import mean_pairwise_distance
+from dcgan_cli.models import Models, generate
+
+REAL_IMAGES = 500  # real images whose mean pairwise distance the samples' is compared with
+PROBE_STREAM = 3  # they are drawn by numpy's generator seeded with [train.seed, PROBE_STREAM]
+GRADIENT_BATCH = 64  # real images and latents of the gradient probe
+
+
+class Probe:
+    """The monitor's measurements for one run: the samples' diversity on the sample grids' fixed latents, and the
+    gradient norms on a fixed real batch and those latents (hard labels, BatchNorm as in training)."""
+
+    def __init__(self, cfg: Config, real_images: np.ndarray, latents: np.ndarray):
+        self.cfg, self.latents = cfg, latents
+        rng = np.random.default_rng([cfg.train.seed, PROBE_STREAM])
+        chosen = np.sort(rng.choice(len(real_images), min(REAL_IMAGES, len(real_images)), replace=False))
+        real = np.asarray(real_images[chosen])
+        self.real_distance = max(mean_pairwise_distance(real), 1e-12)
+        self.real_batch = hacks.scale_images(real[:GRADIENT_BATCH], hacks=cfg.hacks)
+        self.z = latents[:GRADIENT_BATCH]
+
+    def __call__(self, models: Models) -> dict[str, float]:
+        """{"diversity", "d_grad_norm", "g_grad_norm"} of the models' current variables."""
+        return {"diversity": self.diversity(models.g), **self.gradient_norms(models)}
+
+    def diversity(self, g: keras.Model) -> float:
+        """G's samples' mean pairwise distance (inference mode, the fixed latents) as a share of the real
+        images': about 1 for a generator as varied as the data, far below for a collapsed one."""
+        return mean_pairwise_distance(generate(g, self.latents, self.cfg)) / self.real_distance
+
+    def gradient_norms(self, models: Models) -> dict[str, float]:
+        """The global L2 norms of the gradients of D's loss (an all-real and an all-fake batch, labels 1 and 0)
+        over D's weights and of G's loss (through D, toward 1) over G's weights."""
+        g, d = models.g, models.d
+        d.trainable = True  # its weights count as trainable for the probe; every update sets this itself
+        g_tv, g_ntv, d_tv, d_ntv = (_values(variables) for variables in (
+            g.trainable_weights, g.non_trainable_weights, d.trainable_weights, d.non_trainable_weights))
+        fake, _ = g.stateless_call(g_tv, g_ntv, self.z, training=True)
+        real = ops.convert_to_tensor(self.real_batch)
+        d_training = self.cfg.model.d_bn_in_g_update == "batch"
+
+        def d_objective(values):
+            loss = 0.0
+            for x, label in ((real, 1.0), (ops.stop_gradient(fake), 0.0)):
+                p, _ = d.stateless_call(values, d_ntv, x, training=True)
+                loss = loss + ops.mean(losses.g_loss(ops.full_like(p, label), p))
+            return loss, None
+
+        def g_objective(values):
+            images, _ = g.stateless_call(values, g_ntv, self.z, training=True)
+            p, _ = d.stateless_call(d_tv, d_ntv, images, training=d_training)
+            return ops.mean(losses.g_loss(ops.ones_like(p), p)), None
+
+        return {"d_grad_norm": _norm(input_gradient(d_objective, d_tv)[2]),
+                "g_grad_norm": _norm(input_gradient(g_objective, g_tv)[2])}
+
+
+def _values(variables: list) -> list:
+    """The variables' current values as plain tensors (TensorFlow's mirrored variables cannot be watched)."""
+    return [ops.copy(v.value) for v in variables]
+
+
+def _norm(grads: list) -> float:
+    """The global L2 norm of a list of gradient tensors."""
+    return float(np.sqrt(sum(float(np.sum(np.square(ops.convert_to_numpy(g).astype(np.float64)))) for g in grads)))
