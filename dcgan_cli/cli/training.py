@@ -21,7 +21,8 @@ from dcgan_cli.cli.common import UserError, load, set_option, start_keras, train
 def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | None, resume: bool) -> None:
     """Train G and D from a config; write samples, checkpoints and metrics into one run directory.
 
-    Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits; --resume continues exactly.
+    Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits; --resume continues exactly. The
+    monitor's rules (the monitor section) warn, stop with exit code 3, or roll back to a healthy checkpoint.
     """
     if config_path is None and not (resume and run_dir is not None):
         raise UserError("give --config PATH, or --resume --run-dir DIR to continue a run with its saved config")
