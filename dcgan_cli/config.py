@@ -84,6 +84,10 @@ class HacksConfig:
     fake_label_range: tuple[float, float] = setting((0.0, 0.3))  # range of smoothed fake labels when smooth_fake
     noisy_labels: bool = setting(True)  # 11 flip each D label with probability flip_probability; off: unchanged
     flip_probability: float = setting(0.05, low=0.0, high=1.0)  # chance that one D label is flipped
+    ttur: bool = setting(False)  # 12 two time-scale update rule: D and G at their own learning rates; off: both
+    #                              at learning_rate (Adam's default 1e-3 with adam off)
+    d_learning_rate: float = setting(4e-4, low=0.0)  # D's learning rate when ttur is on
+    g_learning_rate: float = setting(1e-4, low=0.0)  # G's learning rate when ttur is on
 
 
 @dataclass(frozen=True)

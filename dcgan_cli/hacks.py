@@ -1,11 +1,12 @@
-"""The eleven GAN hacks: one function each, its "on" and "off" branches side by side.
+"""The GAN hacks: one function each, its "on" and "off" branches side by side — the eleven DCGAN and ganhacks
+practices, then the stabilisers that came after (12 onward, each off by default).
 
 Only this module reads the `hacks` config section, so flipping one switch changes exactly one thing. "Off" is always
 a concrete, documented alternative, so an ablation compares two real settings.
 
 Sources: DCGAN = Radford, Metz & Chintala (2015), "Unsupervised Representation Learning with Deep Convolutional
 Generative Adversarial Networks"; ganhacks = Chintala et al., "How to Train a GAN?" (github.com/soumith/ganhacks);
-Salimans et al. (2016), "Improved Techniques for Training GANs".
+Salimans et al. (2016), "Improved Techniques for Training GANs". Hacks 12 onward name their own sources.
 """
 
 from __future__ import annotations
@@ -87,15 +88,27 @@ def kernel_initializer(hacks: HacksConfig, rng: np.random.Generator) -> keras.in
     return keras.initializers.GlorotUniform(seed=seed)
 
 
-def optimizer(hacks: HacksConfig) -> keras.optimizers.Optimizer:
-    """Hack 6 (DCGAN): a new Adam for D or G.
+def optimizer(hacks: HacksConfig, *, network: str) -> keras.optimizers.Optimizer:
+    """Hack 6 (DCGAN): a new Adam for D or G (`network` "d" or "g"), at the rate learning_rate(...) gives it.
 
-    on:  Adam(learning_rate=hacks.learning_rate, beta_1=hacks.beta_1)   (2e-4, 0.5)
-    off: Adam() with Keras' defaults                                     (1e-3, 0.9)
+    on:  Adam(learning_rate, beta_1=hacks.beta_1)   (2e-4, 0.5)
+    off: Adam(learning_rate) with Keras' beta_1     (1e-3, 0.9)
     """
+    rate = learning_rate(hacks, network=network)
     if hacks.adam:
-        return keras.optimizers.Adam(learning_rate=hacks.learning_rate, beta_1=hacks.beta_1)
-    return keras.optimizers.Adam()
+        return keras.optimizers.Adam(learning_rate=rate, beta_1=hacks.beta_1)
+    return keras.optimizers.Adam(learning_rate=rate)
+
+
+def learning_rate(hacks: HacksConfig, *, network: str) -> float:
+    """Hack 12 (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule"): D's or G's learning rate.
+
+    on:  d_learning_rate for D, g_learning_rate for G   (4e-4, 1e-4)
+    off: the same rate for both: learning_rate with adam on (2e-4), Keras' Adam default 1e-3 with adam off
+    """
+    if hacks.ttur:
+        return hacks.d_learning_rate if network == "d" else hacks.g_learning_rate
+    return hacks.learning_rate if hacks.adam else 1e-3
 
 
 def _float32(x):

@@ -151,8 +151,8 @@ def build_models(cfg: Config, rng: np.random.Generator) -> Models:
     d = build_discriminator(cfg, rng)
     z = keras.Input((cfg.model.latent_dim,), name="z")  # (N, latent_dim)
     gan = keras.Model(z, d(g(z)), name="gan")  # (N, 1): D's belief that G's images are real
-    d.compile(optimizer=hacks.optimizer(cfg.hacks), loss=losses.d_loss, metrics=[losses.DMetrics()])
-    gan.compile(optimizer=hacks.optimizer(cfg.hacks), loss=losses.g_loss)
+    d.compile(optimizer=hacks.optimizer(cfg.hacks, network="d"), loss=losses.d_loss, metrics=[losses.DMetrics()])
+    gan.compile(optimizer=hacks.optimizer(cfg.hacks, network="g"), loss=losses.g_loss)
     g_ema = None
     if cfg.train.ema_decay > 0:
         # Its own initializer seeds, so `rng` draws what it draws without the average; then G's values.

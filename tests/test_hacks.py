@@ -140,11 +140,11 @@ def test_gaussian_init_off_is_glorot_uniform():
 
 # 6 adam
 def test_adam_hyper_parameters():
-    on = hacks.optimizer(ON)
+    on = hacks.optimizer(ON, network="d")
     assert float(on.learning_rate) == pytest.approx(2e-4) and on.beta_1 == 0.5
-    default = hacks.optimizer(off(adam=False))
+    default = hacks.optimizer(off(adam=False), network="g")
     assert float(default.learning_rate) == pytest.approx(1e-3) and default.beta_1 == 0.9
-    tuned = hacks.optimizer(off(learning_rate=1e-4, beta_1=0.3))
+    tuned = hacks.optimizer(off(learning_rate=1e-4, beta_1=0.3), network="d")
     assert float(tuned.learning_rate) == pytest.approx(1e-4) and tuned.beta_1 == 0.3
 
 

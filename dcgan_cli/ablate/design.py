@@ -1,5 +1,6 @@
-"""What an ablation varies: the factors (the eleven hacks and D's BatchNorm statistics in the G update), their
-"on" and "off" values, and the variants each design makes of a base config.
+"""What an ablation varies: the factors (the eleven hacks and D's BatchNorm statistics in the G update, then the
+stabilisers after them, hacks 12 on), their "on" and "off" values, and the variants each design makes of a base
+config.
 
 A factor is refused where the base cannot vary it: switching it would change nothing (a LeakyReLU whose slope is 0
 is a ReLU), so its runs would only measure noise under a misleading name.
@@ -63,6 +64,13 @@ def _no_batch_norm(cfg: Config) -> str | None:
     return "D has no BatchNorm (hacks.batch_norm is off)" if not cfg.hacks.batch_norm else None
 
 
+def _same_rates(cfg: Config) -> str | None:
+    h = cfg.hacks
+    rate = h.learning_rate if h.adam else 1e-3
+    same = h.d_learning_rate == rate and h.g_learning_rate == rate
+    return "hacks.d_learning_rate and g_learning_rate equal the shared rate, its 'off' side" if same else None
+
+
 FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("strided_conv", "hacks.strided_conv", True, False),
     Factor("transposed_conv", "hacks.transposed_conv", True, False),
@@ -76,7 +84,10 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("label_smoothing", "hacks.label_smoothing", True, False, _hard_ranges),
     Factor("noisy_labels", "hacks.noisy_labels", True, False, _no_flips),
     Factor("d_bn_in_g_update", "model.d_bn_in_g_update", "batch", "moving", _no_batch_norm),
+    Factor("ttur", "hacks.ttur", True, False, _same_rates),
 )}
+# --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on)
+GROUPS = {"all": tuple(FACTORS)[:12], "new": tuple(FACTORS)[12:]}
 
 
 @dataclass(frozen=True)
@@ -107,17 +118,17 @@ def _word(path: str, value: Any) -> str:
 
 
 def parse_factors(text: str) -> tuple[list[Factor], bool]:
-    """The factors named in --factors ('all', or names/config paths separated by commas) and whether 'all' was
-    asked for. An unknown name is an AblationError with the closest known name."""
-    if text.strip() == "all":
-        return list(FACTORS.values()), True
+    """The factors named in --factors ('all', 'new', or names/config paths separated by commas) and whether a
+    group was asked for. An unknown name is an AblationError with the closest known name."""
+    if text.strip() in GROUPS:
+        return [FACTORS[name] for name in GROUPS[text.strip()]], True
     by_path = {f.path: f for f in FACTORS.values()}
     chosen: list[Factor] = []
     for word in (w.strip() for w in text.split(",")):
         factor = FACTORS.get(word) or by_path.get(word)
         if factor is None:
             match = difflib.get_close_matches(word, list(FACTORS) + list(by_path), n=1, cutoff=0.6)
-            hint = f"; did you mean '{match[0]}'?" if match else f"; known factors: all, {', '.join(FACTORS)}"
+            hint = f"; did you mean '{match[0]}'?" if match else f"; known factors: all, new, {', '.join(FACTORS)}"
             raise AblationError(f"--factors: unknown factor{hint} Received: {word!r}")
         if factor not in chosen:
             chosen.append(factor)

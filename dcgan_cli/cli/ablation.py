@@ -24,9 +24,10 @@ from dcgan_cli.cli.common import (
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The base config every variant changes (not needed with --report).")
 @set_option
-@click.option("--factors", default="all", show_default=True, metavar="all|NAME,NAME,...",
-              help="What to vary: the eleven hacks by their key under hacks: (batch_norm, adam, ...) and "
-                   "d_bn_in_g_update (D's BatchNorm statistics in the G update: batch or moving).")
+@click.option("--factors", default="all", show_default=True, metavar="all|new|NAME,NAME,...",
+              help="What to vary: all (the eleven hacks and d_bn_in_g_update, D's BatchNorm statistics in the G "
+                   "update: batch or moving), new (the stabilisers after them: ttur, ...), or names: the keys "
+                   "under hacks: (batch_norm, adam, ttur, ...).")
 @click.option("--design", type=click.Choice(["leave-one-out", "one-at-a-time", "factorial"]),
               default="leave-one-out", show_default=True,
               help="leave-one-out: the base and each factor switched alone; one-at-a-time: all factors off, then "
