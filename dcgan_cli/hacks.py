@@ -16,7 +16,7 @@ import numpy as np
 from keras import layers, ops
 
 from dcgan_cli.config import HacksConfig
-from dcgan_cli.layers import BatchNorm
+from dcgan_cli.layers import BatchNorm, MinibatchStdDev
 
 
 def downsample(x, *, filters: int, hacks: HacksConfig, kernel_size: int, use_bias: bool,
@@ -69,6 +69,18 @@ def batch_norm(x, *, hacks: HacksConfig, momentum: float, epsilon: float, frozen
     if not hacks.batch_norm:
         return x
     return BatchNorm(momentum=momentum, epsilon=epsilon, frozen_statistics=frozen_statistics, name=name)(x)
+
+
+def minibatch_std(x, *, hacks: HacksConfig, name: str):
+    """Hack 19 (Karras et al. 2018, "Progressive Growing of GANs"): after D's last block, the batch's mean
+    standard deviation as an extra feature map, a cheap guard against mode collapse.
+
+    on:  MinibatchStdDev                 (N, h, w, c) -> (N, h, w, c + 1)
+    off: identity (no layer)
+    """
+    if not hacks.minibatch_std:
+        return x
+    return MinibatchStdDev(name=name)(x)
 
 
 def conv_bias(hacks: HacksConfig) -> bool:

@@ -42,3 +42,19 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     def get_config(self):
         return {**super().get_config(), "frozen_statistics": self.frozen_statistics}
+
+
+@keras.saving.register_keras_serializable(package="dcgan_cli")
+class MinibatchStdDev(keras.layers.Layer):
+    """Karras et al. (2018): how much the batch varies, as one more feature map. Each feature's standard deviation
+    over the batch at each position, averaged into one number that fills an extra channel: (N, H, W, C) ->
+    (N, H, W, C + 1). A batch of identical fakes gets 0 there, which D learns to tell from real batches."""
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        spread = ops.mean(ops.sqrt(ops.var(x, axis=0) + 1e-8))  # scalar
+        feature = ops.ones_like(x[..., :1]) * spread  # (N, H, W, 1)
+        return ops.cast(ops.concatenate([x, feature], axis=-1), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)

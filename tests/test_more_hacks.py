@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
 from dcgan_cli import hacks, train
 from dcgan_cli.ablate.design import FACTORS, GROUPS, parse_factors, variants
 from dcgan_cli.config import HacksConfig, load_config
+from dcgan_cli.layers import MinibatchStdDev
+from dcgan_cli.models import build_discriminator
+
+# |weights| summed after the tiny config's 4 steps, measured before these switches existed (TensorFlow, CPU): with
+# every new switch off a run must still train exactly as it did.
+BEFORE = {"g/0000": 32.7682, "d/0000": 2.00489, "d/0003": 16.007, "g_optimizer/0002": 15.4049,
+          "d_optimizer/0002": 11.5983}
 
 
 def weights(run) -> dict[str, np.ndarray]:
@@ -24,6 +32,14 @@ def assert_same_training(a, b) -> None:
 
 def run(tiny_overrides, tmp_path, name: str, *overrides: str):
     return train.run(load_config(None, [*tiny_overrides, *overrides]), run_dir=tmp_path / name)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="measured on TensorFlow")
+@pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])
+def test_with_every_new_switch_off_a_run_trains_as_before_they_existed(tiny_overrides, tmp_path, loop):
+    found = weights(run(tiny_overrides, tmp_path, loop, f"train.loop={loop}"))
+    assert {key: float(np.abs(found[key]).astype(np.float64).sum()) for key in BEFORE} == pytest.approx(BEFORE,
+                                                                                                     rel=1e-5)
 
 
 # 12 ttur
@@ -53,3 +69,31 @@ def test_the_new_switches_are_ablation_factors_off_by_default():
     made, *_ = variants(base, factors, design="leave-one-out", everything=True)
     assert [v.name for v in made[1:]] == [f"{name}-on" for name in GROUPS["new"]]
     assert all(getattr(base.hacks, FACTORS[name].path.split(".")[1]) is False for name in GROUPS["new"])
+
+
+# 19 minibatch_std
+def test_minibatch_std_adds_the_batchs_spread_as_a_feature_map(tiny_cfg):
+    from dataclasses import replace
+
+    on = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, minibatch_std=True))
+    d_on, d_off = (build_discriminator(cfg, np.random.default_rng(0)) for cfg in (on, tiny_cfg))
+    names_on = [layer.name for layer in d_on.layers]
+    assert "minibatch_std" in names_on and "minibatch_std" not in [layer.name for layer in d_off.layers]
+    before = d_on.get_layer(names_on[names_on.index("minibatch_std") - 1]).output.shape
+    assert d_on.get_layer("minibatch_std").output.shape == (*before[:-1], before[-1] + 1)
+    x = np.random.default_rng(1).normal(size=(6, 4, 4, 3)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(MinibatchStdDev()(x))
+    assert np.array_equal(out[..., :3], x)
+    assert np.allclose(out[..., 3], np.sqrt(x.var(axis=0) + 1e-8).mean(), rtol=1e-5)
+    same = np.repeat(x[:1], 6, axis=0)
+    assert np.allclose(keras.ops.convert_to_numpy(MinibatchStdDev()(same))[..., 3], 1e-4, rtol=1e-3)
+
+
+def test_minibatch_std_trains_alike_in_both_loops(tiny_overrides, tmp_path):
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.minibatch_std=true")
+            for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+    plain = weights(run(tiny_overrides, tmp_path, "plain"))
+    assert [key for key in plain if plain[key].shape != split[key].shape] == ["d/0007", "d_optimizer/0012",
+                                                                           "d_optimizer/0013"]  # score kernel, moments
