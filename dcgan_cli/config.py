@@ -88,6 +88,8 @@ class HacksConfig:
     #                              at learning_rate (Adam's default 1e-3 with adam off)
     d_learning_rate: float = setting(4e-4, low=0.0)  # D's learning rate when ttur is on
     g_learning_rate: float = setting(1e-4, low=0.0)  # G's learning rate when ttur is on
+    spectral_norm: bool = setting(False)  # 16 D's convolutions and final Dense divided by their largest singular
+    #                                       value (one power iteration per step); off: plain layers
     minibatch_std: bool = setting(False)  # 19 D sees the batch's mean standard deviation as an extra feature map
     #                                       after its last block; off: no such feature
 
@@ -412,6 +414,7 @@ ARCHITECTURE = (
     "model.image_size", "model.channels", "model.latent_dim", "model.g_filters", "model.d_filters",
     "model.max_filters", "model.kernel_size", "model.g_activation", "hacks.strided_conv", "hacks.transposed_conv",
     "hacks.leaky_relu", "hacks.batch_norm", "hacks.scale_images", "hacks.minibatch_std",
+    "hacks.spectral_norm",
 )
 
 

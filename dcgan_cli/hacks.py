@@ -16,7 +16,7 @@ import numpy as np
 from keras import layers, ops
 
 from dcgan_cli.config import HacksConfig
-from dcgan_cli.layers import BatchNorm, MinibatchStdDev
+from dcgan_cli.layers import BatchNorm, MinibatchStdDev, SpectralNorm
 
 
 def downsample(x, *, filters: int, hacks: HacksConfig, kernel_size: int, use_bias: bool,
@@ -27,8 +27,9 @@ def downsample(x, *, filters: int, hacks: HacksConfig, kernel_size: int, use_bia
     off: Conv2D(filters, k, strides=1) + MaxPooling2D(2) (N, H, W, C) -> (N, H, W, filters) -> (N, H/2, W/2, filters)
     """
     strides = 2 if hacks.strided_conv else 1
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=use_bias,
-                      kernel_initializer=initializer, name=name)(x)
+    conv = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=use_bias,
+                         kernel_initializer=initializer, name=name)
+    x = spectral_norm(conv, hacks=hacks)(x)
     if hacks.strided_conv:
         return x
     return layers.MaxPooling2D(2, name=f"{name}_pool")(x)
@@ -69,6 +70,18 @@ def batch_norm(x, *, hacks: HacksConfig, momentum: float, epsilon: float, frozen
     if not hacks.batch_norm:
         return x
     return BatchNorm(momentum=momentum, epsilon=epsilon, frozen_statistics=frozen_statistics, name=name)(x)
+
+
+def spectral_norm(layer: keras.layers.Layer, *, hacks: HacksConfig) -> keras.layers.Layer:
+    """Hack 16 (Miyato et al. 2018, "Spectral Normalization for GANs"): each of D's convolutions and its final
+    Dense divided by its largest singular value (one power iteration per training step).
+
+    on:  SpectralNorm(layer), named after it with "_sn"   same shapes
+    off: the layer itself
+    """
+    if not hacks.spectral_norm:
+        return layer
+    return SpectralNorm(layer, name=f"{layer.name}_sn")
 
 
 def minibatch_std(x, *, hacks: HacksConfig, name: str):

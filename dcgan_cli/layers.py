@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import keras
 from keras import ops
 
@@ -58,3 +60,50 @@ class MinibatchStdDev(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] + 1)
+
+
+@keras.saving.register_keras_serializable(package="dcgan_cli")
+class SpectralNorm(keras.layers.Wrapper):
+    """Miyato et al. (2018): a Conv2D or Dense whose kernel is divided by its largest singular value, estimated by
+    one power iteration per training-mode call. The trained variable stays the raw kernel and the division happens
+    in the forward pass, so the gradient flows through it, and only the power iteration's vector u moves, only
+    while the layer is trainable. keras.layers.SpectralNormalization instead writes the divided kernel back into the
+    layer's variable in every training-mode call, frozen or not: D's weights would change in the G update."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        out = self.layer.kernel.shape[-1]
+        seed = zlib.crc32(self.name.encode())  # a fixed start per layer, drawing nothing from the run's generators
+        self.u = self.add_weight(shape=(1, out), initializer=keras.initializers.RandomNormal(seed=seed),
+                                 trainable=False, name="u")
+
+    def call(self, inputs, training=False):
+        kernel = self.layer.kernel
+        w = ops.reshape(ops.cast(kernel, "float32"), (-1, kernel.shape[-1]))  # (fan_in, out)
+        v = _unit(ops.matmul(self.u, ops.transpose(w)))  # (1, fan_in)
+        u = ops.stop_gradient(_unit(ops.matmul(v, w)))  # (1, out)
+        v = ops.stop_gradient(v)
+        sigma = ops.sum(ops.matmul(v, w) * u)  # the largest singular value's estimate, scalar
+        if training and self.trainable:
+            self.u.assign(u)
+        kernel = ops.cast(ops.cast(kernel, "float32") / sigma, self.compute_dtype)
+        return _apply(self.layer, ops.cast(inputs, self.compute_dtype), kernel)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+def _unit(x):
+    return x / (ops.sqrt(ops.sum(ops.square(x))) + 1e-12)
+
+
+def _apply(layer: keras.layers.Layer, inputs, kernel):
+    """The wrapped Conv2D's or Dense's output with `kernel` in place of its own (it has no activation here)."""
+    if isinstance(layer, keras.layers.Conv2D):
+        out = ops.conv(inputs, kernel, strides=layer.strides, padding=layer.padding, data_format=layer.data_format,
+                       dilation_rate=layer.dilation_rate)
+    else:
+        out = ops.matmul(inputs, kernel)
+    if layer.use_bias:
+        out = out + ops.cast(layer.bias, out.dtype)
+    return out

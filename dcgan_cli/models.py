@@ -141,7 +141,8 @@ def build_discriminator(cfg: Config, rng: np.random.Generator) -> keras.Model:
         x = hacks.activation(x, hacks=h, leaky=True, name=f"down{block}_act")  # same shape
     x = hacks.minibatch_std(x, hacks=h, name="minibatch_std")  # (N, base, base, widths[-1] (+ 1))
     x = layers.Flatten(name="flatten")(x)  # (N, base*base*(widths[-1] (+ 1)))
-    x = layers.Dense(1, kernel_initializer=hacks.kernel_initializer(h, rng), name="score")(x)  # (N, 1)
+    score = layers.Dense(1, kernel_initializer=hacks.kernel_initializer(h, rng), name="score")
+    x = hacks.spectral_norm(score, hacks=h)(x)  # (N, 1)
     p_real = layers.Activation("sigmoid", dtype="float32", name="p_real")(x)  # (N, 1), in (0, 1)
     return keras.Model(image, p_real, name="discriminator")
 

@@ -97,3 +97,73 @@ def test_minibatch_std_trains_alike_in_both_loops(tiny_overrides, tmp_path):
     plain = weights(run(tiny_overrides, tmp_path, "plain"))
     assert [key for key in plain if plain[key].shape != split[key].shape] == ["d/0007", "d_optimizer/0012",
                                                                            "d_optimizer/0013"]  # score kernel, moments
+
+
+# 16 spectral_norm
+def sn_cfg(tiny_cfg):
+    from dataclasses import replace
+
+    return replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, spectral_norm=True))
+
+
+def test_spectral_norm_wraps_ds_convolutions_and_score_and_divides_by_the_largest_singular_value(tiny_cfg):
+    from dcgan_cli.layers import SpectralNorm
+
+    d = build_discriminator(sn_cfg(tiny_cfg), np.random.default_rng(0))
+    wrapped = [layer for layer in d.layers if isinstance(layer, SpectralNorm)]
+    assert [layer.name for layer in wrapped] == ["down1_sn", "down2_sn", "score_sn"]
+    dense = wrapped[-1]
+    x = np.random.default_rng(1).normal(size=(5, dense.layer.kernel.shape[0])).astype(np.float32)
+    for _ in range(60):  # the power iteration converges
+        dense(x, training=True)
+    w = keras.ops.convert_to_numpy(dense.layer.kernel)
+    sigma = np.linalg.svd(w.reshape(-1, w.shape[-1]), compute_uv=False).max()
+    expected = x @ (w / sigma) + keras.ops.convert_to_numpy(dense.layer.bias)
+    assert np.allclose(keras.ops.convert_to_numpy(dense(x)), expected, rtol=1e-4, atol=1e-6)
+    conv = wrapped[0]
+    images = np.random.default_rng(2).normal(size=(2, 16, 16, 1)).astype(np.float32)
+    for _ in range(60):
+        conv(images, training=True)
+    k = keras.ops.convert_to_numpy(conv.layer.kernel)
+    sigma = np.linalg.svd(k.reshape(-1, k.shape[-1]), compute_uv=False).max()
+    reference = keras.ops.convert_to_numpy(keras.ops.conv(images, k / sigma, strides=2, padding="same"))
+    reference = reference + keras.ops.convert_to_numpy(conv.layer.bias)
+    assert np.allclose(keras.ops.convert_to_numpy(conv(images)), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_norm_moves_only_in_ds_own_updates(tiny_cfg):
+    from dcgan_cli import draws
+    from dcgan_cli.models import build_models
+
+    cfg = sn_cfg(tiny_cfg)
+    models = build_models(cfg, np.random.default_rng(0))
+    images = np.random.default_rng(3).integers(0, 256, size=(40, 16, 16, 1), dtype=np.uint8)
+    step_draws = draws.Draws(cfg, count=len(images), seed=0)
+    prepare = train.step_preparer(models.g, step_draws, resident=True)
+    batches, z = prepare(images, 1)
+    before = [np.array(v.numpy()) for v in models.d.weights]
+    train.update_g(models, z)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, models.d.weights)), "frozen D changed"
+    train.update_d(models, batches, cfg=cfg)
+    u_paths = [v.path for v in models.d.weights if v.path.endswith("/u")]
+    moved = [v.path for a, v in zip(before, models.d.weights) if not np.array_equal(a, v.numpy())]
+    assert len(u_paths) == 3 and set(u_paths) <= set(moved)
+
+
+def test_keras_own_spectral_normalization_changes_a_frozen_layer():
+    """Why hack 16 has its own layer: Keras' wrapper rewrites the kernel of a frozen layer in training mode."""
+    layer = keras.layers.SpectralNormalization(keras.layers.Dense(3))
+    x = np.ones((2, 4), np.float32)
+    layer(x)
+    layer.trainable = False
+    before = keras.ops.convert_to_numpy(layer.layer.kernel).copy()
+    layer(x, training=True)
+    assert not np.array_equal(before, keras.ops.convert_to_numpy(layer.layer.kernel))
+
+
+def test_spectral_norm_trains_alike_in_both_loops(tiny_overrides, tmp_path):
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.spectral_norm=true")
+            for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert split.keys() == compiled.keys()
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
