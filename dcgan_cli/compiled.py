@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli import losses
+from dcgan_cli import hacks
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
@@ -29,26 +29,15 @@ from dcgan_cli.models import Models, assign_ema, build_optimizers, ema_values
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
 
-SOURCE_METRICS = {
-    "real": {"d_loss_real": losses.d_loss_real, "d_real_mean": losses.d_real_mean},
-    "fake": {"d_loss_fake": losses.d_loss_fake, "d_fake_mean": losses.d_fake_mean},
-}
-
-
-def _d_metrics(found: dict, held: tuple[str, ...], y, p) -> None:
+def _d_metrics(found: dict, held: tuple[str, ...], metrics: dict) -> None:
     """Record D's loss and mean output on each source a batch holds (real, fake or both)."""
     for source in held:
-        for name, metric in SOURCE_METRICS[source].items():
-            found[name] = metric(y, p)
+        for name in (f"d_loss_{source}", f"d_{source}_mean"):
+            found[name] = metrics[name]
 
 
 def _stack(found: dict):
     return ops.stack([ops.cast(found[key], "float32") for key in METRIC_ORDER])
-
-
-def _g_loss(p):
-    """G's loss, averaged: D's output on fakes against the label 1 (never smoothed). Scalar."""
-    return ops.mean(losses.g_loss(ops.ones_like(p), p))
 
 
 class CompiledStep:
@@ -60,6 +49,7 @@ class CompiledStep:
         self.models, self.draws, self.resident = models, draws, resident
         self.bn_batch_statistics = cfg.model.d_bn_in_g_update == "batch"
         self.sources = d_sources(cfg)
+        self.objective = hacks.objective(cfg.hacks)
         self.ema_decay = cfg.train.ema_decay
         self.stateless = stateless_optimizers()
         if self.stateless:
@@ -108,6 +98,10 @@ class CompiledStep:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
         return (*groups, ops.zeros((len(METRIC_ORDER),), dtype="float32"))
 
+    def _g_loss(self, output):
+        """G's loss, averaged: its objective on D's output for fakes, toward the label 1 (never smoothed). Scalar."""
+        return ops.mean(self.objective.g_loss(ops.ones_like(output), output))
+
     def _inputs(self, source, step):
         """The step's real batch in the model range, its latents and its D plan, drawn on the device."""
         return (self.draws.real(source, step, resident=self.resident), *self.draws.latents_and_plan(step))
@@ -132,16 +126,16 @@ class CompiledStep:
 
             def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt):
                 p, new_ntv = d.stateless_call(d_trainable, d_ntv, x, training=True)
-                return scaled(d_optimizer, d_opt, ops.mean(losses.d_loss(y, p))), (new_ntv, p)
+                return scaled(d_optimizer, d_opt, ops.mean(self.objective.d_loss(y, p))), (new_ntv, p)
 
             (_, (d_ntv, p)), grads = value_and_grad(d_objective)(d_tv)
             d_tv, d_opt = d_optimizer.stateless_apply(d_opt, grads, d_tv)
-            _d_metrics(found, held, y, p)
+            _d_metrics(found, held, self.objective.d_metrics(y, p))
 
         # (2) Update G through a frozen D: D's variables are only read, its new statistics dropped.
         def fake_objective(images):
             p, _ = d.stateless_call(d_tv, d_ntv, images, training=self.bn_batch_statistics)
-            loss = _g_loss(p)
+            loss = self._g_loss(p)
             return scaled(g_optimizer, g_opt, loss), loss
 
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
@@ -168,17 +162,17 @@ class CompiledStep:
 
             def d_objective(x=x, y=y):
                 p = d(x, training=True)
-                return ops.mean(losses.d_loss(y, p)), p
+                return ops.mean(self.objective.d_loss(y, p)), p
 
             _, p, grads = gradients(d_objective, d.trainable_variables, d.optimizer)
             d.optimizer.apply(grads, d.trainable_variables)
-            _d_metrics(found, held, y, p)
+            _d_metrics(found, held, self.objective.d_metrics(y, p))
 
         # (2) Update G through a frozen D (BatchNorm per model.d_bn_in_g_update, moving statistics untouched).
         d.trainable = False
 
         def fake_objective(images):
-            loss = _g_loss(d(images, training=True))
+            loss = self._g_loss(d(images, training=True))
             return g_optimizer.scale_loss(loss), loss
 
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)

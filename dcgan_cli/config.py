@@ -90,6 +90,7 @@ class HacksConfig:
     g_learning_rate: float = setting(1e-4, low=0.0)  # G's learning rate when ttur is on
     spectral_norm: bool = setting(False)  # 16 D's convolutions and final Dense divided by their largest singular
     #                                       value (one power iteration per step); off: plain layers
+    hinge_loss: bool = setting(False)  # 17 hinge loss on D's raw scores (no sigmoid); off: binary cross-entropy
     minibatch_std: bool = setting(False)  # 19 D sees the batch's mean standard deviation as an extra feature map
     #                                       after its last block; off: no such feature
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from dcgan_cli import losses
 from dcgan_cli.config import HacksConfig
 from dcgan_cli.layers import BatchNorm, MinibatchStdDev, SpectralNorm
 
@@ -82,6 +83,23 @@ def spectral_norm(layer: keras.layers.Layer, *, hacks: HacksConfig) -> keras.lay
     if not hacks.spectral_norm:
         return layer
     return SpectralNorm(layer, name=f"{layer.name}_sn")
+
+
+def objective(hacks: HacksConfig) -> losses.Objective:
+    """Hack 17 (Lim & Ye 2017, "Geometric GAN"; SNGAN, BigGAN): the hinge loss on D's raw scores.
+
+    on:  D ends in its raw score; D: y max(0, 1 - s) + (1 - y) max(0, 1 + s), G: -s   (losses.HINGE)
+    off: D ends in a sigmoid; binary cross-entropy for both                         (losses.CROSS_ENTROPY)
+    """
+    return losses.HINGE if hacks.hinge_loss else losses.CROSS_ENTROPY
+
+
+def d_output(x, *, hacks: HacksConfig):
+    """D's last activation, float32, as hack 17 needs it: the raw score (N, 1) for the hinge loss, else its sigmoid,
+    D's probability that the image is real (N, 1)."""
+    if hacks.hinge_loss:
+        return layers.Activation("linear", dtype="float32", name="d_score")(x)
+    return layers.Activation("sigmoid", dtype="float32", name="p_real")(x)
 
 
 def minibatch_std(x, *, hacks: HacksConfig, name: str):

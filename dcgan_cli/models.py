@@ -123,7 +123,8 @@ def build_generator(cfg: Config, rng: np.random.Generator) -> keras.Model:
 
 
 def build_discriminator(cfg: Config, rng: np.random.Generator) -> keras.Model:
-    """D: image -> one strided block per doubling (mirroring G) -> Flatten -> Dense -> sigmoid p(real) (N, 1)."""
+    """D: image -> one strided block per doubling (mirroring G) -> Flatten -> Dense -> sigmoid p(real) (N, 1), or
+    the raw score with the hinge loss (hack 17)."""
     m, h = cfg.model, cfg.hacks
     base, doublings = base_size(m.image_size)
     widths = _filters(m.d_filters, m.max_filters, doublings)
@@ -143,8 +144,8 @@ def build_discriminator(cfg: Config, rng: np.random.Generator) -> keras.Model:
     x = layers.Flatten(name="flatten")(x)  # (N, base*base*(widths[-1] (+ 1)))
     score = layers.Dense(1, kernel_initializer=hacks.kernel_initializer(h, rng), name="score")
     x = hacks.spectral_norm(score, hacks=h)(x)  # (N, 1)
-    p_real = layers.Activation("sigmoid", dtype="float32", name="p_real")(x)  # (N, 1), in (0, 1)
-    return keras.Model(image, p_real, name="discriminator")
+    output = hacks.d_output(x, hacks=h)  # (N, 1): p(real) in (0, 1), or the raw score for the hinge loss
+    return keras.Model(image, output, name="discriminator")
 
 
 def build_models(cfg: Config, rng: np.random.Generator) -> Models:
@@ -153,8 +154,10 @@ def build_models(cfg: Config, rng: np.random.Generator) -> Models:
     d = build_discriminator(cfg, rng)
     z = keras.Input((cfg.model.latent_dim,), name="z")  # (N, latent_dim)
     gan = keras.Model(z, d(g(z)), name="gan")  # (N, 1): D's belief that G's images are real
-    d.compile(optimizer=hacks.optimizer(cfg.hacks, network="d"), loss=losses.d_loss, metrics=[losses.DMetrics()])
-    gan.compile(optimizer=hacks.optimizer(cfg.hacks, network="g"), loss=losses.g_loss)
+    objective = hacks.objective(cfg.hacks)
+    d.compile(optimizer=hacks.optimizer(cfg.hacks, network="d"), loss=objective.d_loss,
+              metrics=[losses.DMetrics(objective)])
+    gan.compile(optimizer=hacks.optimizer(cfg.hacks, network="g"), loss=objective.g_loss)
     g_ema = None
     if cfg.train.ema_decay > 0:
         # Its own initializer seeds, so `rng` draws what it draws without the average; then G's values.

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli import hacks, losses
+from dcgan_cli import hacks
 from dcgan_cli.backend import input_gradient
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
@@ -50,18 +50,20 @@ class Probe:
         fake, _ = g.stateless_call(g_tv, g_ntv, self.z, training=True)
         real = ops.convert_to_tensor(self.real_batch)
         d_training = self.cfg.model.d_bn_in_g_update == "batch"
+        objective = hacks.objective(self.cfg.hacks)
 
         def d_objective(values):
             loss = 0.0
             for x, label in ((real, 1.0), (ops.stop_gradient(fake), 0.0)):
                 p, _ = d.stateless_call(values, d_ntv, x, training=True)
-                loss = loss + ops.mean(losses.g_loss(ops.full_like(p, label), p))
+                targets = ops.concatenate([ops.full_like(p, label)] * 2, axis=1)  # label, source
+                loss = loss + ops.mean(objective.d_loss(targets, p))
             return loss, None
 
         def g_objective(values):
             images, _ = g.stateless_call(values, g_ntv, self.z, training=True)
             p, _ = d.stateless_call(d_tv, d_ntv, images, training=d_training)
-            return ops.mean(losses.g_loss(ops.ones_like(p), p)), None
+            return ops.mean(objective.g_loss(ops.ones_like(p), p)), None
 
         return {"d_grad_norm": _norm(input_gradient(d_objective, d_tv)[2]),
                 "g_grad_norm": _norm(input_gradient(g_objective, g_tv)[2])}

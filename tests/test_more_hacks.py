@@ -167,3 +167,40 @@ def test_spectral_norm_trains_alike_in_both_loops(tiny_overrides, tmp_path):
     split, compiled = (weights(r) for r in runs.values())
     assert split.keys() == compiled.keys()
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+
+
+# 17 hinge_loss
+def test_hinge_losses_and_their_probability():
+    from dcgan_cli import losses
+
+    s = np.array([[2.0], [0.5], [-0.5], [-3.0]], np.float32)
+    y = np.array([[1.0, 1.0], [1.2, 1.0], [0.0, 0.0], [0.0, 0.0]], np.float32)  # label, source
+    d = keras.ops.convert_to_numpy(losses.hinge_d_loss(y, s))
+    assert np.allclose(d, [0.0, 0.5, 0.5, 0.0])  # the label 1.2 counts as 1
+    assert np.allclose(keras.ops.convert_to_numpy(losses.hinge_g_loss(np.ones_like(s), s)), [-2.0, -0.5, 0.5, 3.0])
+    found = {k: float(v) for k, v in losses.HINGE.d_metrics(y, s).items()}
+    assert found["d_real_mean"] == pytest.approx(float(np.mean(1 / (1 + np.exp(-s[:2, 0])))))
+    assert found["d_loss_fake"] == pytest.approx(0.25)
+    assert hacks.objective(HacksConfig()) is losses.CROSS_ENTROPY
+    assert hacks.objective(HacksConfig(hinge_loss=True)) is losses.HINGE
+
+
+def test_hinge_loss_removes_ds_sigmoid_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg):
+    from dataclasses import replace
+
+    d = build_discriminator(replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, hinge_loss=True)),
+                            np.random.default_rng(0))
+    assert d.layers[-1].name == "d_score" and d.layers[-1].activation.__name__ == "linear"
+    assert build_discriminator(tiny_cfg, np.random.default_rng(0)).layers[-1].name == "p_real"
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.hinge_loss=true")
+            for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+    from dcgan_cli.plots import read_metrics
+
+    logged = [read_metrics(r)[-1] for r in runs.values()]
+    for record in logged:
+        assert 0 < record["d_real_mean"] < 1 and 0 < record["d_fake_mean"] < 1  # sigmoid of the scores
+    assert logged[0]["g_loss"] == pytest.approx(logged[1]["g_loss"], rel=1e-3, abs=1e-4)
+    plain = weights(run(tiny_overrides, tmp_path, "plain"))
+    assert not np.allclose(plain["d/0000"], split["d/0000"])

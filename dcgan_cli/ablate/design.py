@@ -86,6 +86,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("d_bn_in_g_update", "model.d_bn_in_g_update", "batch", "moving", _no_batch_norm),
     Factor("ttur", "hacks.ttur", True, False, _same_rates),
     Factor("spectral_norm", "hacks.spectral_norm", True, False),
+    Factor("hinge_loss", "hacks.hinge_loss", True, False),
     Factor("minibatch_std", "hacks.minibatch_std", True, False),
 )}
 # --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on)
