@@ -102,9 +102,10 @@ def forward_with_vjp(fn: Callable, variables: list):
     raise NotImplementedError(f"use jax.vjp on this backend. Received: {name!r}")
 
 
-def input_gradient(fn: Callable, x):
+def input_gradient(fn: Callable, x, *, differentiable: bool = False):
     """fn(x) -> (loss, aux); returns (loss, aux, d loss / d x) for one input tensor, or a list of tensors and the
-    list of their gradients (all backends)."""
+    list of their gradients (all backends). `differentiable` keeps torch's graph of the gradient, for a loss that
+    contains it (JAX and TensorFlow tapes nest as they are)."""
     name = keras.backend.backend()
     if name == "jax":
         import jax
@@ -122,11 +123,11 @@ def input_gradient(fn: Callable, x):
         import torch
 
         many = isinstance(x, list)
-        inputs = [t.detach().requires_grad_(True) for t in (x if many else [x])]
+        inputs = [(t if differentiable else t.detach()).requires_grad_(True) for t in (x if many else [x])]
         with torch.enable_grad():
             loss, aux = fn(inputs if many else inputs[0])
-            grads = list(torch.autograd.grad(loss, inputs))
-        return loss.detach(), aux, grads if many else grads[0]
+            grads = list(torch.autograd.grad(loss, inputs, create_graph=differentiable))
+        return (loss if differentiable else loss.detach()), aux, grads if many else grads[0]
     raise NotImplementedError(f"no gradient support for this Keras backend. Received: {name!r}")
 
 

@@ -49,7 +49,7 @@ class CompiledStep:
         self.models, self.draws, self.resident = models, draws, resident
         self.bn_batch_statistics = cfg.model.d_bn_in_g_update == "batch"
         self.sources = d_sources(cfg)
-        self.objective = hacks.objective(cfg.hacks)
+        self.objective, self.hacks = hacks.objective(cfg.hacks), cfg.hacks
         self.ema_decay = cfg.train.ema_decay
         self.stateless = stateless_optimizers()
         if self.stateless:
@@ -98,6 +98,28 @@ class CompiledStep:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
         return (*groups, ops.zeros((len(METRIC_ORDER),), dtype="float32"))
 
+    def _d_loss(self, forward, x, y, step, *, has_real: bool):
+        """D's mean loss on a batch x with targets y, with hack 18's penalty on its real images when on and due,
+        D's output and what forward(x) -> (output, aux) gave besides."""
+        def plain():
+            output, aux = forward(x)
+            return ops.mean(self.objective.d_loss(y, output)), output, aux
+
+        def penalised():
+            def scores(images):
+                output, aux = forward(images)
+                return ops.sum(self.objective.score(output)), (output, aux)
+
+            _, (output, aux), gradient = input_gradient(scores, x, differentiable=True)
+            penalty = hacks.r1_penalty(gradient, y[:, 1], step, hacks=self.hacks)
+            return ops.mean(self.objective.d_loss(y, output)) + penalty, output, aux
+
+        if not (self.hacks.r1_penalty and has_real):
+            return plain()
+        if self.hacks.r1_every == 1:
+            return penalised()
+        return ops.cond(hacks.r1_due(step, hacks=self.hacks), penalised, plain)
+
     def _g_loss(self, output):
         """G's loss, averaged: its objective on D's output for fakes, toward the label 1 (never smoothed). Scalar."""
         return ops.mean(self.objective.g_loss(ops.ones_like(output), output))
@@ -124,9 +146,12 @@ class CompiledStep:
         found = {}
         for (x, y), held in zip(d_batches(real, ops.stop_gradient(fake), plan), self.sources):
 
-            def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt):
-                p, new_ntv = d.stateless_call(d_trainable, d_ntv, x, training=True)
-                return scaled(d_optimizer, d_opt, ops.mean(self.objective.d_loss(y, p))), (new_ntv, p)
+            def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt, held=held):
+                def forward(images):
+                    return d.stateless_call(d_trainable, d_ntv, images, training=True)
+
+                loss, p, new_ntv = self._d_loss(forward, x, y, step, has_real="real" in held)
+                return scaled(d_optimizer, d_opt, loss), (new_ntv, p)
 
             (_, (d_ntv, p)), grads = value_and_grad(d_objective)(d_tv)
             d_tv, d_opt = d_optimizer.stateless_apply(d_opt, grads, d_tv)
@@ -160,9 +185,10 @@ class CompiledStep:
         d.trainable = True
         for (x, y), held in zip(d_batches(real, ops.stop_gradient(fake), plan), self.sources):
 
-            def d_objective(x=x, y=y):
-                p = d(x, training=True)
-                return ops.mean(self.objective.d_loss(y, p)), p
+            def d_objective(x=x, y=y, held=held):
+                loss, p, _ = self._d_loss(lambda images: (d(images, training=True), None), x, y, step,
+                                          has_real="real" in held)
+                return loss, p
 
             _, p, grads = gradients(d_objective, d.trainable_variables, d.optimizer)
             d.optimizer.apply(grads, d.trainable_variables)

@@ -91,6 +91,10 @@ class HacksConfig:
     spectral_norm: bool = setting(False)  # 16 D's convolutions and final Dense divided by their largest singular
     #                                       value (one power iteration per step); off: plain layers
     hinge_loss: bool = setting(False)  # 17 hinge loss on D's raw scores (no sigmoid); off: binary cross-entropy
+    r1_penalty: bool = setting(False)  # 18 R1 gradient penalty on real images in D's loss (train.loop: compiled);
+    #                                    off: none
+    r1_gamma: float = setting(10.0, low=0.0)  # the penalty's weight gamma (gamma / 2 times the squared gradient norm)
+    r1_every: int = setting(1, low=1)  # lazy regularisation: the penalty every this many steps, weighted by it
     minibatch_std: bool = setting(False)  # 19 D sees the batch's mean standard deviation as an extra feature map
     #                                       after its last block; off: no such feature
 
@@ -358,6 +362,9 @@ def _cross_checks(config: Config) -> list[str]:
     problems = []
     if config.data.name in NEEDS_PATH and config.data.path is None:
         problems.append(f"data.path: required when data.name is {config.data.name}. Received: None")
+    if config.hacks.r1_penalty and config.train.loop != "compiled":
+        problems.append("hacks.r1_penalty: needs train.loop: compiled; the train_on_batch loop's Keras calls cannot "
+                        "differentiate D with respect to its input images. Received: true")
     size = config.model.image_size
     if size % 2:
         problems.append("model.image_size: expected an even size (G doubles its base at least once). "

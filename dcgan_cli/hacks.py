@@ -102,6 +102,29 @@ def d_output(x, *, hacks: HacksConfig):
     return layers.Activation("sigmoid", dtype="float32", name="p_real")(x)
 
 
+def r1_penalty(gradient, is_real, step, *, hacks: HacksConfig):
+    """Hack 18 (Mescheder et al. 2018, "Which Training Methods for GANs do actually Converge?"): the R1 penalty
+    on D's gradient at the real images, added to D's loss; lazily (StyleGAN2) every r1_every steps at r1_every
+    times the weight. `gradient` is d sum(D's raw scores) / d images (N, H, W, C), `is_real` (N,) marks the real
+    ones, `step` the training step. Scalar.
+
+    on:  r1_gamma / 2 * mean over real images of ||gradient||^2, times r1_every on steps divisible by it, else 0
+    off: 0 (and no gradient is taken: r1_due is False)
+    """
+    if not hacks.r1_penalty:
+        return 0.0
+    dtype = keras.backend.result_type(gradient.dtype, "float32")  # at least float32 (mixed precision)
+    squares = ops.sum(ops.reshape(ops.square(ops.cast(gradient, dtype)), (gradient.shape[0], -1)), axis=1)
+    real = ops.cast(is_real, dtype)
+    mean = ops.sum(squares * real) / ops.maximum(ops.sum(real), 1.0)
+    return hacks.r1_gamma / 2.0 * hacks.r1_every * mean
+
+
+def r1_due(step, *, hacks: HacksConfig):
+    """Whether hack 18's penalty applies at `step` (a bool tensor): on steps divisible by r1_every."""
+    return ops.equal(ops.mod(step, hacks.r1_every), 0)
+
+
 def minibatch_std(x, *, hacks: HacksConfig, name: str):
     """Hack 19 (Karras et al. 2018, "Progressive Growing of GANs"): after D's last block, the batch's mean
     standard deviation as an extra feature map, a cheap guard against mode collapse.

@@ -72,6 +72,7 @@ class Objective:
     d_loss: Callable  # (y (N, 2), output (N, 1)) -> (N,)
     g_loss: Callable  # (y (N, 1), output (N, 1)) -> (N,)
     probability: Callable  # output (N, 1) -> (N, 1) in (0, 1)
+    score: Callable  # output (N, 1) -> D's raw score (N, 1): the logit of a probability
 
     def d_metrics(self, y, output) -> dict:
         """D's loss and mean belief on the real and on the fake images of a batch (y[:, 1] says which): scalars,
@@ -81,8 +82,18 @@ class Objective:
                 "d_real_mean": _masked_mean(p, real), "d_fake_mean": _masked_mean(p, 1.0 - real)}
 
 
-CROSS_ENTROPY = Objective("cross_entropy", d_loss, g_loss, lambda output: ops.cast(output, "float32"))
-HINGE = Objective("hinge", hinge_d_loss, hinge_g_loss, lambda output: ops.sigmoid(ops.cast(output, "float32")))
+def logit(p):
+    """log(p / (1 - p)) of probabilities clipped to [EPSILON, 1 - EPSILON], as the loss clips them."""
+    p = ops.clip(ops.cast(p, "float32"), EPSILON, 1.0 - EPSILON)
+    return ops.log(p) - ops.log(1.0 - p)
+
+
+def _float32(x):
+    return ops.cast(x, "float32")
+
+
+CROSS_ENTROPY = Objective("cross_entropy", d_loss, g_loss, probability=_float32, score=logit)
+HINGE = Objective("hinge", hinge_d_loss, hinge_g_loss, probability=lambda s: ops.sigmoid(_float32(s)), score=_float32)
 D_METRICS = ("d_loss_real", "d_loss_fake", "d_real_mean", "d_fake_mean")
 
 

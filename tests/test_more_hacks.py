@@ -204,3 +204,74 @@ def test_hinge_loss_removes_ds_sigmoid_and_both_loops_agree(tiny_overrides, tmp_
     assert logged[0]["g_loss"] == pytest.approx(logged[1]["g_loss"], rel=1e-3, abs=1e-4)
     plain = weights(run(tiny_overrides, tmp_path, "plain"))
     assert not np.allclose(plain["d/0000"], split["d/0000"])
+
+
+# 18 r1_penalty
+def test_r1_is_refused_in_the_train_on_batch_loop():
+    from dcgan_cli.config import ConfigError
+
+    with pytest.raises(ConfigError, match="hacks.r1_penalty: needs train.loop: compiled.*Received: true"):
+        load_config(None, ["hacks.r1_penalty=true"])
+    assert load_config(None, ["hacks.r1_penalty=true", "train.loop=compiled"]).hacks.r1_penalty
+
+
+def test_r1_penalty_value_and_its_lazy_weight():
+    gradient = np.arange(2 * 2 * 2 * 1, dtype=np.float32).reshape(2, 2, 2, 1)  # norms^2: 14 and 126
+    is_real = np.array([True, False])
+    on = HacksConfig(r1_penalty=True, r1_gamma=10.0)
+    assert float(hacks.r1_penalty(gradient, is_real, 3, hacks=on)) == pytest.approx(5.0 * 14)
+    lazy = HacksConfig(r1_penalty=True, r1_gamma=10.0, r1_every=4)
+    assert float(hacks.r1_penalty(gradient, is_real, 8, hacks=lazy)) == pytest.approx(4 * 5.0 * 14)
+    assert [bool(hacks.r1_due(s, hacks=lazy)) for s in (3, 4, 8)] == [False, True, True]
+    assert hacks.r1_penalty(gradient, is_real, 3, hacks=HacksConfig()) == 0.0
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow gradient tape outside")
+def test_r1_penalty_gradient_matches_a_finite_difference():
+    """The penalty's gradient with respect to D's weights (a gradient of a gradient, taken as the compiled step
+    takes it) against central differences, on a small float64 D."""
+    import tensorflow as tf
+
+    from dcgan_cli.backend import input_gradient
+
+    inputs = keras.Input((3,), dtype="float64")
+    hidden = keras.layers.Dense(4, activation="tanh", dtype="float64")(inputs)
+    d = keras.Model(inputs, keras.layers.Dense(1, dtype="float64")(hidden))
+    x = tf.constant(np.random.default_rng(1).normal(size=(5, 3)))
+    kernel = d.trainable_variables[0]
+    cfg = HacksConfig(r1_penalty=True, r1_gamma=10.0)
+    real = np.array([True, True, False, True, False])
+
+    def penalty():
+        _, _, gradient = input_gradient(lambda images: (tf.reduce_sum(d(images)), None), x, differentiable=True)
+        return hacks.r1_penalty(gradient, real, 1, hacks=cfg)
+
+    with tf.GradientTape() as outer:
+        value = penalty()
+    analytic = outer.gradient(value, kernel).numpy()
+    original = kernel.numpy()
+    for index in ((0, 0), (2, 3)):
+        numeric = []
+        for sign in (1, -1):
+            shifted = original.copy()
+            shifted[index] += sign * 1e-6
+            kernel.assign(shifted)
+            numeric.append(float(penalty()))
+        kernel.assign(original)
+        assert analytic[index] == pytest.approx((numeric[0] - numeric[1]) / 2e-6, rel=1e-5)
+
+
+def test_r1_changes_ds_update_and_its_lazy_form_only_on_due_steps(tiny_overrides, tmp_path):
+    def trained(name, steps, *extra):
+        cfg = load_config(None, [*tiny_overrides, "train.loop=compiled", f"train.steps={steps}",
+                                 f"output.checkpoint_every={steps}", *extra])
+        with np.load(train.run(cfg, run_dir=tmp_path / name) / "checkpoints" / f"step_{steps:06d}" / "weights.npz") \
+                as saved:
+            return {key: saved[key] for key in saved.files}
+
+    plain, penalised = trained("plain", 1), trained("r1", 1, "hacks.r1_penalty=true")
+    assert not np.array_equal(plain["d/0000"], penalised["d/0000"])
+    lazy = trained("lazy", 1, "hacks.r1_penalty=true", "hacks.r1_every=2")  # step 1: not due
+    assert all(np.allclose(plain[key], lazy[key], rtol=1e-4, atol=1e-6) for key in plain)
+    assert not np.array_equal(trained("plain2", 2)["d/0000"],
+                              trained("lazy2", 2, "hacks.r1_penalty=true", "hacks.r1_every=2")["d/0000"])

@@ -71,6 +71,10 @@ def _same_rates(cfg: Config) -> str | None:
     return "hacks.d_learning_rate and g_learning_rate equal the shared rate, its 'off' side" if same else None
 
 
+def _r1_weightless(cfg: Config) -> str | None:
+    return "hacks.r1_gamma is 0, so the penalty is 0" if cfg.hacks.r1_gamma == 0 else None
+
+
 FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("strided_conv", "hacks.strided_conv", True, False),
     Factor("transposed_conv", "hacks.transposed_conv", True, False),
@@ -87,6 +91,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("ttur", "hacks.ttur", True, False, _same_rates),
     Factor("spectral_norm", "hacks.spectral_norm", True, False),
     Factor("hinge_loss", "hacks.hinge_loss", True, False),
+    Factor("r1_penalty", "hacks.r1_penalty", True, False, _r1_weightless),
     Factor("minibatch_std", "hacks.minibatch_std", True, False),
 )}
 # --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on)
