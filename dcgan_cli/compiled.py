@@ -23,7 +23,7 @@ from dcgan_cli import hacks
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
-from dcgan_cli.draws import Draws, d_batches, d_sources
+from dcgan_cli.draws import G_UPDATE, Draws, d_sources
 from dcgan_cli.models import Models, assign_ema, build_optimizers, ema_values
 
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
@@ -144,7 +144,7 @@ class CompiledStep:
 
         # (1) Update D on each batch of the plan.
         found = {}
-        for (x, y), held in zip(d_batches(real, ops.stop_gradient(fake), plan), self.sources):
+        for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step), self.sources):
 
             def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt, held=held):
                 def forward(images):
@@ -159,7 +159,8 @@ class CompiledStep:
 
         # (2) Update G through a frozen D: D's variables are only read, its new statistics dropped.
         def fake_objective(images):
-            p, _ = d.stateless_call(d_tv, d_ntv, images, training=self.bn_batch_statistics)
+            d_input = self.draws.d_input(images, step, update=G_UPDATE)
+            p, _ = d.stateless_call(d_tv, d_ntv, d_input, training=self.bn_batch_statistics)
             loss = self._g_loss(p)
             return scaled(g_optimizer, g_opt, loss), loss
 
@@ -183,7 +184,7 @@ class CompiledStep:
         # (1) Update D on each batch of the plan.
         found = {}
         d.trainable = True
-        for (x, y), held in zip(d_batches(real, ops.stop_gradient(fake), plan), self.sources):
+        for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step), self.sources):
 
             def d_objective(x=x, y=y, held=held):
                 loss, p, _ = self._d_loss(lambda images: (d(images, training=True), None), x, y, step,
@@ -198,7 +199,7 @@ class CompiledStep:
         d.trainable = False
 
         def fake_objective(images):
-            loss = self._g_loss(d(images, training=True))
+            loss = self._g_loss(d(self.draws.d_input(images, step, update=G_UPDATE), training=True))
             return g_optimizer.scale_loss(loss), loss
 
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)

@@ -18,8 +18,11 @@ from keras import ops
 from dcgan_cli import data, hacks, losses
 from dcgan_cli.config import Config
 
-SLOTS = 16  # keys per step; a step draws at most 9 times (indices, latents, permutation, 3 per D update)
+SLOTS = 16  # keys per step; a step draws at most 12 times (indices, latents, permutation, 3 per D update, then
+#             from D_INPUT_SLOT on, hack 14's noise for each D update and the G update)
 BATCH_SLOT = 0
+D_INPUT_SLOT = 10  # hack 14: the noise on D's input in update k of a step comes from slot D_INPUT_SLOT + k ...
+G_UPDATE = 2  # ... and in the G update from D_INPUT_SLOT + G_UPDATE
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,22 @@ class Draws:
         if resident:
             source = ops.take(source, self.batch_index(step), axis=0)
         return hacks.scale_images(source, hacks=self.cfg.hacks)
+
+    def d_input(self, images, step, *, update: int):
+        """D's input in update `update` of step `step` (0 and 1: D's own, G_UPDATE: G's), with hack 14's noise."""
+        return hacks.instance_noise(images, self.random(step, slot=D_INPUT_SLOT + update), step, hacks=self.cfg.hacks)
+
+    def d_batches(self, real, fake, plan: tuple, step) -> tuple:
+        """The step's D updates (x, targets) (d_batches), each x with its own hack-14 noise."""
+        return tuple((self.d_input(x, step, update=k), targets) for k, (x, targets) in
+                     enumerate(d_batches(real, fake, plan)))
+
+    def g_inputs(self, z, fake, step):
+        """What the train_on_batch loop's GAN model takes in the G update: z, and with hack 14 the noise its D input
+        gets (the G update's noise on zeros shaped like the fakes)."""
+        if not self.cfg.hacks.instance_noise:
+            return z
+        return [z, self.d_input(ops.zeros_like(fake), step, update=G_UPDATE)]
 
     def state(self, step: int) -> DrawState:
         return DrawState(seed=self.seed, step=step)

@@ -73,6 +73,25 @@ def batch_norm(x, *, hacks: HacksConfig, momentum: float, epsilon: float, frozen
     return BatchNorm(momentum=momentum, epsilon=epsilon, frozen_statistics=frozen_statistics, name=name)(x)
 
 
+def instance_noise(images, rng, step, *, hacks: HacksConfig):
+    """Hack 14 (Sonderby et al. 2016, "Amortised MAP Inference for Image Super-resolution"; ganhacks 13): noise on
+    D's inputs, real and fake alike, in D's and G's updates, fading out as training goes on. images (N, H, W, C) in
+    the model range, rng a step's draws, step the training step.
+
+    on:  images + N(0, sigma^2), sigma = instance_noise_std * max(0, 1 - step / instance_noise_steps)   same shape
+    off: images unchanged
+    """
+    if not hacks.instance_noise:
+        return images
+    return images + noise_std(step, hacks=hacks) * rng.standard_normal(tuple(images.shape))
+
+
+def noise_std(step, *, hacks: HacksConfig):
+    """Hack 14's standard deviation at `step`: instance_noise_std falling linearly to 0 at instance_noise_steps."""
+    fraction = ops.cast(step, "float32") / float(hacks.instance_noise_steps)
+    return hacks.instance_noise_std * ops.maximum(0.0, 1.0 - fraction)
+
+
 def spectral_norm(layer: keras.layers.Layer, *, hacks: HacksConfig) -> keras.layers.Layer:
     """Hack 16 (Miyato et al. 2018, "Spectral Normalization for GANs"): each of D's convolutions and its final
     Dense divided by its largest singular value (one power iteration per training step).

@@ -153,7 +153,11 @@ def build_models(cfg: Config, rng: np.random.Generator) -> Models:
     g = build_generator(cfg, rng)
     d = build_discriminator(cfg, rng)
     z = keras.Input((cfg.model.latent_dim,), name="z")  # (N, latent_dim)
-    gan = keras.Model(z, d(g(z)), name="gan")  # (N, 1): D's belief that G's images are real
+    if cfg.hacks.instance_noise:  # hack 14: the G update's D input gets the step's noise, an input here
+        noise = keras.Input(g.output.shape[1:], name="d_input_noise")  # (N, size, size, channels)
+        gan = keras.Model([z, noise], d(layers.Add(name="noisy")([g(z), noise])), name="gan")  # (N, 1)
+    else:
+        gan = keras.Model(z, d(g(z)), name="gan")  # (N, 1): D's belief that G's images are real
     objective = hacks.objective(cfg.hacks)
     d.compile(optimizer=hacks.optimizer(cfg.hacks, network="d"), loss=objective.d_loss,
               metrics=[losses.DMetrics(objective)])

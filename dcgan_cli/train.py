@@ -66,15 +66,15 @@ class Interrupted(TrainingError):
 
 def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) -> Callable:
     """The train_on_batch loop's inputs of a step as one compiled call on the device, (source, step) -> (D's
-    batches, z): the real batch gathered and scaled, the latents and D's plan drawn, and G's fakes pooled with the
-    real images into each D update's (x, targets) (draws.d_batches). G runs in training mode (batch statistics, as
-    in the DCGAN reference) and statelessly: its moving statistics move once per step, in the G update on the same
-    z."""
+    batches, G's inputs): the real batch gathered and scaled, the latents and D's plan drawn, and G's fakes pooled
+    with the real images into each D update's (x, targets) (Draws.d_batches; G's inputs: Draws.g_inputs). G runs
+    in training mode (batch statistics, as in the DCGAN reference) and statelessly: its moving statistics move
+    once per step, in the G update on the same z."""
     def prepare(trainable, non_trainable, source, step):
         real = step_draws.real(source, step, resident=resident)
         z, plan = step_draws.latents_and_plan(step)
         fake, _ = g.stateless_call(trainable, non_trainable, z, training=True)
-        return draws.d_batches(real, fake, plan), z
+        return step_draws.d_batches(real, fake, plan, step), step_draws.g_inputs(z, fake, step)
 
     compiled = compile_function(prepare)
 
@@ -99,18 +99,19 @@ def update_d(models: Models, batches: tuple, *, cfg: Config) -> dict[str, float]
     return logs
 
 
-def update_g(models: Models, z) -> float:
-    """(2) Update G on latents z (N, latent_dim) through a frozen D, toward D's "real" label (always 1, never
-    smoothed). Returns G's loss."""
+def update_g(models: Models, inputs) -> float:
+    """(2) Update G on latents z (N, latent_dim), or [z, the noise on D's input] with hack 14 (Draws.g_inputs),
+    through a frozen D, toward D's "real" label (always 1, never smoothed). Returns G's loss."""
     models.d.trainable = False
+    z = inputs[0] if isinstance(inputs, list) else inputs
     target = np.ones((z.shape[0], 1), dtype=np.float32)
-    return models.gan.train_on_batch(z, target, return_dict=True)["loss"]
+    return models.gan.train_on_batch(inputs, target, return_dict=True)["loss"]
 
 
-def train_step(models: Models, batches: tuple, z, *, cfg: Config) -> dict[str, float]:
-    """One step on its D batches and latents z (step_preparer): (1) update D, (2) update G on the same z."""
+def train_step(models: Models, batches: tuple, g_inputs, *, cfg: Config) -> dict[str, float]:
+    """One step on its D batches and G's inputs (step_preparer): (1) update D, (2) update G on the same z."""
     logs = update_d(models, batches, cfg=cfg)
-    logs["g_loss"] = update_g(models, z)
+    logs["g_loss"] = update_g(models, g_inputs)
     return {key: float(logs[key]) for key in METRICS}
 
 
@@ -146,8 +147,8 @@ class _SplitLoop:
         self.sums = dict.fromkeys(METRICS, 0.0)
 
     def step(self, step: int) -> None:
-        batches, z = self.prepare(self.feed(step), step)
-        logs = train_step(self.models, batches, z, cfg=self.cfg)
+        batches, g_inputs = self.prepare(self.feed(step), step)
+        logs = train_step(self.models, batches, g_inputs, cfg=self.cfg)
         if self.update_ema is not None:
             self.update_ema(step)
         for key in METRICS:

@@ -275,3 +275,39 @@ def test_r1_changes_ds_update_and_its_lazy_form_only_on_due_steps(tiny_overrides
     assert all(np.allclose(plain[key], lazy[key], rtol=1e-4, atol=1e-6) for key in plain)
     assert not np.array_equal(trained("plain2", 2)["d/0000"],
                               trained("lazy2", 2, "hacks.r1_penalty=true", "hacks.r1_every=2")["d/0000"])
+
+
+# 14 instance_noise
+def test_instance_noise_follows_its_schedule_on_every_d_input(tiny_cfg):
+    from dataclasses import replace
+
+    from dcgan_cli import draws
+
+    h = HacksConfig(instance_noise=True, instance_noise_std=0.2, instance_noise_steps=1000)
+    assert [float(hacks.noise_std(s, hacks=h)) for s in (0, 250, 1000, 5000)] == pytest.approx([0.2, 0.15, 0, 0])
+    cfg = replace(tiny_cfg, hacks=h)
+    step_draws = draws.Draws(cfg, count=10, seed=0)
+    images = np.zeros((256, 16, 16, 1), np.float32)
+    for update in (0, 1, draws.G_UPDATE):
+        noisy = keras.ops.convert_to_numpy(step_draws.d_input(images, 250, update=update))
+        assert noisy.std() == pytest.approx(0.15, rel=0.02) and abs(noisy.mean()) < 0.005
+    assert np.array_equal(keras.ops.convert_to_numpy(step_draws.d_input(images, 1000, update=0)), images)
+    first, second = (keras.ops.convert_to_numpy(step_draws.d_input(images, 250, update=k)) for k in (0, 1))
+    assert not np.allclose(first, second)  # real and fake batches get their own noise
+    off = draws.Draws(tiny_cfg, count=10, seed=0)
+    assert off.d_input(images, 250, update=0) is images
+
+
+def test_instance_noise_reaches_the_g_update_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg):
+    from dataclasses import replace
+
+    from dcgan_cli.models import build_models
+
+    noisy = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, instance_noise=True))
+    assert [i.name for i in build_models(noisy, np.random.default_rng(0)).gan.inputs] == ["z", "d_input_noise"]
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.instance_noise=true",
+                      "hacks.instance_noise_std=0.5") for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+    plain = weights(run(tiny_overrides, tmp_path, "plain"))
+    assert not np.allclose(plain["g/0000"], split["g/0000"]) and not np.allclose(plain["d/0000"], split["d/0000"])
