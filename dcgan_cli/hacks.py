@@ -83,7 +83,7 @@ def instance_noise(images, rng, step, *, hacks: HacksConfig):
     """
     if not hacks.instance_noise:
         return images
-    return images + noise_std(step, hacks=hacks) * rng.standard_normal(tuple(images.shape))
+    return ops.add(images, ops.multiply(noise_std(step, hacks=hacks), rng.standard_normal(tuple(images.shape))))
 
 
 def noise_std(step, *, hacks: HacksConfig):
