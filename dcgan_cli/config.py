@@ -91,6 +91,8 @@ class HacksConfig:
     instance_noise: bool = setting(False)  # 14 Gaussian noise on D's inputs, real and fake, annealed to 0; off: none
     instance_noise_std: float = setting(0.1, low=0.0)  # its standard deviation at step 0, in the model's pixel range
     instance_noise_steps: int = setting(1500, low=1)  # the step by which it has fallen linearly to 0
+    diff_augment: bool = setting(False)  # 20 DiffAugment's colour, translation and cutout on every D input, real and
+    #                                      fake, in D's and G's updates; off: none
     spectral_norm: bool = setting(False)  # 16 D's convolutions and final Dense divided by their largest singular
     #                                       value (one power iteration per step); off: plain layers
     hinge_loss: bool = setting(False)  # 17 hinge loss on D's raw scores (no sigmoid); off: binary cross-entropy

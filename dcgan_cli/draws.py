@@ -18,11 +18,12 @@ from keras import ops
 from dcgan_cli import data, hacks, losses
 from dcgan_cli.config import Config
 
-SLOTS = 16  # keys per step; a step draws at most 12 times (indices, latents, permutation, 3 per D update, then
-#             from D_INPUT_SLOT on, hack 14's noise for each D update and the G update)
+SLOTS = 16  # keys per step; a step draws at most 15 times (indices, latents, permutation, 3 per D update, then
+#             hack 14's noise and hack 20's augmentation for each D update and the G update)
 BATCH_SLOT = 0
-D_INPUT_SLOT = 10  # hack 14: the noise on D's input in update k of a step comes from slot D_INPUT_SLOT + k ...
-G_UPDATE = 2  # ... and in the G update from D_INPUT_SLOT + G_UPDATE
+NOISE_SLOT = 10  # hack 14: the noise on D's input in update k of a step comes from slot NOISE_SLOT + k ...
+AUGMENT_SLOT = 13  # ... hack 20's augmentation from AUGMENT_SLOT + k ...
+G_UPDATE = 2  # ... and k = G_UPDATE in the G update
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,11 @@ class Draws:
         return hacks.scale_images(source, hacks=self.cfg.hacks)
 
     def d_input(self, images, step, *, update: int):
-        """D's input in update `update` of step `step` (0 and 1: D's own, G_UPDATE: G's), with hack 14's noise."""
-        return hacks.instance_noise(images, self.random(step, slot=D_INPUT_SLOT + update), step, hacks=self.cfg.hacks)
+        """D's input in update `update` of step `step` (0 and 1: D's own, G_UPDATE: G's): augmented (hack 20), then
+        with noise (hack 14)."""
+        h = self.cfg.hacks
+        images = hacks.diff_augment(images, self.random(step, slot=AUGMENT_SLOT + update), hacks=h)
+        return hacks.instance_noise(images, self.random(step, slot=NOISE_SLOT + update), step, hacks=h)
 
     def d_batches(self, real, fake, plan: tuple, step) -> tuple:
         """The step's D updates (x, targets) (d_batches), each x with its own hack-14 noise."""
@@ -111,11 +115,16 @@ class Draws:
                      enumerate(d_batches(real, fake, plan)))
 
     def g_inputs(self, z, fake, step):
-        """What the train_on_batch loop's GAN model takes in the G update: z, and with hack 14 the noise its D input
-        gets (the G update's noise on zeros shaped like the fakes)."""
-        if not self.cfg.hacks.instance_noise:
-            return z
-        return [z, self.d_input(ops.zeros_like(fake), step, update=G_UPDATE)]
+        """What the train_on_batch loop's GAN model takes in the G update (models.build_models): z, then hack 20's
+        draws for its D input, then hack 14's noise on it (the G update's noise on zeros shaped like the fakes)."""
+        h = self.cfg.hacks
+        inputs = [z]
+        if h.diff_augment:
+            inputs.append(hacks.augment_draws(z.shape[0], self.random(step, slot=AUGMENT_SLOT + G_UPDATE)))
+        if h.instance_noise:
+            zeros = ops.zeros_like(fake)
+            inputs.append(hacks.instance_noise(zeros, self.random(step, slot=NOISE_SLOT + G_UPDATE), step, hacks=h))
+        return inputs if len(inputs) > 1 else z
 
     def state(self, step: int) -> DrawState:
         return DrawState(seed=self.seed, step=step)

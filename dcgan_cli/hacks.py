@@ -17,7 +17,8 @@ from keras import layers, ops
 
 from dcgan_cli import losses
 from dcgan_cli.config import HacksConfig
-from dcgan_cli.layers import BatchNorm, MinibatchStdDev, SpectralNorm
+from dcgan_cli.layers import AUGMENT_DRAWS, BatchNorm, MinibatchStdDev, SpectralNorm
+from dcgan_cli.layers import diff_augment as augment
 
 
 def downsample(x, *, filters: int, hacks: HacksConfig, kernel_size: int, use_bias: bool,
@@ -84,6 +85,24 @@ def instance_noise(images, rng, step, *, hacks: HacksConfig):
     if not hacks.instance_noise:
         return images
     return ops.add(images, ops.multiply(noise_std(step, hacks=hacks), rng.standard_normal(tuple(images.shape))))
+
+
+def diff_augment(images, rng, *, hacks: HacksConfig):
+    """Hack 20 (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training"): the same
+    differentiable colour, translation and cutout augmentation (layers.diff_augment) on every D input, real and
+    fake, in D's updates and in the G update, each image with its own draws.
+
+    on:  layers.diff_augment(images, rng.uniform(0, 1, (N, 7)))   same shape
+    off: images unchanged
+    """
+    if not hacks.diff_augment:
+        return images
+    return augment(images, augment_draws(images.shape[0], rng))
+
+
+def augment_draws(n: int, rng):
+    """The uniform draws of hack 20 for n images, (n, AUGMENT_DRAWS) in [0, 1)."""
+    return rng.uniform(0.0, 1.0, (n, AUGMENT_DRAWS))
 
 
 def noise_std(step, *, hacks: HacksConfig):

@@ -107,3 +107,61 @@ def _apply(layer: keras.layers.Layer, inputs, kernel):
     if layer.use_bias:
         out = out + ops.cast(layer.bias, out.dtype)
     return out
+
+
+AUGMENT_DRAWS = 7  # uniform draws per image: brightness, saturation, contrast, shift y, shift x, cutout y, x
+TRANSLATION = 0.125  # DiffAugment's translation: up to this share of the side, each way
+CUTOUT = 0.5  # DiffAugment's cutout: a square of this share of the side
+
+
+def diff_augment(images, u):
+    """DiffAugment's colour, translation and cutout (Zhao et al. 2020) of images (N, H, W, C) in the model range,
+    each image by its own uniform draws u (N, AUGMENT_DRAWS) in [0, 1): differentiable in the images, so G learns
+    through it. Brightness + (u0 - 0.5); saturation x 2 u1 around the channel mean; contrast x (u2 + 0.5) around
+    the image mean; a shift of up to TRANSLATION of the side with zeros coming in; a zeroed square of CUTOUT of
+    the side centred anywhere. Same shape, float32."""
+    x = ops.cast(images, "float32")
+    n, h, w, c = x.shape
+    u = ops.cast(u, "float32")
+
+    def column(k):
+        return ops.reshape(u[:, k], (-1, 1, 1, 1))
+
+    x = x + (column(0) - 0.5)
+    mean = ops.mean(x, axis=-1, keepdims=True)
+    x = (x - mean) * (column(1) * 2.0) + mean
+    mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+    x = (x - mean) * (column(2) + 0.5) + mean
+
+    def shifted(k, side):
+        reach = int(side * TRANSLATION + 0.5)
+        shift = ops.cast(ops.floor(u[:, k] * (2 * reach + 1)), "int32") - reach  # (N,) in [-reach, reach]
+        source = ops.arange(side, dtype="int32")[None, :] - shift[:, None]  # (N, side): where each pixel comes from
+        return ops.clip(source, 0, side - 1), ops.cast((source >= 0) & (source < side), "float32")
+
+    rows, row_ok = shifted(3, h)
+    cols, col_ok = shifted(4, w)
+    x = ops.take_along_axis(x, ops.broadcast_to(ops.reshape(rows, (-1, h, 1, 1)), (n, h, w, c)), axis=1)
+    x = ops.take_along_axis(x, ops.broadcast_to(ops.reshape(cols, (-1, 1, w, 1)), (n, h, w, c)), axis=2)
+    x = x * ops.reshape(row_ok, (-1, h, 1, 1)) * ops.reshape(col_ok, (-1, 1, w, 1))
+
+    def outside(k, side):
+        size = int(side * CUTOUT + 0.5)
+        start = ops.cast(ops.floor(u[:, k] * (side + 1 - size % 2)), "int32") - size // 2  # (N,)
+        index = ops.arange(side, dtype="int32")[None, :]
+        return ops.logical_or(index < start[:, None], index >= start[:, None] + size)  # (N, side)
+
+    keep = ops.logical_or(ops.reshape(outside(5, h), (-1, h, 1, 1)), ops.reshape(outside(6, w), (-1, 1, w, 1)))
+    return x * ops.cast(keep, "float32")
+
+
+@keras.saving.register_keras_serializable(package="dcgan_cli")
+class DiffAugment(keras.layers.Layer):
+    """diff_augment as a layer of the train_on_batch loop's GAN model: [images, u] -> augmented images."""
+
+    def call(self, inputs):
+        images, u = inputs
+        return ops.cast(diff_augment(images, u), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]

@@ -11,6 +11,7 @@ from keras import layers, ops
 
 from dcgan_cli import hacks, losses
 from dcgan_cli.config import Config
+from dcgan_cli.layers import AUGMENT_DRAWS, DiffAugment
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,14 @@ def build_models(cfg: Config, rng: np.random.Generator) -> Models:
     g = build_generator(cfg, rng)
     d = build_discriminator(cfg, rng)
     z = keras.Input((cfg.model.latent_dim,), name="z")  # (N, latent_dim)
+    inputs, image = [z], g(z)  # (N, size, size, channels)
+    if cfg.hacks.diff_augment:  # hack 20: the G update's D input is augmented by the step's draws, an input here
+        draws = keras.Input((AUGMENT_DRAWS,), name="augment_draws")  # (N, 7)
+        inputs, image = [*inputs, draws], DiffAugment(name="augmented")([image, draws])  # same shape
     if cfg.hacks.instance_noise:  # hack 14: the G update's D input gets the step's noise, an input here
         noise = keras.Input(g.output.shape[1:], name="d_input_noise")  # (N, size, size, channels)
-        gan = keras.Model([z, noise], d(layers.Add(name="noisy")([g(z), noise])), name="gan")  # (N, 1)
-    else:
-        gan = keras.Model(z, d(g(z)), name="gan")  # (N, 1): D's belief that G's images are real
+        inputs, image = [*inputs, noise], layers.Add(name="noisy")([image, noise])  # same shape
+    gan = keras.Model(inputs if len(inputs) > 1 else z, d(image), name="gan")  # (N, 1): D's belief G's are real
     objective = hacks.objective(cfg.hacks)
     d.compile(optimizer=hacks.optimizer(cfg.hacks, network="d"), loss=objective.d_loss,
               metrics=[losses.DMetrics(objective)])

@@ -311,3 +311,73 @@ def test_instance_noise_reaches_the_g_update_and_both_loops_agree(tiny_overrides
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
     plain = weights(run(tiny_overrides, tmp_path, "plain"))
     assert not np.allclose(plain["g/0000"], split["g/0000"]) and not np.allclose(plain["d/0000"], split["d/0000"])
+
+
+# 20 diff_augment
+def numpy_diff_augment(x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """DiffAugment's colour, translation and cutout written out per image with NumPy."""
+    out = np.empty_like(x)
+    n, h, w, c = x.shape
+    for i in range(n):
+        y = x[i] + (u[i, 0] - 0.5)
+        y = (y - y.mean(axis=-1, keepdims=True)) * (2 * u[i, 1]) + y.mean(axis=-1, keepdims=True)
+        y = (y - y.mean()) * (u[i, 2] + 0.5) + y.mean()
+        shift_y = int(np.floor(u[i, 3] * 5)) - 2  # 16 * 0.125 = 2 pixels each way
+        shift_x = int(np.floor(u[i, 4] * 5)) - 2
+        moved = np.zeros_like(y)
+        for r in range(h):
+            for col in range(w):
+                sr, sc = r - shift_y, col - shift_x
+                if 0 <= sr < h and 0 <= sc < w:
+                    moved[r, col] = y[sr, sc]
+        top = int(np.floor(u[i, 5] * 17)) - 4  # an 8-pixel square
+        left = int(np.floor(u[i, 6] * 17)) - 4
+        moved[max(top, 0):max(top + 8, 0), max(left, 0):max(left + 8, 0)] = 0
+        out[i] = moved
+    return out
+
+
+def test_diff_augment_is_diffaugments_colour_translation_and_cutout():
+    from dcgan_cli.layers import diff_augment
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(12, 16, 16, 3)).astype(np.float32)
+    u = rng.uniform(0, 1, size=(12, 7)).astype(np.float32)
+    assert np.allclose(keras.ops.convert_to_numpy(diff_augment(x, u)), numpy_diff_augment(x, u), atol=1e-5)
+
+
+def test_diff_augment_is_the_same_function_on_real_and_fake_and_differentiable(tiny_cfg):
+    from dataclasses import replace
+
+    from dcgan_cli import draws
+    from dcgan_cli.backend import input_gradient
+    from dcgan_cli.layers import diff_augment
+
+    cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, diff_augment=True))
+    step_draws = draws.Draws(cfg, count=10, seed=0)
+    images = np.random.default_rng(1).uniform(-1, 1, size=(8, 16, 16, 1)).astype(np.float32)
+    for update in (0, 1, draws.G_UPDATE):  # real batch, fake batch, G's update
+        u = hacks.augment_draws(8, step_draws.random(5, slot=draws.AUGMENT_SLOT + update))
+        expected = keras.ops.convert_to_numpy(diff_augment(images, u))
+        found = keras.ops.convert_to_numpy(step_draws.d_input(images, 5, update=update))
+        assert np.array_equal(found, expected) and not np.allclose(found, images)
+    _, _, gradient = input_gradient(lambda x: (keras.ops.sum(diff_augment(x, u) ** 2), None),
+                                    keras.ops.convert_to_tensor(images))
+    gradient = keras.ops.convert_to_numpy(gradient)
+    assert np.isfinite(gradient).all() and np.abs(gradient).sum() > 0
+
+
+def test_diff_augment_reaches_the_g_update_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg):
+    from dataclasses import replace
+
+    from dcgan_cli.models import build_models
+
+    both = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, diff_augment=True, instance_noise=True))
+    assert [i.name for i in build_models(both, np.random.default_rng(0)).gan.inputs] == [
+        "z", "augment_draws", "d_input_noise"]
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.diff_augment=true",
+                      "hacks.instance_noise=true") for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+    plain = weights(run(tiny_overrides, tmp_path, "plain", "hacks.instance_noise=true"))
+    assert not np.allclose(plain["g/0000"], split["g/0000"])

@@ -95,6 +95,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("ttur", "hacks.ttur", True, False, _same_rates),
     Factor("instance_noise", "hacks.instance_noise", True, False, _noiseless),
     Factor("spectral_norm", "hacks.spectral_norm", True, False),
+    Factor("diff_augment", "hacks.diff_augment", True, False),
     Factor("hinge_loss", "hacks.hinge_loss", True, False),
     Factor("r1_penalty", "hacks.r1_penalty", True, False, _r1_weightless),
     Factor("minibatch_std", "hacks.minibatch_std", True, False),
