@@ -124,13 +124,14 @@ class CompiledStep:
         """G's loss, averaged: its objective on D's output for fakes, toward the label 1 (never smoothed). Scalar."""
         return ops.mean(self.objective.g_loss(ops.ones_like(output), output))
 
-    def _inputs(self, source, step):
-        """The step's real batch in the model range, its latents and its D plan, drawn on the device."""
-        return (self.draws.real(source, step, resident=self.resident), *self.draws.latents_and_plan(step))
+    def _inputs(self, source, step, sub: int):
+        """The real batch in the model range, the latents and the D plan of the step's D sub-step `sub`, drawn on
+        the device."""
+        return (self.draws.real(source, step, resident=self.resident, sub=sub),
+                *self.draws.latents_and_plan(step, sub))
 
     def _pure_step(self, state, source, step):
         """JAX: the step as a pure function of the state."""
-        real, z, plan = self._inputs(source, step)
         g, d = self.models.g, self.models.d
         d_optimizer, g_optimizer = self.models.d.optimizer, self.models.gan.optimizer
         g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, sums = state
@@ -139,23 +140,30 @@ class CompiledStep:
             with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_values))):
                 return optimizer.scale_loss(loss)
 
-        # G forward once, in training mode; its moving statistics move here.
-        fake, g_vjp, g_ntv = vjp(lambda g_trainable: g.stateless_call(g_trainable, g_ntv, z, training=True), g_tv)
-
-        # (1) Update D on each batch of the plan.
         found = {}
-        for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step), self.sources):
+        for sub in range(self.draws.d_steps):  # hack 13: D's sub-steps, each on its own batch, latents and labels
+            real, z, plan = self._inputs(source, step, sub)
+            if sub == self.draws.d_steps - 1:
+                # G forward once for the G update, in training mode; its moving statistics move here.
+                fake, g_vjp, g_ntv = vjp(
+                    lambda g_trainable, z=z: g.stateless_call(g_trainable, g_ntv, z, training=True), g_tv)
+            else:
+                fake, _ = g.stateless_call(g_tv, g_ntv, z, training=True)
 
-            def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt, held=held):
-                def forward(images):
-                    return d.stateless_call(d_trainable, d_ntv, images, training=True)
+            # (1) Update D on each batch of the plan.
+            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub),
+                                    self.sources):
 
-                loss, p, new_ntv = self._d_loss(forward, x, y, step, has_real="real" in held)
-                return scaled(d_optimizer, d_opt, loss), (new_ntv, p)
+                def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt, held=held):
+                    def forward(images):
+                        return d.stateless_call(d_trainable, d_ntv, images, training=True)
 
-            (_, (d_ntv, p)), grads = value_and_grad(d_objective)(d_tv)
-            d_tv, d_opt = d_optimizer.stateless_apply(d_opt, grads, d_tv)
-            _d_metrics(found, held, self.objective.d_metrics(y, p))
+                    loss, p, new_ntv = self._d_loss(forward, x, y, step, has_real="real" in held)
+                    return scaled(d_optimizer, d_opt, loss), (new_ntv, p)
+
+                (_, (d_ntv, p)), grads = value_and_grad(d_objective)(d_tv)
+                d_tv, d_opt = d_optimizer.stateless_apply(d_opt, grads, d_tv)
+                _d_metrics(found, held, self.objective.d_metrics(y, p))
 
         # (2) Update G through a frozen D: D's variables are only read, its new statistics dropped.
         def fake_objective(images):
@@ -174,26 +182,32 @@ class CompiledStep:
 
     def _stateful_step(self, source, step):
         """TensorFlow and torch: the step on the Keras variables, in place."""
-        real, z, plan = self._inputs(source, step)
         g, d = self.models.g, self.models.d
         g_optimizer = self.models.gan.optimizer
 
-        # G forward once, in training mode; its moving statistics move here.
-        fake, g_vjp = forward_with_vjp(lambda: g(z, training=True), g.trainable_variables)
-
-        # (1) Update D on each batch of the plan.
         found = {}
-        d.trainable = True
-        for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step), self.sources):
+        for sub in range(self.draws.d_steps):  # hack 13: D's sub-steps, each on its own batch, latents and labels
+            real, z, plan = self._inputs(source, step, sub)
+            if sub == self.draws.d_steps - 1:
+                # G forward once for the G update, in training mode; its moving statistics move here.
+                fake, g_vjp = forward_with_vjp(lambda z=z: g(z, training=True), g.trainable_variables)
+            else:
+                fake, _ = g.stateless_call([v.value for v in g.trainable_variables],
+                                           [v.value for v in g.non_trainable_variables], z, training=True)
 
-            def d_objective(x=x, y=y, held=held):
-                loss, p, _ = self._d_loss(lambda images: (d(images, training=True), None), x, y, step,
-                                          has_real="real" in held)
-                return loss, p
+            # (1) Update D on each batch of the plan.
+            d.trainable = True
+            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub),
+                                    self.sources):
 
-            _, p, grads = gradients(d_objective, d.trainable_variables, d.optimizer)
-            d.optimizer.apply(grads, d.trainable_variables)
-            _d_metrics(found, held, self.objective.d_metrics(y, p))
+                def d_objective(x=x, y=y, held=held):
+                    loss, p, _ = self._d_loss(lambda images: (d(images, training=True), None), x, y, step,
+                                              has_real="real" in held)
+                    return loss, p
+
+                _, p, grads = gradients(d_objective, d.trainable_variables, d.optimizer)
+                d.optimizer.apply(grads, d.trainable_variables)
+                _d_metrics(found, held, self.objective.d_metrics(y, p))
 
         # (2) Update G through a frozen D (BatchNorm per model.d_bn_in_g_update, moving statistics untouched).
         d.trainable = False

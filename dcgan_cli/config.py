@@ -88,6 +88,8 @@ class HacksConfig:
     #                              at learning_rate (Adam's default 1e-3 with adam off)
     d_learning_rate: float = setting(4e-4, low=0.0)  # D's learning rate when ttur is on
     g_learning_rate: float = setting(1e-4, low=0.0)  # G's learning rate when ttur is on
+    train_d_more: bool = setting(False)  # 13 d_steps D updates (each on its own batches) per G update; off: 1
+    d_steps: int = setting(2, low=1)  # D's updates per G update when train_d_more is on
     instance_noise: bool = setting(False)  # 14 Gaussian noise on D's inputs, real and fake, annealed to 0; off: none
     instance_noise_std: float = setting(0.1, low=0.0)  # its standard deviation at step 0, in the model's pixel range
     instance_noise_steps: int = setting(1500, low=1)  # the step by which it has fallen linearly to 0

@@ -78,52 +78,76 @@ class Draws:
     def __init__(self, cfg: Config, *, count: int, seed: int | None = None):
         self.cfg, self.count = cfg, count
         self.seed = cfg.train.seed if seed is None else seed
+        self.d_steps = hacks.d_steps(cfg.hacks)
         # Its own state is never advanced: each draw maps it to that draw's key.
         self.generator = keras.random.SeedGenerator(0, name="step_draws")
 
-    def random(self, step, *, slot: int) -> StepRandom:
-        return StepRandom(self.generator, self.seed, step, slot=slot)
+    def random(self, key, *, slot: int) -> StepRandom:
+        """The draws of counter `key` (the step itself, or a D sub-step's: see key) from `slot` on."""
+        return StepRandom(self.generator, self.seed, key, slot=slot)
 
-    def batch_index(self, step):
-        """The sorted indices of step `step`'s real batch, drawn with replacement: int32 (batch_size,)."""
-        return data.batch_indices(self.count, self.cfg.train.batch_size, self.random(step, slot=BATCH_SLOT))
+    def key(self, step, sub: int | None):
+        """The counter of D's sub-step `sub` of step `step` (hack 13; None: the last, whose latents G's update
+        uses): (step - 1) * d_steps + sub + 1, which is the step itself with one D update per step."""
+        if self.d_steps == 1:
+            return step
+        return (step - 1) * self.d_steps + (self.d_steps - 1 if sub is None else sub) + 1
 
-    def latents_and_plan(self, step) -> tuple:
-        """Step `step`'s latents z (N, latent_dim) (hack 8) and its D updates (d_plan)."""
-        random = self.random(step, slot=BATCH_SLOT + 1)
+    def batch_index(self, step, sub: int | None = None):
+        """The sorted indices of the real batch of step `step` (its D sub-step `sub`), drawn with replacement:
+        int32 (batch_size,)."""
+        return data.batch_indices(self.count, self.cfg.train.batch_size,
+                                  self.random(self.key(step, sub), slot=BATCH_SLOT))
+
+    def step_index(self, step):
+        """The indices of all of step `step`'s real batches, one D sub-step's after another: int32
+        (d_steps * batch_size,), what the streaming thread gathers for a step."""
+        if self.d_steps == 1:
+            return self.batch_index(step)
+        return ops.concatenate([self.batch_index(step, sub) for sub in range(self.d_steps)], axis=0)
+
+    def latents_and_plan(self, step, sub: int | None = None) -> tuple:
+        """The latents z (N, latent_dim) (hack 8) and the D updates (d_plan) of step `step` (its sub-step `sub`)."""
+        random = self.random(self.key(step, sub), slot=BATCH_SLOT + 1)
         n = self.cfg.train.batch_size
         z = hacks.sample_latent(random, n, self.cfg.model.latent_dim, hacks=self.cfg.hacks)
         return z, d_plan(n, random, cfg=self.cfg)
 
-    def real(self, source, step, *, resident: bool):
-        """Step `step`'s real batch in the model range (hack 7), float32 (N, H, W, C): gathered from the whole
-        uint8 dataset `source` when resident, else `source` is the batch the streaming thread sent."""
+    def real(self, source, step, *, resident: bool, sub: int | None = None):
+        """The real batch of step `step` (its sub-step `sub`) in the model range (hack 7), float32 (N, H, W, C):
+        gathered from the whole uint8 dataset `source` when resident, else taken from the step's batches the
+        streaming thread sent (step_index)."""
         if resident:
-            source = ops.take(source, self.batch_index(step), axis=0)
+            source = ops.take(source, self.batch_index(step, sub), axis=0)
+        elif self.d_steps > 1:
+            n = self.cfg.train.batch_size
+            first = (self.d_steps - 1 if sub is None else sub) * n
+            source = source[first:first + n]
         return hacks.scale_images(source, hacks=self.cfg.hacks)
 
-    def d_input(self, images, step, *, update: int):
-        """D's input in update `update` of step `step` (0 and 1: D's own, G_UPDATE: G's): augmented (hack 20), then
-        with noise (hack 14)."""
-        h = self.cfg.hacks
-        images = hacks.diff_augment(images, self.random(step, slot=AUGMENT_SLOT + update), hacks=h)
-        return hacks.instance_noise(images, self.random(step, slot=NOISE_SLOT + update), step, hacks=h)
+    def d_input(self, images, step, *, update: int, sub: int | None = None):
+        """D's input in update `update` of step `step`, sub-step `sub` (0 and 1: D's own, G_UPDATE: G's):
+        augmented (hack 20), then with noise (hack 14)."""
+        h, key = self.cfg.hacks, self.key(step, sub)
+        images = hacks.diff_augment(images, self.random(key, slot=AUGMENT_SLOT + update), hacks=h)
+        return hacks.instance_noise(images, self.random(key, slot=NOISE_SLOT + update), step, hacks=h)
 
-    def d_batches(self, real, fake, plan: tuple, step) -> tuple:
-        """The step's D updates (x, targets) (d_batches), each x with its own hack-14 noise."""
-        return tuple((self.d_input(x, step, update=k), targets) for k, (x, targets) in
+    def d_batches(self, real, fake, plan: tuple, step, sub: int | None = None) -> tuple:
+        """The D updates (x, targets) of step `step`, sub-step `sub` (d_batches), each x augmented and with
+        noise (d_input)."""
+        return tuple((self.d_input(x, step, update=k, sub=sub), targets) for k, (x, targets) in
                      enumerate(d_batches(real, fake, plan)))
 
     def g_inputs(self, z, fake, step):
         """What the train_on_batch loop's GAN model takes in the G update (models.build_models): z, then hack 20's
         draws for its D input, then hack 14's noise on it (the G update's noise on zeros shaped like the fakes)."""
-        h = self.cfg.hacks
+        h, key = self.cfg.hacks, self.key(step, None)
         inputs = [z]
         if h.diff_augment:
-            inputs.append(hacks.augment_draws(z.shape[0], self.random(step, slot=AUGMENT_SLOT + G_UPDATE)))
+            inputs.append(hacks.augment_draws(z.shape[0], self.random(key, slot=AUGMENT_SLOT + G_UPDATE)))
         if h.instance_noise:
             zeros = ops.zeros_like(fake)
-            inputs.append(hacks.instance_noise(zeros, self.random(step, slot=NOISE_SLOT + G_UPDATE), step, hacks=h))
+            inputs.append(hacks.instance_noise(zeros, self.random(key, slot=NOISE_SLOT + G_UPDATE), step, hacks=h))
         return inputs if len(inputs) > 1 else z
 
     def state(self, step: int) -> DrawState:
@@ -131,7 +155,8 @@ class Draws:
 
 
 def d_sources(cfg: Config) -> list[tuple[str, ...]]:
-    """Which sources each D update of a step holds (hack 9): ("real",), ("fake",), or one mixed ("real", "fake")."""
+    """Which sources each D update of a sub-step holds (hack 9): ("real",), ("fake",), or one mixed
+    ("real", "fake")."""
     return [("real",), ("fake",)] if cfg.hacks.separate_batches else [("real", "fake")]
 
 

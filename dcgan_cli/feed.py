@@ -61,7 +61,7 @@ class Feed:
     def __init__(self, images: np.ndarray, step_draws: draws.Draws, *, cfg: Config):
         self.images, self.last = images, cfg.train.steps
         self.placed = backend.place_dataset(images, fraction=cfg.train.device_data_fraction)
-        self.batch_index = compile_function(step_draws.batch_index)
+        self.batch_index = compile_function(step_draws.step_index)
         self.prefetcher: Prefetcher | None = None
 
     @property
@@ -69,7 +69,7 @@ class Feed:
         return self.placed is not None
 
     def __call__(self, step: int):
-        """Step `step`'s source: the resident dataset, or its own batch (N, H, W, C)."""
+        """Step `step`'s source: the resident dataset, or its own batches (d_steps * N, H, W, C)."""
         if self.resident:
             return self.placed
         if self.prefetcher is None:

@@ -74,6 +74,16 @@ def batch_norm(x, *, hacks: HacksConfig, momentum: float, epsilon: float, frozen
     return BatchNorm(momentum=momentum, epsilon=epsilon, frozen_statistics=frozen_statistics, name=name)(x)
 
 
+def d_steps(hacks: HacksConfig) -> int:
+    """Hack 13 (WGAN, Arjovsky et al. 2017; ganhacks 14, "train D more"): D's updates per G update. Each D
+    sub-step has its own real batch, latents and labels; G's update uses the last sub-step's latents.
+
+    on:  d_steps (2) sub-steps of D's updates, then one G update
+    off: 1
+    """
+    return hacks.d_steps if hacks.train_d_more else 1
+
+
 def instance_noise(images, rng, step, *, hacks: HacksConfig):
     """Hack 14 (Sonderby et al. 2016, "Amortised MAP Inference for Image Super-resolution"; ganhacks 13): noise on
     D's inputs, real and fake alike, in D's and G's updates, fading out as training goes on. images (N, H, W, C) in

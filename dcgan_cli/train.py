@@ -71,10 +71,13 @@ def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) ->
     in training mode (batch statistics, as in the DCGAN reference) and statelessly: its moving statistics move
     once per step, in the G update on the same z."""
     def prepare(trainable, non_trainable, source, step):
-        real = step_draws.real(source, step, resident=resident)
-        z, plan = step_draws.latents_and_plan(step)
-        fake, _ = g.stateless_call(trainable, non_trainable, z, training=True)
-        return step_draws.d_batches(real, fake, plan, step), step_draws.g_inputs(z, fake, step)
+        batches = ()
+        for sub in range(step_draws.d_steps):  # hack 13: each D sub-step its own batch, latents and labels
+            real = step_draws.real(source, step, resident=resident, sub=sub)
+            z, plan = step_draws.latents_and_plan(step, sub)
+            fake, _ = g.stateless_call(trainable, non_trainable, z, training=True)
+            batches += step_draws.d_batches(real, fake, plan, step, sub)
+        return batches, step_draws.g_inputs(z, fake, step)
 
     compiled = compile_function(prepare)
 
@@ -87,12 +90,12 @@ def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) ->
 
 
 def update_d(models: Models, batches: tuple, *, cfg: Config) -> dict[str, float]:
-    """(1) Update D on each of the step's batches (x, targets) (draws.d_batches): all-real then all-fake, or one
-    mixed batch (hack 9), with labels smoothed (hack 10) and flipped (hack 11). Returns D's loss and mean output per
-    source."""
+    """(1) Update D on each of the step's batches (x, targets) (Draws.d_batches): all-real then all-fake, or one
+    mixed batch (hack 9), with labels smoothed (hack 10) and flipped (hack 11), for each of its D sub-steps (hack
+    13). Returns D's loss and mean output per source (the last sub-step's)."""
     models.d.trainable = True
     logs: dict[str, float] = {}
-    for (x, targets), held in zip(batches, draws.d_sources(cfg)):
+    for (x, targets), held in zip(batches, draws.d_sources(cfg) * hacks.d_steps(cfg.hacks), strict=True):
         out = models.d.train_on_batch(x, targets, return_dict=True)
         for source in held:
             logs.update({f"d_loss_{source}": out[f"d_loss_{source}"], f"d_{source}_mean": out[f"d_{source}_mean"]})

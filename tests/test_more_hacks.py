@@ -381,3 +381,31 @@ def test_diff_augment_reaches_the_g_update_and_both_loops_agree(tiny_overrides, 
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
     plain = weights(run(tiny_overrides, tmp_path, "plain", "hacks.instance_noise=true"))
     assert not np.allclose(plain["g/0000"], split["g/0000"])
+
+
+# 13 train_d_more
+def test_train_d_more_gives_each_d_sub_step_its_own_draws(tiny_cfg):
+    from dataclasses import replace
+
+    from dcgan_cli import draws
+
+    cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, train_d_more=True, d_steps=3))
+    step_draws = draws.Draws(cfg, count=100, seed=0)
+    assert [step_draws.key(2, sub) for sub in (0, 1, 2, None)] == [4, 5, 6, 6]
+    one = draws.Draws(tiny_cfg, count=100, seed=0)
+    assert one.d_steps == 1 and one.key(7, 0) == 7 and one.key(7, None) == 7
+    subs = [keras.ops.convert_to_numpy(step_draws.batch_index(2, sub)) for sub in range(3)]
+    assert not np.array_equal(subs[0], subs[1])
+    assert np.array_equal(keras.ops.convert_to_numpy(step_draws.step_index(2)), np.concatenate(subs))
+
+
+@pytest.mark.parametrize("data_on_device", [True, False])
+def test_train_d_more_updates_d_d_steps_times_per_g_update_alike_in_both_loops(tiny_overrides, tmp_path,
+                                                                                data_on_device):
+    fraction = "train.device_data_fraction=" + ("0.25" if data_on_device else "0")
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.train_d_more=true",
+                      "hacks.d_steps=3", fraction) for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+    iterations = {name: int(split[f"{name}_optimizer/0000"]) for name in ("d", "g")}
+    assert iterations == {"d": 4 * 3 * 2, "g": 4}  # 4 steps, 3 sub-steps of an all-real and an all-fake update

@@ -71,6 +71,10 @@ def _same_rates(cfg: Config) -> str | None:
     return "hacks.d_learning_rate and g_learning_rate equal the shared rate, its 'off' side" if same else None
 
 
+def _one_d_step(cfg: Config) -> str | None:
+    return "hacks.d_steps is 1, one D update per G update either way" if cfg.hacks.d_steps == 1 else None
+
+
 def _noiseless(cfg: Config) -> str | None:
     return "hacks.instance_noise_std is 0, so no noise is added" if cfg.hacks.instance_noise_std == 0 else None
 
@@ -93,6 +97,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("noisy_labels", "hacks.noisy_labels", True, False, _no_flips),
     Factor("d_bn_in_g_update", "model.d_bn_in_g_update", "batch", "moving", _no_batch_norm),
     Factor("ttur", "hacks.ttur", True, False, _same_rates),
+    Factor("train_d_more", "hacks.train_d_more", True, False, _one_d_step),
     Factor("instance_noise", "hacks.instance_noise", True, False, _noiseless),
     Factor("spectral_norm", "hacks.spectral_norm", True, False),
     Factor("diff_augment", "hacks.diff_augment", True, False),
