@@ -39,7 +39,7 @@ from dcgan_cli import config as config_module
 from dcgan_cli.config import ARCHITECTURE, Config, ConfigError
 from dcgan_cli.draws import DrawState
 from dcgan_cli.files import fsync, one_line
-from dcgan_cli.models import Models, build_generator, build_optimizers
+from dcgan_cli.models import Models, build_generator, build_optimizers, saved_variables
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -81,10 +81,10 @@ def all_finite(models: Models) -> bool:
 def _groups(models: Models) -> dict[str, list]:
     """The variables a checkpoint holds, by group, in a fixed order (optimizers built first)."""
     build_optimizers(models)
-    groups = {"g": models.g.weights, "d": models.d.weights,
+    groups = {"g": saved_variables(models.g), "d": models.d.weights,
               "g_optimizer": models.gan.optimizer.variables, "d_optimizer": models.d.optimizer.variables}
     if models.g_ema is not None:
-        groups[EMA] = models.g_ema.weights
+        groups[EMA] = saved_variables(models.g_ema)
     return groups
 
 
@@ -246,7 +246,7 @@ def load_generator(checkpoint: Path, *, raw: bool = False) -> tuple[Config, kera
         raise CheckpointError(f"the checkpoint's config.yaml is unusable ({error.problems[0]}). "
                               f"Received: {str(checkpoint)!r}") from None
     g = build_generator(cfg, np.random.default_rng(0))
-    _assign({"g": g.weights}, Path(checkpoint), sources={"g": EMA if has_ema(checkpoint) and not raw else "g"})
+    _assign({"g": saved_variables(g)}, Path(checkpoint), sources={"g": EMA if has_ema(checkpoint) and not raw else "g"})
     return cfg, g
 
 

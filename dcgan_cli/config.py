@@ -95,6 +95,8 @@ class HacksConfig:
     instance_noise_steps: int = setting(1500, low=1)  # the step by which it has fallen linearly to 0
     diff_augment: bool = setting(False)  # 20 DiffAugment's colour, translation and cutout on every D input, real and
     #                                      fake, in D's and G's updates; off: none
+    g_dropout: bool = setting(False)  # 15 dropout after G's hidden blocks, in training and sampling; off: none
+    g_dropout_rate: float = setting(0.5, low=0.0, high=1.0, high_open=True)  # the share of units it zeroes
     spectral_norm: bool = setting(False)  # 16 D's convolutions and final Dense divided by their largest singular
     #                                       value (one power iteration per step); off: plain layers
     hinge_loss: bool = setting(False)  # 17 hinge loss on D's raw scores (no sigmoid); off: binary cross-entropy
@@ -429,7 +431,7 @@ ARCHITECTURE = (
     "model.image_size", "model.channels", "model.latent_dim", "model.g_filters", "model.d_filters",
     "model.max_filters", "model.kernel_size", "model.g_activation", "hacks.strided_conv", "hacks.transposed_conv",
     "hacks.leaky_relu", "hacks.batch_norm", "hacks.scale_images", "hacks.minibatch_std",
-    "hacks.spectral_norm",
+    "hacks.spectral_norm", "hacks.g_dropout",
 )
 
 

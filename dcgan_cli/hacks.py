@@ -17,7 +17,7 @@ from keras import layers, ops
 
 from dcgan_cli import losses
 from dcgan_cli.config import HacksConfig
-from dcgan_cli.layers import AUGMENT_DRAWS, BatchNorm, MinibatchStdDev, SpectralNorm
+from dcgan_cli.layers import AUGMENT_DRAWS, BatchNorm, MinibatchStdDev, SamplingDropout, SpectralNorm
 from dcgan_cli.layers import diff_augment as augment
 
 
@@ -119,6 +119,18 @@ def noise_std(step, *, hacks: HacksConfig):
     """Hack 14's standard deviation at `step`: instance_noise_std falling linearly to 0 at instance_noise_steps."""
     fraction = ops.cast(step, "float32") / float(hacks.instance_noise_steps)
     return hacks.instance_noise_std * ops.maximum(0.0, 1.0 - fraction)
+
+
+def g_dropout(x, *, hacks: HacksConfig, rng: np.random.Generator, name: str):
+    """Hack 15 (ganhacks 17; pix2pix, Isola et al. 2017): dropout after each of G's hidden blocks, in training and
+    in sampling, as a source of noise; its seed is drawn from `rng` (the initial weights' generator).
+
+    on:  SamplingDropout(g_dropout_rate)   same shape
+    off: identity (no layer)
+    """
+    if not hacks.g_dropout:
+        return x
+    return SamplingDropout(hacks.g_dropout_rate, seed=int(rng.integers(2**31 - 1)), name=name)(x)
 
 
 def spectral_norm(layer: keras.layers.Layer, *, hacks: HacksConfig) -> keras.layers.Layer:

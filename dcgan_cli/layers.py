@@ -165,3 +165,24 @@ class DiffAugment(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="dcgan_cli")
+class SamplingDropout(keras.layers.Layer):
+    """Dropout that stays on when sampling too (pix2pix's noise source): each call zeroes a `rate` share of the
+    units and scales the rest by 1 / (1 - rate), in training and inference alike. Its masks come from the layer's
+    own seeded generator, whose state is a variable of the model (checkpointed with it)."""
+
+    def __init__(self, rate: float, *, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        return keras.random.dropout(inputs, self.rate, seed=self.seed_generator)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -112,11 +112,13 @@ def build_generator(cfg: Config, rng: np.random.Generator) -> keras.Model:
     x = layers.Reshape((base, base, widths[0]), name="reshape")(x)  # (N, base, base, w0)
     x = hacks.batch_norm(x, name="project_bn", **norm)  # (N, base, base, w0)
     x = hacks.activation(x, hacks=h, leaky=leaky, name="project_act")  # (N, base, base, w0)
+    x = hacks.g_dropout(x, hacks=h, rng=rng, name="project_dropout")  # same shape
     for block, width in enumerate(widths[1:], start=1):
         x = hacks.upsample(x, filters=width, use_bias=hacks.conv_bias(h), initializer=hacks.kernel_initializer(h, rng),
                            name=f"up{block}", **conv)  # (N, base*2^block, base*2^block, width)
         x = hacks.batch_norm(x, name=f"up{block}_bn", **norm)  # same shape
         x = hacks.activation(x, hacks=h, leaky=leaky, name=f"up{block}_act")  # same shape
+        x = hacks.g_dropout(x, hacks=h, rng=rng, name=f"up{block}_dropout")  # same shape
     x = hacks.upsample(x, filters=m.channels, use_bias=True, initializer=hacks.kernel_initializer(h, rng),
                        name="to_image", **conv)  # (N, image_size, image_size, channels)
     image = layers.Activation(hacks.output_activation(h), dtype="float32", name="image")(x)  # same, model range
@@ -186,9 +188,24 @@ def build_optimizers(models: Models) -> None:
         models.gan.optimizer.build(models.gan.trainable_variables)
 
 
+def saved_variables(model: keras.Model) -> list:
+    """What a checkpoint keeps of a model: its weights, then the states of its layers' random generators (hack
+    15's dropout), so a resumed run draws the masks the uninterrupted one would."""
+    weights = list(model.weights)
+    known = {id(v) for v in weights}
+    return weights + [v for v in model.non_trainable_variables if id(v) not in known]
+
+
 def generate(g: keras.Model, z: np.ndarray, cfg: Config) -> np.ndarray:
-    """G in inference mode (BatchNorm moving statistics) on latents z (N, latent_dim): uint8 images (N, H, W, C)."""
-    return hacks.unscale_images(g.predict_on_batch(z), hacks=cfg.hacks)
+    """G in inference mode (BatchNorm moving statistics) on latents z (N, latent_dim): uint8 images (N, H, W, C).
+    The states of G's random generators (hack 15) are put back afterwards: sampling never changes training."""
+    generators = saved_variables(g)[len(g.weights):]
+    states = [ops.copy(v.value) for v in generators]
+    try:
+        return hacks.unscale_images(g.predict_on_batch(z), hacks=cfg.hacks)
+    finally:
+        for variable, state in zip(generators, states):
+            variable.assign(state)
 
 
 def summary(model: keras.Model, *, width: int = 100) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from dcgan_cli import hacks, images
 from dcgan_cli.config import Config
-from dcgan_cli.layers import BatchNorm
+from dcgan_cli.layers import BatchNorm, SamplingDropout
 
 METHODS = ("slerp", "linear")
 
@@ -98,6 +98,8 @@ def standalone_generator(g: keras.Model, cfg: Config) -> keras.Model:
             config = layer.get_config()
             config.pop("frozen_statistics")
             return keras.layers.BatchNormalization.from_config(config)
+        if isinstance(layer, SamplingDropout):  # hack 15: stock Dropout, which is off when sampling
+            return keras.layers.Dropout(layer.rate, seed=layer.seed, name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
     clone = keras.models.clone_model(g, clone_function=stock)
@@ -115,7 +117,9 @@ def export_info(cfg: Config) -> dict:
     size, channels = cfg.model.image_size, cfg.model.channels
     return {"latent_dim": cfg.model.latent_dim, "latent_distribution": latent,
             "input": f"float32 (N, {cfg.model.latent_dim}), each component ~ {latent}",
-            "output": f"float32 (N, {size}, {size}, {channels}) in [0, 255]; np.rint(...).astype('uint8') for images"}
+            "output": f"float32 (N, {size}, {size}, {channels}) in [0, 255]; np.rint(...).astype('uint8') for images",
+            **({"dropout": "G's dropout (hacks.g_dropout) is stock Dropout here: off when sampling"}
+               if cfg.hacks.g_dropout else {})}
 
 
 def export(g: keras.Model, cfg: Config, path: str | Path) -> Path:

@@ -409,3 +409,54 @@ def test_train_d_more_updates_d_d_steps_times_per_g_update_alike_in_both_loops(t
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
     iterations = {name: int(split[f"{name}_optimizer/0000"]) for name in ("d", "g")}
     assert iterations == {"d": 4 * 3 * 2, "g": 4}  # 4 steps, 3 sub-steps of an all-real and an all-fake update
+
+
+# 15 g_dropout
+def test_g_dropout_follows_gs_hidden_blocks_and_stays_on_when_sampling(tiny_cfg):
+    from dataclasses import replace
+
+    from dcgan_cli.layers import SamplingDropout
+    from dcgan_cli.models import build_generator, generate
+
+    cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, g_dropout=True, g_dropout_rate=0.5))
+    g = build_generator(cfg, np.random.default_rng(0))
+    dropouts = [layer.name for layer in g.layers if isinstance(layer, SamplingDropout)]
+    assert dropouts == ["project_dropout", "up1_dropout"]
+    names = [layer.name for layer in g.layers]
+    assert names.index("project_dropout") == names.index("project_act") + 1
+    z = np.random.default_rng(1).normal(size=(6, 8)).astype(np.float32)
+    first, second = (keras.ops.convert_to_numpy(g(z, training=False)) for _ in range(2))
+    assert not np.allclose(first, second)  # a new mask every call, sampling included
+    hidden = keras.Model(g.input, g.get_layer("project_dropout").output)
+    zeroed = (keras.ops.convert_to_numpy(hidden(z)) == 0).mean()
+    assert 0.4 < zeroed < 0.85  # half dropped, plus the ReLU's zeros
+    state = [keras.ops.convert_to_numpy(v.value).copy() for v in g.non_trainable_variables]
+    assert np.array_equal(generate(g, z, cfg), generate(g, z, cfg))  # generate puts the generators' state back
+    assert all(np.array_equal(a, keras.ops.convert_to_numpy(v.value)) for a, v in zip(state, g.non_trainable_variables))
+
+
+def test_g_dropout_both_loops_agree_and_resume_exactly(tiny_overrides, tmp_path):
+    on = ("hacks.g_dropout=true",)
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", *on)
+            for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+    assert len(split) == len(weights(run(tiny_overrides, tmp_path, "plain"))) + 2  # the two dropout generators
+    halfway = tmp_path / "resumed"
+    train.run(load_config(None, [*tiny_overrides, *on, "train.steps=2"]), run_dir=halfway)
+    train.run(load_config(None, [*tiny_overrides, *on]), run_dir=halfway, resume=True)
+    resumed = weights(halfway)
+    assert all(np.array_equal(split[key], resumed[key]) for key in split)
+
+
+def test_an_exported_generator_with_dropout_loads_in_plain_keras(tiny_cfg, tmp_path):
+    from dataclasses import replace
+
+    from dcgan_cli import sampling
+    from dcgan_cli.models import build_generator
+
+    cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, g_dropout=True))
+    sampling.export(build_generator(cfg, np.random.default_rng(0)), cfg, tmp_path / "g.keras")
+    loaded = keras.saving.load_model(tmp_path / "g.keras")
+    assert [type(layer).__name__ for layer in loaded.layers].count("Dropout") == 2
+    assert "dropout" in sampling.export_info(cfg)

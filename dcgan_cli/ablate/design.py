@@ -79,6 +79,10 @@ def _noiseless(cfg: Config) -> str | None:
     return "hacks.instance_noise_std is 0, so no noise is added" if cfg.hacks.instance_noise_std == 0 else None
 
 
+def _rate_zero(cfg: Config) -> str | None:
+    return "hacks.g_dropout_rate is 0, so no unit is dropped" if cfg.hacks.g_dropout_rate == 0 else None
+
+
 def _r1_weightless(cfg: Config) -> str | None:
     return "hacks.r1_gamma is 0, so the penalty is 0" if cfg.hacks.r1_gamma == 0 else None
 
@@ -99,6 +103,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("ttur", "hacks.ttur", True, False, _same_rates),
     Factor("train_d_more", "hacks.train_d_more", True, False, _one_d_step),
     Factor("instance_noise", "hacks.instance_noise", True, False, _noiseless),
+    Factor("g_dropout", "hacks.g_dropout", True, False, _rate_zero),
     Factor("spectral_norm", "hacks.spectral_norm", True, False),
     Factor("diff_augment", "hacks.diff_augment", True, False),
     Factor("hinge_loss", "hacks.hinge_loss", True, False),
