@@ -46,7 +46,7 @@ class Probe:
         g, d = models.g, models.d
         d.trainable = True  # its weights count as trainable for the probe; every update sets this itself
         g_tv, g_ntv, d_tv, d_ntv = (_values(variables) for variables in (
-            g.trainable_weights, g.non_trainable_weights, d.trainable_weights, d.non_trainable_weights))
+            g.trainable_variables, g.non_trainable_variables, d.trainable_variables, d.non_trainable_variables))
         fake, _ = g.stateless_call(g_tv, g_ntv, self.z, training=True)
         real = ops.convert_to_tensor(self.real_batch)
         d_training = self.cfg.model.d_bn_in_g_update == "batch"

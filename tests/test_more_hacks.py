@@ -436,7 +436,7 @@ def test_g_dropout_follows_gs_hidden_blocks_and_stays_on_when_sampling(tiny_cfg)
 
 
 def test_g_dropout_both_loops_agree_and_resume_exactly(tiny_overrides, tmp_path):
-    on = ("hacks.g_dropout=true",)
+    on = ("hacks.g_dropout=true", "monitor.check_every=1")  # probed every step too
     runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", *on)
             for loop in ("train_on_batch", "compiled")}
     split, compiled = (weights(r) for r in runs.values())
