@@ -101,7 +101,7 @@ def test_unknown_and_inert_factors_are_named_with_a_suggestion():
     with pytest.raises(AblationError, match=r"unknown factor; did you mean 'batch_norm'\? Received: 'batchnorm'"):
         parse_factors("batchnorm")
     with pytest.raises(AblationError, match="known factors: all, new, strided_conv"):
-        parse_factors("dropout")
+        parse_factors("wasserstein")
     assert parse_factors("hacks.adam, model.d_bn_in_g_update")[0] == [FACTORS["adam"], FACTORS["d_bn_in_g_update"]]
     slope_zero = load_config(None, [*TINY, "hacks.leaky_slope=0"])
     with pytest.raises(AblationError, match="leaky_relu cannot be varied.*slope is 0"):
