@@ -460,3 +460,15 @@ def test_an_exported_generator_with_dropout_loads_in_plain_keras(tiny_cfg, tmp_p
     loaded = keras.saving.load_model(tmp_path / "g.keras")
     assert [type(layer).__name__ for layer in loaded.layers].count("Dropout") == 2
     assert "dropout" in sampling.export_info(cfg)
+
+
+def test_every_new_switch_at_once_keeps_the_two_loops_equal(tiny_overrides, tmp_path):
+    """All of hacks 12-20 but R1 (the compiled loop only) together: the two loops still do the same mathematics."""
+    everything = ("hacks.ttur=true", "hacks.train_d_more=true", "hacks.instance_noise=true", "hacks.g_dropout=true",
+                  "hacks.spectral_norm=true", "hacks.hinge_loss=true", "hacks.minibatch_std=true",
+                  "hacks.diff_augment=true", "monitor.check_every=2")
+    runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", *everything)
+            for loop in ("train_on_batch", "compiled")}
+    split, compiled = (weights(r) for r in runs.values())
+    assert split.keys() == compiled.keys()
+    assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
