@@ -472,3 +472,14 @@ def test_every_new_switch_at_once_keeps_the_two_loops_equal(tiny_overrides, tmp_
     split, compiled = (weights(r) for r in runs.values())
     assert split.keys() == compiled.keys()
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
+
+
+def test_every_new_switch_at_once_resumes_exactly(tiny_overrides, tmp_path):
+    everything = ("train.loop=compiled", "hacks.ttur=true", "hacks.train_d_more=true", "hacks.instance_noise=true",
+                  "hacks.g_dropout=true", "hacks.spectral_norm=true", "hacks.hinge_loss=true",
+                  "hacks.r1_penalty=true", "hacks.r1_every=2", "hacks.minibatch_std=true", "hacks.diff_augment=true")
+    whole = weights(run(tiny_overrides, tmp_path, "whole", *everything))
+    train.run(load_config(None, [*tiny_overrides, *everything, "train.steps=2"]), run_dir=tmp_path / "halves")
+    train.run(load_config(None, [*tiny_overrides, *everything]), run_dir=tmp_path / "halves", resume=True)
+    resumed = weights(tmp_path / "halves")
+    assert [key for key in whole if not np.array_equal(whole[key], resumed[key])] == []
