@@ -261,20 +261,27 @@ def test_r1_penalty_gradient_matches_a_finite_difference():
         assert analytic[index] == pytest.approx((numeric[0] - numeric[1]) / 2e-6, rel=1e-5)
 
 
-def test_r1_changes_ds_update_and_its_lazy_form_only_on_due_steps(tiny_overrides, tmp_path):
-    def trained(name, steps, *extra):
-        cfg = load_config(None, [*tiny_overrides, "train.loop=compiled", f"train.steps={steps}",
-                                 f"output.checkpoint_every={steps}", *extra])
-        with np.load(train.run(cfg, run_dir=tmp_path / name) / "checkpoints" / f"step_{steps:06d}" / "weights.npz") \
-                as saved:
-            return {key: saved[key] for key in saved.files}
+def r1_trained(tiny_overrides, tmp_path, name: str, steps: int, *extra: str) -> dict[str, np.ndarray]:
+    cfg = load_config(None, [*tiny_overrides, "train.loop=compiled", f"train.steps={steps}",
+                             f"output.checkpoint_every={steps}", *extra])
+    with np.load(train.run(cfg, run_dir=tmp_path / name) / "checkpoints" / f"step_{steps:06d}" / "weights.npz") \
+            as saved:
+        return {key: saved[key] for key in saved.files}
 
-    plain, penalised = trained("plain", 1), trained("r1", 1, "hacks.r1_penalty=true")
+
+def test_r1_changes_ds_update(tiny_overrides, tmp_path):
+    plain, penalised = (r1_trained(tiny_overrides, tmp_path, name, 1, *extra)
+                        for name, extra in (("plain", ()), ("r1", ("hacks.r1_penalty=true",))))
     assert not np.array_equal(plain["d/0000"], penalised["d/0000"])
-    lazy = trained("lazy", 1, "hacks.r1_penalty=true", "hacks.r1_every=2")  # step 1: not due
-    assert all(np.allclose(plain[key], lazy[key], rtol=1e-4, atol=1e-6) for key in plain)
-    assert not np.array_equal(trained("plain2", 2)["d/0000"],
-                              trained("lazy2", 2, "hacks.r1_penalty=true", "hacks.r1_every=2")["d/0000"])
+
+
+def test_lazy_r1_applies_only_on_due_steps(tiny_overrides, tmp_path):
+    lazy = ("hacks.r1_penalty=true", "hacks.r1_every=2")
+    plain, skipped = r1_trained(tiny_overrides, tmp_path, "plain", 1), r1_trained(tiny_overrides, tmp_path, "lazy",
+                                                                                  1, *lazy)
+    assert all(np.allclose(plain[key], skipped[key], rtol=1e-4, atol=1e-6) for key in plain)  # step 1: not due
+    assert not np.array_equal(r1_trained(tiny_overrides, tmp_path, "plain2", 2)["d/0000"],
+                              r1_trained(tiny_overrides, tmp_path, "lazy2", 2, *lazy)["d/0000"])
 
 
 # 14 instance_noise
