@@ -52,7 +52,7 @@ def test_ttur_gives_d_and_g_their_own_learning_rates():
     assert float(hacks.optimizer(HacksConfig(adam=False, ttur=True), network="d").learning_rate) == pytest.approx(4e-4)
 
 
-@pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])
+@pytest.mark.parametrize("loop", ["train_on_batch"])
 def test_ttur_off_and_ttur_at_the_shared_rate_train_alike(tiny_overrides, tmp_path, loop):
     plain = run(tiny_overrides, tmp_path, "plain", f"train.loop={loop}")
     same = run(tiny_overrides, tmp_path, "same", f"train.loop={loop}", "hacks.ttur=true",
@@ -442,18 +442,14 @@ def test_g_dropout_follows_gs_hidden_blocks_and_stays_on_when_sampling(tiny_cfg)
     assert all(np.array_equal(a, keras.ops.convert_to_numpy(v.value)) for a, v in zip(state, g.non_trainable_variables))
 
 
-def test_g_dropout_both_loops_agree_and_resume_exactly(tiny_overrides, tmp_path):
+def test_g_dropout_both_loops_agree(tiny_overrides, tmp_path):
+    """(Its exact resume: test_every_new_switch_at_once_resumes_exactly.)"""
     on = ("hacks.g_dropout=true", "monitor.check_every=1")  # probed every step too
     runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", *on)
             for loop in ("train_on_batch", "compiled")}
     split, compiled = (weights(r) for r in runs.values())
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
     assert len(split) == len(weights(run(tiny_overrides, tmp_path, "plain"))) + 2  # the two dropout generators
-    halfway = tmp_path / "resumed"
-    train.run(load_config(None, [*tiny_overrides, *on, "train.steps=2"]), run_dir=halfway)
-    train.run(load_config(None, [*tiny_overrides, *on]), run_dir=halfway, resume=True)
-    resumed = weights(halfway)
-    assert all(np.array_equal(split[key], resumed[key]) for key in split)
 
 
 def test_an_exported_generator_with_dropout_loads_in_plain_keras(tiny_cfg, tmp_path):
