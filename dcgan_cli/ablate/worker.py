@@ -24,6 +24,7 @@ from dcgan_cli.evaluate.features import dataset_key, real_order
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
 from dcgan_cli.files import write_atomically
 from dcgan_cli.models import generate
+from dcgan_cli.plots import read_metrics
 
 DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
 COLLAPSE_MODES = 0.5  # collapsed when, with domain scores, at most this share of the classes is covered (or below
@@ -66,7 +67,7 @@ def _run(directory: Path) -> dict:
     except training.Diverged as error:
         result.update(status="diverged", message=str(error), collapsed=True)
     result["train_seconds"] = round(time.perf_counter() - started, 1)
-    result["losses"] = _final_losses(directory / "metrics.jsonl")
+    result["losses"] = _final_losses(directory)
     if result["status"] == "done":
         final = checkpoint.complete(directory)[-1]
         evaluation = spec["evaluation"]
@@ -91,15 +92,10 @@ def collapsed(diversity: float, scores: dict, *, floor: float) -> bool:
     return bool(diversity < floor or (modes is not None and modes <= COLLAPSE_MODES * scores["classes"]))
 
 
-def _final_losses(path: Path) -> dict[str, float]:
+def _final_losses(directory: Path) -> dict[str, float]:
     """The last logged losses and D outputs (means over the last log window)."""
-    last = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if "d_loss_real" in record:
-                last = {key: record[key] for key in training.METRICS}
-    return last
+    logs = [record for record in read_metrics(directory) if "d_loss_real" in record]
+    return {key: logs[-1][key] for key in training.METRICS} if logs else {}
 
 
 def _diversity(found: Path, cfg: Config, *, seed: int) -> float:
