@@ -35,6 +35,7 @@ def setting(default: Any, *, choices: tuple | None = None, low: float | None = N
 
 
 DATASETS = ("digits", "folder", "mnist", "fashion_mnist", "cifar10", "npz", "npy")
+FEATURE_SPACES = ("domain", "rotation", "inception")  # what scores can be measured in (evaluate/features.py)
 NEEDS_PATH = ("folder", "npz", "npy")
 
 
@@ -138,11 +139,16 @@ class OutputConfig:
     log_every: int = setting(50, low=1)  # append a line to metrics.jsonl every this many steps (and at the end)
     n_samples: int = setting(64, low=1)  # images in each sample grid, drawn from one fixed latent batch
     progress: bool = setting(True)  # show the progress bar
-    eval_every: int = setting(0, low=0)  # score G every this many steps (and at the end) with the domain score on
-    #                                      fixed latents, keep the best as checkpoints/best; 0 = off
+    eval_every: int = setting(0, low=0)  # score G every this many steps (and at the end) on fixed latents, keep
+    #                                      the best as checkpoints/best; 0 = off
     eval_samples: int = setting(1000, low=10)  # images scored at each eval_every, from one fixed latent set
-    eval_min_accuracy: float = setting(0.8, low=0.0, high=1.0)  # refuse domain scores when the classifier's
-    #                                      held-out accuracy is below this
+    eval_features: str = setting("auto", choices=("auto", *FEATURE_SPACES))  # the score's feature space: auto =
+    #                                      domain where the data has class labels, else rotation (no labels)
+    eval_min_skill: float = setting(0.25, low=0.0, high=1.0)  # refuse domain scores when the classifier's
+    #                                      held-out accuracy (its 95% lower bound) is less than this far from
+    #                                      chance (0) to perfect (1); auto then scores in rotation features
+    eval_min_accuracy: float = setting(0.0, low=0.0, high=1.0)  # also refuse domain scores when the classifier's
+    #                                      held-out accuracy is below this; 0 = no such floor
     tensorboard: bool = setting(False)  # also log scalars and the sample grids for TensorBoard in tensorboard/
     #                                      (pip install "dcgan-cli[tensorboard]")
 

@@ -17,12 +17,28 @@ from dcgan_cli.datasets import arrays, folder, keras_sets
 from dcgan_cli.datasets.common import DataError, Dataset, fit_array, to_uint8
 from dcgan_cli.files import to_stderr
 
-__all__ = ["DataError", "Dataset", "load_dataset", "batch_indices", "sample_batch", "describe"]
+__all__ = ["DataError", "Dataset", "load_dataset", "probe_labels", "batch_indices", "sample_batch", "describe"]
+
+ALWAYS_LABELLED = ("digits",)  # sources whose labels are known to exist without reading anything
+
+
+def probe_labels(cfg: Config) -> bool | None:
+    """Whether the configured data has class labels (of at least two classes), told without decoding or loading
+    any image: a folder from its file names (every image in a first-level subfolder), the embedded digits always,
+    an .npy never; None where only loading the data tells (an .npz, local or downloaded MNIST and CIFAR-10)."""
+    d = cfg.data
+    if d.name == "folder":
+        return len(folder.class_folders(folder.listed(d.path, limit=d.limit)[1])) >= 2
+    if d.name in ALWAYS_LABELLED:
+        return True
+    return False if d.name == "npy" else None
 
 
 def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], None] = to_stderr) -> Dataset:
     """The configured dataset, sized to the model, limited to data.limit images, with labels where it has them."""
     d, m = cfg.data, cfg.model
+    if d.labels and probe_labels(cfg) is False:
+        raise DataError(_no_labels(str(d.path)))
     if d.name == "folder":
         dataset = folder.load(d.path, size=m.image_size, channels=m.channels, limit=d.limit, cache_dir=d.cache_dir,
                               progress=progress, log=log)
@@ -36,9 +52,13 @@ def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], Non
         images = fit_array(raw, size=m.image_size, channels=m.channels)
         dataset = Dataset(images=images, labels=labels, class_names=None, source=source)
     if d.labels and dataset.labels is None:
-        raise DataError(f"data.labels: {dataset.source} has no class labels (a folder needs one subfolder per "
-                        "class; an .npz needs an array 'y'). Received: True")
+        raise DataError(_no_labels(dataset.source))
     return dataset
+
+
+def _no_labels(source: str) -> str:
+    return (f"data.labels: {source} has no class labels (a folder needs one subfolder per class, at least two; an "
+            ".npz needs an array 'y'). Received: True")
 
 
 def _arrays(cfg: Config) -> tuple[np.ndarray, np.ndarray | None, str]:

@@ -77,7 +77,7 @@ class Monitor:
             trips += self._d_wins(step, record) + self._g_rising(step, record["g_loss"])
         if "probe" in record:
             trips += self._diversity(step, record["probe"]) + self._grad_norm(step, record["probe"])
-        if "eval" in record and "modes_covered" in record["eval"]:
+        if "eval" in record and ("modes_covered" in record["eval"] or "bins_covered" in record["eval"]):
             trips += self._modes(step, record["eval"])
         return trips
 
@@ -126,16 +126,21 @@ class Monitor:
                      f"since step {self.collapse.since}", {"diversity": probe["diversity"]})]
 
     def _modes(self, step: int, scores: dict) -> list[Trip]:
-        c, modes = self.cfg, scores["modes_covered"]
+        """The modes covered: the domain classifier's classes, or without classes NDB's bins covered."""
+        c = self.cfg
+        if "modes_covered" in scores:
+            modes, total, what = scores["modes_covered"], scores["classes"], "modes"
+        else:
+            modes, total, what = scores["bins_covered"], scores["bins"], "NDB bins"
         best = modes if self.best_modes is None else max(self.best_modes, modes)
         holds = best - modes >= c.collapse_mode_drop
         self.best_modes = best
         if not (c.collapse and self.modes.see(holds, step, needed=1)):
             return []
         return [Trip("collapse", step, step,
-                     f"mode collapse: {modes} of {scores['classes']} modes covered, {best - modes} fewer than the "
+                     f"mode collapse: {modes} of {total} {what} covered, {best - modes} fewer than the "
                      f"run's best ({best}; a drop of {c.collapse_mode_drop} trips)",
-                     {"modes_covered": modes, "best_modes": best})]
+                     {"modes_covered": modes, "best_modes": best, "of": what})]
 
     def _grad_norm(self, step: int, probe: dict) -> list[Trip]:
         c = self.cfg

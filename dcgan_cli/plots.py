@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dcgan_cli import images
+from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
 from dcgan_cli.files import read_jsonl, write_atomically
 
 LOSSES = "losses.png"
@@ -32,7 +33,7 @@ def _series(records: list[dict], key: str, group: str | None = None) -> tuple[li
 
 def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float | None = None) -> Path | None:
     """Write RUN/losses.png from its metrics and `events`: D's losses on real and fake images and G's, D's mean
-    outputs, and (when probed or scored) the samples' diversity and the Frechet distance; None when nothing was
+    outputs, and (when probed or scored) the samples' diversity and the training-time score; None when nothing was
     logged yet."""
     import matplotlib
 
@@ -46,8 +47,11 @@ def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float 
               ("D's mean output", [("d_real_mean", None, "D(x)"), ("d_fake_mean", None, "D(G(z))")])]
     if any("probe" in r for r in records):
         panels.append(("samples' diversity\n(share of real)", [("diversity", "probe", "diversity")]))
-    if any("frechet_distance" in r.get("eval", {}) for r in records):
-        panels.append(("Frechet distance\n(domain)", [("frechet_distance", "eval", "FD")]))
+    scored = [r["eval"] for r in records if "eval" in r]
+    if scored:
+        space = scored[-1].get("features", "domain")
+        name, short = SCORE_NAMES[PRIMARY[space]]
+        panels.append((f"{name}\n({space})", [(PRIMARY[space], "eval", short)]))
     figure, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels) + 0.6), sharex=True, squeeze=False)
     for ax, (label, lines) in zip(axes[:, 0], panels):
         for key, group, name in lines:

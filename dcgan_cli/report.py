@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dcgan_cli import plots
 from dcgan_cli.config import Config, ConfigError, load_config
+from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES, coverage
 from dcgan_cli.monitor import read_events
 
 
@@ -70,16 +71,16 @@ def summary(run_dir: Path, cfg: Config) -> list[str]:
 
 
 def _best(run_dir: Path, records: list[dict]) -> str:
-    """The best Frechet distance and its step, from the scores logged during training (the last one marked best
+    """The best score and its step, from the scores logged during training (the last one marked best
     is what checkpoints/best holds)."""
     best = [r for r in records if r.get("eval", {}).get("best")]
     if not best:
         return "none (output.eval_every: 0 scores nothing during training; dcgan evaluate scores a checkpoint)"
-    record = best[-1]
-    kept = Path(run_dir) / "checkpoints" / "best"
-    return (f"Frechet distance (domain) {record['eval']['frechet_distance']:.2f} at step {record['step']:,}, "
-            f"{record['eval']['modes_covered']}/{record['eval']['classes']} modes"
-            + (f" ({kept})" if kept.is_dir() else ""))
+    record, kept = best[-1], Path(run_dir) / "checkpoints" / "best"
+    scores, space = record["eval"], record["eval"].get("features", "domain")
+    key, covered = PRIMARY[space], coverage(scores)
+    return (f"{SCORE_NAMES[key][0]} ({space}) {scores[key]:.4g} at step {record['step']:,}"
+            + (f", {covered}" if covered else "") + (f" ({kept})" if kept.is_dir() else ""))
 
 
 def _events(events: list[dict]) -> list[str]:

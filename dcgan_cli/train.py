@@ -22,7 +22,8 @@ from dcgan_cli import backend, checkpoint, data, draws, hacks, images, tensorboa
 from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
-from dcgan_cli.evaluate.scoring import SCORE_KEY, TrainingScorer
+from dcgan_cli.evaluate.features import SCORE_NAMES, coverage
+from dcgan_cli.evaluate.scoring import TrainingScorer, preflight
 from dcgan_cli.feed import Feed
 from dcgan_cli.files import write_atomically
 from dcgan_cli.health import Health, RollBack, roll_back
@@ -225,29 +226,35 @@ def _postfix(means: dict[str, float]) -> str:
             f"{means['images_per_s']:.0f} img/s")
 
 
-EVAL_LOGGED = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "precision", "recall")
+EVAL_LOGGED = ("frechet_distance", "fid", "kid", "modes_covered", "classes", "class_kl", "mean_confidence", "ndb",
+               "bins", "ndb_k", "bins_covered", "precision", "recall")  # what metrics.jsonl keeps of a score
 
 
 class _BestKeeper:
-    """output.eval_every: scores G at its cadence and knows the best score so far, which checkpoints/best holds
-    (read back from it when a run resumes)."""
+    """output.eval_every: scores G at its cadence and knows the best score so far (its feature space's primary
+    score), which checkpoints/best holds (read back from it when a run resumes)."""
 
     def __init__(self, scorer: TrainingScorer, run_dir: Path, *, resume: bool):
         self.scorer = scorer
-        self.best = checkpoint.best_score(run_dir) if resume else None
+        best = checkpoint.best_score(run_dir) if resume else None
+        same_space = best is not None and best["result"]["features"] == scorer.reference.features
+        self.best = best if same_space else None  # a best from another feature space is not comparable
         self.note = ""
 
     def __call__(self, models: Models, *, step: int) -> tuple[dict, dict | None]:
         """G's score now, as a metrics.jsonl entry, and the score record for checkpoints/best when it improved."""
         result = self.scorer(models.sampler, step=step)
-        value = result["scores"][SCORE_KEY]
+        key = self.scorer.reference.primary
+        scores = result["scores"]
+        value = scores[key]
         improved = self.best is None or value < self.best["value"]
         record = {"features": result["features"], "images": result["images"], "real_set": result["real_set"],
-                  **{key: result["scores"][key] for key in EVAL_LOGGED}, "best": improved}
-        new_best = {"key": SCORE_KEY, "value": value, "step": step, "result": result} if improved else None
+                  **{name: scores[name] for name in EVAL_LOGGED if name in scores}, "best": improved}
+        new_best = {"key": key, "value": value, "step": step, "result": result} if improved else None
         self.best = new_best or self.best
-        self.note = (f" | FD {value:.2f}, {record['modes_covered']}/{record['classes']} modes "
-                     f"(best {self.best['value']:.2f} @ {self.best['step']})")
+        covered = coverage(scores)
+        self.note = (f" | {SCORE_NAMES[key][1]} {value:.4g}{f', {covered}' if covered else ''} "
+                     f"(best {self.best['value']:.4g} @ {self.best['step']})")
         return record, new_best
 
 
@@ -282,6 +289,8 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
     if cfg.output.tensorboard and not tensorboard_log.available():
         raise ConfigError([f"output.tensorboard: TensorBoard is not installed; {tensorboard_log.INSTALL}, or set "
                            "output.tensorboard: false. Received: true"])
+    if cfg.output.eval_every:
+        preflight(cfg, cfg.output.eval_features, key="output.eval_features")
     keras.utils.set_random_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
     dataset = data.load_dataset(cfg, progress=cfg.output.progress)

@@ -84,6 +84,19 @@ def test_one_at_a_time_starts_from_all_off_and_leaves_out_what_it_cannot_vary():
         variants(BASE, parse_factors("batch_norm,d_bn_in_g_update")[0], design="one-at-a-time")
 
 
+def test_the_moving_average_is_a_factor_whose_on_is_any_decay():
+    assert GROUPS["new"][-1] == "ema" and FACTORS["ema"].path == "train.ema_decay"
+    made, *_ = variants(BASE, parse_factors("ema")[0], design="leave-one-out")
+    assert names(made) == ["base", "ema-0.999"] and made[1].apply(BASE).train.ema_decay == 0.999
+    averaged = load_config(None, [*TINY, "train.ema_decay=0.99"])
+    made, *_ = variants(averaged, parse_factors("ema")[0], design="leave-one-out")
+    assert names(made) == ["base", "ema-0.0"] and made[1].apply(averaged).train.ema_decay == 0.0
+    made, reference, *_ = variants(averaged, parse_factors("ema,hinge_loss")[0], design="one-at-a-time")
+    assert reference == "all-off" and made[0].apply(averaged).train.ema_decay == 0.0
+    assert made[names(made).index("ema-only")].apply(averaged).train.ema_decay == 0.99, "the base's own decay"
+    assert made[names(made).index("hinge_loss-only")].apply(averaged).train.ema_decay == 0.0
+
+
 def test_factorial_makes_every_distinct_combination_and_guards_large_designs():
     made, *_ = variants(BASE, parse_factors("batch_norm,adam,d_bn_in_g_update")[0], design="factorial")
     # 2^3 = 8 combinations, less the two where D's BN statistics are switched without BN (duplicates).
@@ -311,6 +324,31 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
     assert f"{len(done)} of 6 runs finished already" in err and "6 of 6 runs finished" in err
     assert {path: path.stat().st_mtime_ns for path in done} == done  # finished runs were not redone
     assert len(list(root.glob("variants/*/*/result.json"))) == 6
+
+
+def test_an_unlabelled_folder_is_ablated_in_rotation_features(tmp_path):
+    """No labels, no Inception weights (offline): the study scores every run in the rotation network's features,
+    with NDB, and says so in its report."""
+    from dcgan_cli import data
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for i, image in enumerate(data.load_dataset(load_config(None, []), progress=False).images[:200]):
+        Image.fromarray(image[..., 0]).save(pictures / f"{i:03d}.png")
+    root = tmp_path / "study"
+    result = invoke("ablate", "--config", DIGITS, "--factors", "ema", "--seeds", "1", "--n", "50", "--run-dir", root,
+                    *[arg for item in (*STUDY_SET, "data.name=folder", f"data.path={pictures}")
+                      for arg in ("--set", item)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((root / study.PLAN).read_text())["evaluation"]["features"] == "rotation"
+    for variant in ("base", "ema-0.999"):
+        scored = json.loads((root / "variants" / variant / "seed0" / study.RESULT).read_text())
+        assert scored["features"] == "rotation" and scored["status"] == "done"
+        assert {"frechet_distance", "ndb", "bins", "bins_covered", "precision", "recall"} <= set(scored["scores"])
+    text = (root / "report.md").read_text()
+    assert "the rotation network's features (no labels)" in text and "| bins covered | NDB |" in text
+    rows = list(csv.DictReader((root / "results.csv").open()))
+    assert [row["features"] for row in rows] == ["rotation", "rotation"] and all(row["ndb"] for row in rows)
 
 
 def test_ray_executor_on_a_local_instance(tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -15,10 +18,13 @@ from PIL import Image, ImageFilter
 from dcgan_cli import checkpoint, data, train
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
-from dcgan_cli.evaluate import domain, inception, scoring
+from dcgan_cli.evaluate import domain, inception, rotation, scoring
 from dcgan_cli.evaluate.features import EvaluationError, dataset_key, summarise
 
-MNIST_T10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+MNIST_T10K = SHARED / "mnist-t10k"
+CIFAR10_TEST = SHARED / "cifar10-test"
+DIGITS_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
 
 
 def invoke(*args):
@@ -86,10 +92,28 @@ def test_the_classifier_is_cached_by_the_datasets_content(mnist, monkeypatch):
     assert dataset_key(changed) != dataset_key(dataset)
 
 
-def test_below_the_accuracy_floor_scores_are_refused(mnist):
+def test_below_either_floor_scores_are_refused(mnist):
     cfg, _, ref = mnist
-    with pytest.raises(EvaluationError, match=r"held-out accuracy.*below the floor of 100%.*Received: 1.0"):
-        ref.extractor.check(1.0)
+    with pytest.raises(EvaluationError, match=r"eval_min_accuracy: .*held-out accuracy.*below the floor of 100%.*"
+                                              r"Received: 1.0"):
+        ref.extractor.check(min_accuracy=1.0, min_skill=0.0)
+    skill = ref.extractor.skill()
+    assert 0.95 < skill < (ref.extractor.accuracy - ref.extractor.chance) / (1 - ref.extractor.chance) < 1
+    with pytest.raises(EvaluationError, match=r"eval_min_skill: .*too close to chance \(11\.\d%, the largest class\)"
+                                              r".*Received: 0.99"):
+        ref.extractor.check(min_accuracy=0.0, min_skill=0.99)
+    ref.extractor.check(min_accuracy=cfg.output.eval_min_accuracy, min_skill=cfg.output.eval_min_skill)
+
+
+def test_skill_is_measured_against_chance_and_the_held_out_sets_size():
+    def classifier(accuracy: float, held_out: int, chance: float) -> domain.DomainFeatures:
+        return domain.DomainFeatures(model=None, accuracy=accuracy, held_out=held_out, chance=chance, epochs=1,
+                                     seconds=0.0, class_names=(), real=None, cache=Path("x"))
+
+    assert classifier(0.1, 1500, 0.1).skill() < 0 < classifier(0.2, 1500, 0.1).skill()
+    assert classifier(0.67, 1500, 0.125).skill() == pytest.approx(0.595, abs=0.01)  # CIFAR-10's test set
+    assert classifier(0.67, 60, 0.125).skill() < classifier(0.67, 1500, 0.125).skill() - 0.1, "a small set: wider"
+    assert classifier(0.55, 1500, 0.5).skill() < 0.1 < classifier(0.55, 1500, 0.1).skill(), "two classes vs ten"
 
 
 # ------------------------------------------------------------------ Inception features (never downloaded)
@@ -250,8 +274,9 @@ def test_a_crash_while_replacing_the_best_checkpoint_keeps_the_old_one(tmp_path)
 
 
 @pytest.mark.parametrize("data, extra, message", [
-    ({"name": "npy"}, [], "output.eval_every: the domain score needs class labels"),
-    ({}, ["output.eval_min_accuracy=1.0"], "output.eval_min_accuracy: the domain classifier reaches only"),
+    ({"name": "npy"}, ["output.eval_features=domain"], "output.eval_features: domain features need class labels"),
+    ({}, ["output.eval_features=domain", "output.eval_min_accuracy=1.0"],
+     "output.eval_min_accuracy: the domain classifier reaches only"),
 ])
 def test_eval_every_that_cannot_score_is_refused_before_anything_is_written(tmp_path, tiny_overrides, data, extra,
                                                                           message):
@@ -302,8 +327,11 @@ def test_sample_and_evaluate_accept_the_best_checkpoint(trained, tmp_path):
     (["--images", "."], "--images needs --config"),
     (["--checkpoint", "{run}", "--config", "x.yaml"], "--config is for --images"),
     (["--checkpoint", "{run}", "--n", "5"], "5 is not in the range x>=10"),
-    (["--checkpoint", "{run}", "--set", "model.image_size=32"], "only data.* and output.eval_min_accuracy"),
-    (["--checkpoint", "{run}", "--set", "output.eval_min_accuracy=1.0"], "below the floor of 100%"),
+    (["--checkpoint", "{run}", "--set", "model.image_size=32"], "only data.*, output.eval_min_accuracy and"),
+    (["--checkpoint", "{run}", "--features", "domain", "--set", "output.eval_min_accuracy=1.0"],
+     "below the floor of 100%"),
+    (["--checkpoint", "{run}", "--features", "domain", "--set", "output.eval_min_skill=1.0"],
+     "output.eval_min_skill: the domain classifier's held-out accuracy"),
     (["--checkpoint", "{run}", "--set", "data.path=/nowhere", "--set", "data.name=npz"],
      "data.path: no such file. Received: '/nowhere'"),
     (["--checkpoint", "nowhere"], "no such checkpoint or run directory"),
@@ -319,5 +347,5 @@ def test_domain_features_on_a_dataset_without_labels_say_so(tmp_path):
     config = yaml_file(tmp_path / "faces.yaml", {"data": {"name": "npy", "path": str(array)}})
     folder = image_folder(tmp_path / "pngs", np.zeros((10, 16, 16, 1), np.uint8))
     result = invoke("evaluate", "--images", folder, "--config", config, "--features", "domain")
-    assert result.exit_code == 2 and "domain features need class labels" in result.output
-    assert "--features inception" in result.output
+    assert result.exit_code == 2 and "--features: domain features need class labels" in result.output
+    assert "rotation features, which need no labels" in result.output and "Received: domain" in result.output

@@ -100,6 +100,16 @@ def test_collapse_is_also_a_drop_of_the_modes_covered():
     assert trips(monitor, records) == [("collapse", 1500, 1500), ("collapse", 2250, 2250)]
 
 
+def test_without_classes_collapse_is_a_drop_of_the_ndb_bins_covered():
+    monitor = Monitor(MonitorConfig(collapse_mode_drop=3))
+    covered = [12, 18, 19, 17, 19, 16, 15, 19]
+    records = [{"step": 250 * (i + 1), "eval": {"features": "rotation", "bins_covered": b, "bins": 20, "ndb": 9}}
+               for i, b in enumerate(covered)]
+    found = [t for record in records for t in monitor.observe(record)]
+    assert [(t.rule, t.step) for t in found] == [("collapse", 1500)]
+    assert "16 of 20 NDB bins covered, 3 fewer than the run's best (19" in found[0].message
+
+
 def test_gradient_norms_over_the_bound_or_not_finite_trip():
     monitor = Monitor(MonitorConfig(max_grad_norm=100.0))
     records = [probe(100, d_grad_norm=99.0), probe(200, g_grad_norm=150.0), probe(300, g_grad_norm=160.0),

@@ -140,3 +140,49 @@ def test_summary_round_trips_through_plain_arrays():
     again = Summary.from_arrays(summary.to_arrays())
     assert again.count == 3 and again.confidence_sum == 2.5 and np.array_equal(again.histogram, [1, 2])
     assert Summary.from_arrays(Summary(2, np.ones(1), np.eye(1), np.ones((2, 1))).to_arrays()).histogram is None
+
+
+def clusters(rng: np.random.Generator, count: int, centres: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`count` points around the given centres (K, D), each centre drawn with its weight."""
+    chosen = rng.choice(len(centres), count, p=weights / weights.sum())
+    return centres[chosen] + 0.3 * rng.standard_normal((count, centres.shape[1]))
+
+
+def test_ndb_of_one_distribution_finds_about_no_differing_bins():
+    rng = np.random.default_rng(0)
+    centres = 4.0 * rng.standard_normal((20, 8))
+    weights = rng.uniform(0.5, 1.5, 20)
+    bins = stats.make_bins(clusters(rng, 10_000, centres, weights), 20)
+    assert bins.centroids.shape == (20, 8) and bins.counts.sum() == 10_000
+    differing = [stats.ndb(bins, clusters(rng, 5_000, centres, weights))["ndb"] for _ in range(5)]
+    assert np.mean(differing) <= 2.5, differing  # about alpha x K = 1 differ by chance
+    result = stats.ndb(bins, clusters(rng, 5_000, centres, weights))
+    assert result["bins"] == 20 and result["ndb_k"] == result["ndb"] / 20 and result["bins_covered"] >= 19
+
+
+def test_ndb_catches_a_distribution_with_half_its_bins_missing():
+    rng = np.random.default_rng(1)
+    centres = 4.0 * rng.standard_normal((20, 8))
+    weights = np.ones(20)
+    bins = stats.make_bins(clusters(rng, 10_000, centres, weights), 20)
+    half = weights.copy()
+    half[::2] = 0.0
+    result = stats.ndb(bins, clusters(rng, 5_000, centres, half))
+    assert result["ndb"] >= 18 and result["bins_covered"] <= 11, result
+    assert stats.ndb(bins, clusters(rng, 5_000, centres, weights))["bins_covered"] >= 19
+
+
+def test_ndb_two_proportion_test_matches_the_formula_on_two_bins():
+    """Two bins at 0 and 10 on a line; the fakes split 70/30 against the real 50/50: z = 0.2 / se."""
+    bins = stats.Bins(centroids=np.array([[0.0], [10.0]]), counts=np.array([500, 500]))
+    fake = np.concatenate([np.zeros((140, 1)), np.full((60, 1), 10.0)])
+    pooled = np.array([640, 560]) / 1200
+    z = 0.2 / np.sqrt(pooled * (1 - pooled) * (1 / 1000 + 1 / 200))
+    assert (z > 1.96).all()
+    assert stats.ndb(bins, fake) == {"ndb": 2, "bins": 2, "ndb_k": 1.0, "bins_covered": 2}
+    assert stats.ndb(bins, fake[:100])["bins_covered"] == 1, "a bin with none of the fakes is not covered"
+
+
+def test_bin_count_shrinks_for_small_real_sets():
+    assert stats.bin_count(10_000) == stats.NDB_BINS
+    assert stats.bin_count(100) == 10 and stats.bin_count(19) == 0

@@ -1,6 +1,6 @@
 """What an ablation varies: the factors (the eleven hacks and D's BatchNorm statistics in the G update, then the
-stabilisers after them, hacks 12 on), their "on" and "off" values, and the variants each design makes of a base
-config.
+stabilisers after them, hacks 12 on, and the moving average of G's weights), their "on" and "off" values, and the
+variants each design makes of a base config.
 
 A factor is refused where the base cannot vary it: switching it would change nothing (a LeakyReLU whose slope is 0
 is a ReLU), so its runs would only measure noise under a misleading name.
@@ -37,6 +37,11 @@ class Factor:
     def word(self, value: Any) -> str:
         """'on'/'off' for a switch, the value itself otherwise (d_bn_in_g_update: 'batch'/'moving')."""
         return ("on" if value else "off") if isinstance(self.on, bool) else str(value)
+
+    def switched(self, value: Any) -> Any:
+        """The other side of `value`: off where it is on (any value but "off": an EMA decay of 0.99 is on), else
+        the factor's "on"."""
+        return self.off if value != self.off else self.on
 
 
 def _slope_zero(cfg: Config) -> str | None:
@@ -109,8 +114,10 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("hinge_loss", "hacks.hinge_loss", True, False),
     Factor("r1_penalty", "hacks.r1_penalty", True, False, _r1_weightless),
     Factor("minibatch_std", "hacks.minibatch_std", True, False),
+    Factor("ema", "train.ema_decay", 0.999, 0.0),
 )}
-# --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on)
+# --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on) and
+# the moving average of G's weights
 GROUPS = {"all": tuple(FACTORS)[:12], "new": tuple(FACTORS)[12:]}
 
 
@@ -183,7 +190,7 @@ def variants(base: Config, factors: list[Factor], *, design: str, everything: bo
     values = flatten(base)
     if design == "leave-one-out":
         live, notes = _live(factors, base, everything=everything, where="the base config")
-        flipped = [(f, f.off if values[f.path] == f.on else f.on) for f in live]
+        flipped = [(f, f.switched(values[f.path])) for f in live]
         return ([Variant("base", ())] + [Variant(f"{f.name}-{f.word(v)}", ((f.path, v),)) for f, v in flipped],
                 "base", live, notes)
     if design == "one-at-a-time":
@@ -192,7 +199,7 @@ def variants(base: Config, factors: list[Factor], *, design: str, everything: bo
                             where="the all-off config")
 
         def alone(f: Factor) -> Variant:
-            on = ((f.path, f.on),) if values[f.path] != f.on else ()
+            on = ((f.path, f.on),) if values[f.path] == f.off else ()
             return Variant(f"{f.name}-only", tuple((p, v) for p, v in off if p != f.path) + on)
 
         return [Variant("all-off", off)] + [alone(f) for f in live], "all-off", live, notes
@@ -205,8 +212,7 @@ def variants(base: Config, factors: list[Factor], *, design: str, everything: bo
     live, notes = _live(factors, base, everything=everything, where="the base config")
     by_path = {f.path: f for f in live}
     made, seen = [], set()
-    for combination in itertools.product(*[(values[f.path], f.off if values[f.path] == f.on else f.on)
-                                           for f in live]):
+    for combination in itertools.product(*[(values[f.path], f.switched(values[f.path])) for f in live]):
         changes = tuple((f.path, v) for f, v in zip(live, combination) if v != values[f.path])
         cfg = Variant("", changes).apply(base)
         # A factor another one makes inert (D's BN statistics without BN) gives a duplicate of a variant made already.

@@ -21,12 +21,16 @@ from scipy import stats
 from dcgan_cli.ablate.design import FACTORS
 from dcgan_cli.ablate.study import Study, finished
 from dcgan_cli.config import flatten
+from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
 from dcgan_cli.files import write_atomically
 
 CONFIDENCE = 0.95
-PRIMARY = {"domain": ("frechet_distance", "FD"), "inception": ("kid", "KID")}  # both lower is better
-SCORES = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "fid", "kid", "precision",
-          "recall")
+SCORES = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "fid", "kid", "ndb", "bins",
+          "ndb_k", "bins_covered", "precision", "recall")
+FIRST_COLUMN = {"domain": ("modes_covered", "modes", 1), "rotation": ("bins_covered", "bins covered", 1),
+                "inception": ("fid", "FID", 2)}  # the table's column after the verdict: key, heading, decimals
+SPACE_WORDS = {"domain": "the domain classifier's features", "rotation": "the rotation network's features (no labels)",
+               "inception": "Inception features"}
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")  # train.METRICS, spelled out
 #                                                                      here so the report needs no Keras
 CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", *SCORES, "diversity", "collapsed",
@@ -77,7 +81,9 @@ class Report:
 
     @property
     def metric(self) -> tuple[str, str]:
-        return PRIMARY[self.features or "domain"]
+        """The primary score's key and short name."""
+        key = PRIMARY[self.features or "domain"]
+        return key, SCORE_NAMES[key][1]
 
     def finished(self) -> int:
         return sum(len(v.results) for v in self.variants)
@@ -173,7 +179,8 @@ def table(report: Report) -> list[str]:
     """The per-variant table in Markdown."""
     name, short = report.metric
     digits = _digits(report)
-    extra = ("modes", "precision", "recall") if report.features != "inception" else ("FID", "precision", "recall")
+    first, heading, decimals = FIRST_COLUMN[report.features or "domain"]
+    extra = (heading, "NDB", "precision", "recall")
     lines = [f"| variant | factors changed | runs | {short} mean ± std | Δ {short} vs {report.study.reference} "
              f"[{CONFIDENCE:.0%} CI] | verdict | {' | '.join(extra)} | collapsed |",
              "|---|---|---|---|---|---|" + "---|" * len(extra) + "---|"]
@@ -188,8 +195,7 @@ def table(report: Report) -> list[str]:
             verdict = effect.verdict
         else:
             delta, verdict = f"{effect.difference:+.{digits}f}", effect.verdict
-        first = "modes_covered" if report.features != "inception" else "fid"
-        cells = [_mean_std(v.values(first), 1 if first == "modes_covered" else 2),
+        cells = [_mean_std(v.values(first), decimals), _mean_std(v.values("ndb"), 1),
                  _mean_std(v.values("precision"), 3), _mean_std(v.values("recall"), 3)]
         runs = f"{len(v.results)}/{v.planned}" + (f" ({v.diverged()} diverged)" if v.diverged() else "")
         changes = v.changes.replace("|", "/")
@@ -225,8 +231,7 @@ def markdown(report: Report) -> str:
     study = report.study
     name, short = report.metric
     evaluation = study.evaluation
-    space = {"domain": "the domain classifier's features", "inception": "Inception features"}.get(
-        report.features or "", "the default feature space")
+    space = SPACE_WORDS.get(report.features or "", "the default feature space")
     seconds = sum(r.get("train_seconds") or 0 for r in report.runs if r["status"] != "not finished")
     chance = len(report.effects) * (1 - CONFIDENCE)
     head = [
@@ -237,9 +242,10 @@ def markdown(report: Report) -> str:
         f"{study.base.train.steps} steps of batch {study.base.train.batch_size}, train.loop "
         f"{study.base.train.loop}; seed k trains with train.seed {study.base.train.seed} + k.",
         f"- Score: {short} ({name}, lower is better) of {evaluation['count']:,} images of each run's final "
-        f"generator in {space}, as `dcgan evaluate` gives it; precision and recall beside it. A run counts as "
-        "collapsed when its images' mean pairwise distance falls below half the real images' or, with "
-        "labels, when it covers at most half of the classes.",
+        f"generator in {space}, as `dcgan evaluate` gives it; NDB (of its k-means bins of the real features, how many "
+        "hold a share of the images that differs from the real one), precision and recall beside it. A run counts "
+        "as collapsed when its images' mean pairwise distance falls below half the real images' or when it covers "
+        "at most half of the classes (with labels) or of the NDB bins (without).",
         f"- Verdict: Welch's t-test over seeds; the change **helps** or **hurts** when the {CONFIDENCE:.0%} "
         "confidence interval of the difference excludes 0, else it is **within noise**. Each interval is for one "
         f"comparison: of {len(report.effects)} changes that did nothing, about {chance:.1f} would still get a "

@@ -15,20 +15,24 @@ from dcgan_cli.ablate.design import AblationError
 from dcgan_cli.ablate.study import LOG, Run, Study, finished
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate import inception, scoring
-from dcgan_cli.evaluate.features import EvaluationError
+from dcgan_cli.evaluate.features import PRIMARY, EvaluationError
 
 
 def evaluation_plan(base: Config, *, count: int, features: str | None, inception_weights: Path | None) -> dict:
-    """How every run is scored, checked before any run starts: the data loads, the feature space suits it, and its
-    reference (the domain classifier, or the real images' Inception features) is built and cached once for all."""
+    """How every run is scored, checked before any run starts: the feature space suits the data (found from the
+    file names where they tell, before anything is decoded), the data loads, and the space's reference (the domain
+    classifier, the rotation network, or the real images' Inception features) is built and cached once for all.
+    auto (--features, else the base's output.eval_features) is resolved here, so every run is scored alike."""
     try:
+        key = "--features" if features else "output.eval_features"
+        asked = features or base.output.eval_features
+        scoring.preflight(base, asked, key=key, inception_weights=inception_weights)
+        if base.output.eval_every:
+            scoring.preflight(base, base.output.eval_features, key="output.eval_features")
+        weights = inception.weights_file(inception_weights) if asked == "inception" else None
         dataset = data.load_dataset(base, progress=base.output.progress)
-        chosen = features or scoring.default_features(dataset)
-        weights = inception.weights_file(inception_weights) if chosen == "inception" else None
-        if base.output.eval_every and dataset.labels is None:
-            raise AblationError(f"output.eval_every: the domain score during training needs class labels, and "
-                                f"{dataset.source} has none; set it to 0. Received: {base.output.eval_every}")
-        scoring.reference(dataset, chosen, cfg=base, inception_weights=weights, progress=base.output.progress)
+        chosen = scoring.reference(dataset, asked, cfg=base, inception_weights=weights, progress=base.output.progress,
+                                   key=key).features
     except (data.DataError, EvaluationError) as error:
         raise AblationError(str(error)) from None
     return {"count": count, "features": chosen, "seed": 0,
@@ -57,7 +61,7 @@ def run(study: Study, pending: list[Run], *, executor: str, jobs: int | None, th
                 bar.write(f"failed: {run.variant} seed {run.seed} (exit code {code}); see {run.directory / LOG}")
             else:
                 scores = result.get("scores", {})
-                score = scores.get("frechet_distance", scores.get("kid"))
+                score = scores.get(PRIMARY.get(result.get("features"), "frechet_distance"))
                 shown = f"{score:.3f}" if score is not None else result["status"]
                 bar.set_postfix_str(f"{run.variant} seed {run.seed}: {shown}", refresh=False)
             bar.update(1)

@@ -27,8 +27,8 @@ from dcgan_cli.models import generate
 from dcgan_cli.plots import read_metrics
 
 DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
-COLLAPSE_MODES = 0.5  # collapsed when, with domain scores, at most this share of the classes is covered (or below
-#                       monitor.collapse_diversity, the training monitor's bound on the images' diversity)
+COLLAPSE_MODES = 0.5  # collapsed when at most this share of the classes (domain scores) or of the NDB bins is
+#                       covered (or below monitor.collapse_diversity, the training monitor's bound on diversity)
 
 
 class Busy(Exception):
@@ -86,10 +86,12 @@ def _run(directory: Path) -> dict:
 
 
 def collapsed(diversity: float, scores: dict, *, floor: float) -> bool:
-    """Mode collapse: the images' diversity (a share of the real images') is below `floor`, or (domain scores)
-    they cover at most half of the classes."""
+    """Mode collapse: the images' diversity (a share of the real images') is below `floor`, or they cover at most
+    half of the classes (domain scores) or of the NDB bins."""
     modes = scores.get("modes_covered")
-    return bool(diversity < floor or (modes is not None and modes <= COLLAPSE_MODES * scores["classes"]))
+    bins = scores.get("bins_covered")
+    return bool(diversity < floor or (modes is not None and modes <= COLLAPSE_MODES * scores["classes"])
+                or (modes is None and bins is not None and bins <= COLLAPSE_MODES * scores["bins"]))
 
 
 def _final_losses(directory: Path) -> dict[str, float]:

@@ -160,5 +160,5 @@ def ablate_run(directory: Path, threads: int | None) -> None:
     scores = result.get("scores", {})
     click.echo(f"{result['variant']} seed {result['seed']}: {result['status']}"
                + (f", {result['features']} scores " + ", ".join(f"{k} {scores[k]:.4g}" for k in (
-                   "frechet_distance", "kid", "precision", "recall") if k in scores) if scores else "")
+                   "frechet_distance", "kid", "ndb", "precision", "recall") if k in scores) if scores else "")
                + (", collapsed" if result.get("collapsed") else ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from contextlib import contextmanager
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from dcgan_cli.config import Config, ConfigError, load_config
+from dcgan_cli.config import FEATURE_SPACES, Config, ConfigError, load_config
 
 STOPPED_BY_MONITOR = 3  # exit code of a run the monitor stopped (monitor.action: stop)
 
@@ -49,13 +50,18 @@ def generator(checkpoint_path: Path, *, raw: bool):
 
 def start_keras() -> None:
     """Import Keras and run one op with the C++ start-up chatter on stderr (absl, oneDNN, CUDA probes) hidden;
-    Python errors still surface, since only the process's raw stderr is silenced and only meanwhile."""
+    Python errors still surface, since only the process's raw stderr is silenced and only meanwhile. TensorFlow
+    is imported here too where installed, whatever the backend: keras.utils.set_random_seed imports it later to
+    seed it, and its import prints the same chatter."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "wb") as devnull:
             os.dup2(devnull.fileno(), 2)
             import keras
+
+            if importlib.util.find_spec("tensorflow") is not None:
+                import tensorflow  # noqa: F401
 
             from dcgan_cli.backend import split_cpu
 
@@ -72,9 +78,12 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.
                           help="Override one config value, parsed as YAML, e.g. --set hacks.batch_norm=false. "
                                "Repeatable.")
 
-features_option = click.option("--features", type=click.Choice(["domain", "inception"]), default=None,
-                               help="Feature space of the scores [default: domain where the data has class labels, "
-                                    "else inception (FID, KID)].")
+features_option = click.option("--features", type=click.Choice(["auto", *FEATURE_SPACES]), default=None,
+                               help="Feature space of the scores: domain (a classifier of the data's class labels), "
+                                    "rotation (a network trained without labels to tell how images were turned), "
+                                    "inception (FID, KID; needs ImageNet weights) or auto (domain where the data has "
+                                    "class labels, else rotation) [default: the config's output.eval_features, "
+                                    "auto].")
 inception_option = click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
                                 envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
                                 help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")

@@ -41,9 +41,8 @@ def list_images(root: Path) -> list[tuple[str, int, int]]:
     return found
 
 
-def load(root: str | Path, *, size: int, channels: int, limit: int | None, cache_dir: str | Path | None,
-         progress: bool, log: Callable[[str], None]) -> Dataset:
-    """Every image under `root` as uint8 (N, size, size, channels), from the cache when it is current."""
+def listed(root: str | Path, *, limit: int | None) -> tuple[Path, list[tuple[str, int, int]]]:
+    """The folder and its first `limit` image files (list_images), or a DataError naming data.path."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"data.path: no such folder. Received: {str(root)!r}")
@@ -53,6 +52,20 @@ def load(root: str | Path, *, size: int, channels: int, limit: int | None, cache
     if not files:
         raise DataError(f"data.path: no image files ({', '.join(e[1:] for e in EXTENSIONS)}) under this folder. "
                         f"Received: {str(root)!r}")
+    return root, files
+
+
+def class_folders(files: list[tuple[str, int, int]]) -> list[str]:
+    """The first-level subfolders the files sit in, sorted, when every file sits in one (its class); else []."""
+    if any("/" not in name for name, _, _ in files):
+        return []
+    return sorted({name.split("/", 1)[0] for name, _, _ in files})
+
+
+def load(root: str | Path, *, size: int, channels: int, limit: int | None, cache_dir: str | Path | None,
+         progress: bool, log: Callable[[str], None]) -> Dataset:
+    """Every image under `root` as uint8 (N, size, size, channels), from the cache when it is current."""
+    root, files = listed(root, limit=limit)
     cache = cache_root(cache_dir)
     key = _key(root, files, size, channels)
     stem = cache / f"folder-{key}"
@@ -161,10 +174,10 @@ def _compact(decoded: np.memmap, readable: np.ndarray, temporary: Path) -> Path:
 
 def _write_labels(names: list[str], path: Path) -> list[str] | None:
     """Class indices from first-level subfolder names, when every image sits in one; returns the class names."""
-    if not names or any("/" not in name for name in names):
+    class_names = class_folders([(name, 0, 0) for name in names])
+    if not names or not class_names:
         return None
-    classes = [name.split("/", 1)[0] for name in names]
-    class_names = sorted(set(classes))
     index = {name: i for i, name in enumerate(class_names)}
-    write_atomically(path, lambda file: np.save(file, np.array([index[c] for c in classes], dtype=np.int64)))
+    labels = np.array([index[name.split("/", 1)[0]] for name in names], dtype=np.int64)
+    write_atomically(path, lambda file: np.save(file, labels))
     return class_names

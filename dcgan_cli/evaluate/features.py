@@ -1,9 +1,9 @@
-"""What both feature spaces share: the error type, the identity of a dataset, batched feature extraction into a
-Summary, and the cache of real-data summaries.
+"""What the feature spaces share: their names and primary scores, the error type, the identity of a dataset,
+batched feature extraction into a Summary, and the cache of real-data summaries.
 
-An extractor is any callable uint8 images (B, H, W, C) -> (features (B, D), class probabilities (B, K) or None);
-the domain classifier and InceptionV3 are the two, each with a `batch_size`, the most images it is given at once
-(what bounds its memory).
+An extractor is any callable uint8 images (B, H, W, C) -> (features (B, D), class probabilities (B, K) or None):
+the domain classifier (class labels), the rotation network (no labels) and InceptionV3 (ImageNet weights), each
+with a `batch_size`, the most images it is given at once (what bounds its memory).
 """
 
 from __future__ import annotations
@@ -23,6 +23,18 @@ from dcgan_cli.files import exclusive, write_atomically
 
 KEEP = 10_000  # feature vectors kept per set for KID and precision/recall; the mean and covariance use all
 REAL_LIMIT = 50_000  # real images in a reference: all of them up to this many, from a fixed shuffle
+PRIMARY = {"domain": "frechet_distance", "rotation": "frechet_distance", "inception": "kid"}  # lower is better:
+#                                       what checkpoints/best keeps and what an ablation compares
+SCORE_NAMES = {"frechet_distance": ("Frechet distance", "FD"), "kid": ("KID", "KID"), "fid": ("FID", "FID")}  # long,
+#                                       short
+
+
+def coverage(scores: dict) -> str:
+    """What a score says of the modes covered: '10/10 modes' (a classifier's classes), '18/20 NDB bins' (the bins
+    covered), or '' where it says neither."""
+    if "modes_covered" in scores:
+        return f"{scores['modes_covered']}/{scores['classes']} modes"
+    return f"{scores['bins_covered']}/{scores['bins']} NDB bins" if "bins_covered" in scores else ""
 
 
 class EvaluationError(ValueError):

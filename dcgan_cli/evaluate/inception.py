@@ -12,6 +12,7 @@ other and with other tools that use Keras' weights, not with published numbers.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import keras
@@ -32,8 +33,9 @@ WEIGHTS_VARIABLE = "DCGAN_INCEPTION_WEIGHTS"
 
 
 def weights_file(path: str | Path | None) -> Path:
-    """The ImageNet weights to use: `path` (from --inception-weights or $DCGAN_INCEPTION_WEIGHTS) when given,
+    """The ImageNet weights to use: `path` (from --inception-weights) when given, else $DCGAN_INCEPTION_WEIGHTS,
     else Keras' cached copy, downloaded first when online."""
+    path = path if path is not None else os.environ.get(WEIGHTS_VARIABLE) or None
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():

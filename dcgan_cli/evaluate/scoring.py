@@ -1,8 +1,11 @@
-"""Scoring images against the real data: what `dcgan evaluate` and the training loop call.
+"""Scoring images against the real data: what `dcgan evaluate`, `dcgan ablate` and the training loop call.
 
-A Reference is one feature space over one real set (its extractor and the real images' summary, cached); score()
-runs the extractor over a stream of uint8 image batches (a generator's or a folder's) and returns a result that
-names the feature space, the number of images and the real set beside every score.
+A Reference is one feature space over one real set (its extractor, the real images' summary and NDB bins, cached);
+score() runs the extractor over a stream of uint8 image batches (a generator's or a folder's) and returns a result
+that names the feature space, the number of images and the real set beside every score. The feature space is
+asked for by name (--features, output.eval_features): domain (class labels), rotation (no labels), inception, or
+auto, which takes domain where the data has usable class labels and rotation otherwise, so every dataset can be
+scored. What cannot be scored is found before any image is decoded where the file names tell (preflight).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from dcgan_cli import checkpoint, data, hacks
 from dcgan_cli.config import Config, ConfigError, load_config
 from dcgan_cli.datasets import folder
 from dcgan_cli.datasets.common import Dataset, cache_root
-from dcgan_cli.evaluate import domain, inception, stats
-from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, real_order,
-                                         summarise)
-from dcgan_cli.files import to_stderr, write_atomically
+from dcgan_cli.evaluate import domain, inception, rotation, stats
+from dcgan_cli.evaluate.features import (PRIMARY, EvaluationError, cached_summary, dataset_key, image_batches,
+                                         load_arrays, real_order, save_arrays, summarise)
+from dcgan_cli.files import exclusive, to_stderr, write_atomically
 from dcgan_cli.models import generate
 
 GENERATE_BATCH = 250  # latents turned into images at a time
@@ -31,23 +34,24 @@ KID_SEED = 0  # KID's subsets come from a generator seeded with this, so a score
 SCORES_FILE = "eval.json"
 RAW_SCORES_FILE = "eval-raw.json"  # --raw on a checkpoint with a moving average: G's trained weights
 EVAL_STREAM = 1  # output.eval_every's fixed latents: numpy's generator seeded with [train.seed, EVAL_STREAM]
-SCORE_KEY = "frechet_distance"  # lower is better; picks checkpoints/best during training
 
 
 @dataclass(frozen=True)
 class Reference:
-    """One feature space over one real set: the extractor, the real images' summary and what to call them."""
+    """One feature space over one real set: the extractor, the real images' summary and NDB bins, and what to
+    call them."""
 
-    features: str  # "domain" or "inception"
-    extractor: domain.DomainFeatures | inception.InceptionFeatures
+    features: str  # "domain", "rotation" or "inception"
+    extractor: domain.DomainFeatures | rotation.RotationFeatures | inception.InceptionFeatures
     real: stats.Summary
     real_set: str  # e.g. "scikit-learn digits: 1,797 real images, 16x16x1"
     class_names: tuple[str, ...] = ()  # the domain classifier's classes
+    bins: stats.Bins | None = None  # NDB's k-means bins of the real features (None for a tiny real set)
 
-
-def default_features(dataset: Dataset) -> str:
-    """domain where the dataset has class labels, else inception."""
-    return "domain" if dataset.labels is not None else "inception"
+    @property
+    def primary(self) -> str:
+        """The score that ranks generators in this space (lower is better)."""
+        return PRIMARY[self.features]
 
 
 def describe_real(dataset: Dataset, used: int) -> str:
@@ -58,46 +62,95 @@ def describe_real(dataset: Dataset, used: int) -> str:
     return f"{dataset.source}: {count}, {h}x{w}x{c}"
 
 
+def preflight(cfg: Config, features: str, *, key: str, inception_weights: str | Path | None = None) -> None:
+    """Refuse a feature space that cannot score this config's data before any image is decoded: domain features
+    where the file names already show there are no class labels, Inception features without their weights.
+    `key` names the option that asked (--features, output.eval_features)."""
+    if features == "domain" and data.probe_labels(cfg) is False:
+        raise EvaluationError(_unlabelled(key, cfg.data.path or cfg.data.name))
+    if features == "inception":
+        inception.weights_file(inception_weights)
+
+
+def _unlabelled(key: str, source: str) -> str:
+    return (f"{key}: domain features need class labels, and {source} has none (a folder needs one subfolder per "
+            f"class, at least two; an .npz an array 'y'); score in rotation features, which need no labels "
+            f"(rotation, or auto to choose by the data). Received: domain")
+
+
 def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights: str | Path | None = None,
-              progress: bool = True, log: Callable[[str], None] = to_stderr) -> Reference:
+              progress: bool = True, log: Callable[[str], None] = to_stderr, key: str = "--features") -> Reference:
     """The reference of `features` for this dataset, from the cache where it was measured before.
 
-    domain: the dataset's classifier (trained now when not cached), refused below output.eval_min_accuracy.
-    inception: InceptionV3 with the ImageNet weights of weights_file(inception_weights).
+    auto: domain where the dataset has labels of two classes or more and its classifier passes the floors, else
+    rotation (said in one line when the classifier was refused).
+    domain: the dataset's classifier (trained now when not cached), refused below output.eval_min_skill and
+    output.eval_min_accuracy. rotation: the dataset's rotation network. inception: InceptionV3 with the ImageNet
+    weights of weights_file(inception_weights).
     """
+    if features == "auto":
+        if dataset.labels is not None and len(np.unique(dataset.labels)) >= 2:
+            try:
+                return reference(dataset, "domain", cfg=cfg, progress=progress, log=log, key=key)
+            except EvaluationError as error:
+                log(f"scoring in rotation features instead of domain features: {error}")
+        features = "rotation"
+    names: tuple[str, ...] = ()
     if features == "domain":
+        if dataset.labels is None:
+            raise EvaluationError(_unlabelled(key, dataset.source))
         extractor = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=progress, log=log)
-        extractor.check(cfg.output.eval_min_accuracy)
-        real, names = extractor.real, extractor.class_names
+        extractor.check(min_accuracy=cfg.output.eval_min_accuracy, min_skill=cfg.output.eval_min_skill)
+        real, names, cache = extractor.real, extractor.class_names, extractor.cache
+    elif features == "rotation":
+        extractor = rotation.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=progress, log=log)
+        real, cache = extractor.real, extractor.cache
     else:
-        names = ()
         weights = inception.weights_file(inception_weights)
         extractor = inception.InceptionFeatures(weights)
-        key = dataset_key(dataset)
-        order = real_order(len(dataset.images), key)
-        path = cache_root(cfg.data.cache_dir) / f"inception-{key}-{inception.weights_key(weights)}.npz"
-        real = cached_summary(path, lambda: summarise(
+        order = real_order(len(dataset.images), dataset_key(dataset))
+        cache = cache_root(cfg.data.cache_dir) / f"inception-{dataset_key(dataset)}-{inception.weights_key(weights)}.npz"
+        real = cached_summary(cache, lambda: summarise(
             extractor, image_batches(dataset.images, order, extractor.batch_size), batch_size=extractor.batch_size,
             total=len(order), progress=progress, description="real Inception features"),
             {"source": dataset.source, "images": len(order), "weights": str(weights)})
-    return Reference(features=features, extractor=extractor, real=real,
-                     real_set=describe_real(dataset, real.count), class_names=names)
+    return Reference(features=features, extractor=extractor, real=real, class_names=names,
+                     real_set=describe_real(dataset, real.count), bins=real_bins(real, cache))
+
+
+def real_bins(real: stats.Summary, cache: Path) -> stats.Bins | None:
+    """NDB's k-means bins of the real features, cached beside the feature space's cache file (None when the real
+    set is too small for two bins)."""
+    k = stats.bin_count(len(real.kept))
+    if not k:
+        return None
+    path = cache.with_name(f"{cache.stem}-bins{k}.npz")
+    with exclusive(path):
+        found = load_arrays(path)
+        if found is not None:
+            return stats.Bins.from_arrays(found[0])
+        bins = stats.make_bins(real.kept, k)
+        save_arrays(path, bins.to_arrays(), {"bins": k, "real_vectors": len(real.kept)})
+        return bins
 
 
 def compare(features: str, samples: stats.Summary, real: stats.Summary, class_names: tuple[str, ...] = (), *,
-            progress: bool = False) -> dict[str, float | int | list[str]]:
+            bins: stats.Bins | None = None, progress: bool = False) -> dict[str, float | int | list[str]]:
     """The scores of a summary of images against the real one, in the given feature space (the domain's classes
-    named by `class_names`)."""
+    named by `class_names`; NDB over `bins` where given)."""
     fd = stats.frechet_distance(samples.mean, samples.covariance, real.mean, real.covariance)
     pr_count = min(len(samples.kept), len(real.kept))
     precision, recall = stats.precision_recall(real.kept[:pr_count], samples.kept[:pr_count], progress=progress)
     pr = {"precision": precision, "recall": recall, "nearest_k": stats.NEAREST_K, "pr_images": pr_count}
+    binned = stats.ndb(bins, samples.kept) if bins is not None else {}
     if features == "domain":
         classes = stats.class_scores(samples.histogram, real.histogram, samples.confidence_sum, class_names)
-        return {"frechet_distance": fd, **classes, "mode_share": stats.MODE_SHARE, **pr}
+        return {"frechet_distance": fd, **classes, "mode_share": stats.MODE_SHARE, **binned, **pr}
+    if features == "rotation":
+        return {"frechet_distance": fd, **binned, **pr}
     kid, kid_std, subset = stats.kid(real.kept, samples.kept, np.random.default_rng(KID_SEED), progress=progress)
     return {"fid": fd, "kid": kid, "kid_std": kid_std, "kid_subsets": stats.KID_SUBSETS, "kid_subset_size": subset,
-            **pr}
+            **binned, **pr}
 
 
 def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generated: str,
@@ -114,11 +167,15 @@ def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generate
         "generated": generated,
         "real_set": ref.real_set,
         "real_images": ref.real.count,
-        "scores": compare(ref.features, samples, ref.real, ref.class_names, progress=progress),
+        "scores": compare(ref.features, samples, ref.real, ref.class_names, bins=ref.bins, progress=progress),
     }
     if ref.features == "domain":
-        result["classifier"] = {"held_out_accuracy": ref.extractor.accuracy,
-                                "held_out_images": ref.extractor.held_out, "cache": str(ref.extractor.cache)}
+        result["classifier"] = {"held_out_accuracy": ref.extractor.accuracy, "held_out_images": ref.extractor.held_out,
+                                "chance": ref.extractor.chance, "skill": round(ref.extractor.skill(), 4),
+                                "cache": str(ref.extractor.cache)}
+    elif ref.features == "rotation":
+        result["rotation_network"] = {"held_out_accuracy": ref.extractor.accuracy,
+                                      "held_out_images": ref.extractor.held_out, "cache": str(ref.extractor.cache)}
     else:
         result["inception_weights"] = str(ref.extractor.weights)
     result["seconds"] = round(time.perf_counter() - started, 3)
@@ -186,49 +243,66 @@ def lines(result: dict) -> list[str]:
             f"  in {result['feature_space']}"]
     pr = row(f"precision, recall (k={s['nearest_k']}, {space})",
              f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} real)")
+    binned = [row(f"NDB ({space})", f"{s['ndb']} of {s['bins']} bins differ (NDB/K {s['ndb_k']:.2f}); "
+                                    f"{s['bins_covered']} of {s['bins']} bins covered")] if "ndb" in s else []
     if space == "domain":
         body = [row("Frechet distance (domain)", f"{s['frechet_distance']:.3f}"),
                 row("modes covered", f"{s['modes_covered']} of {s['classes']} classes (>= {s['mode_share']:.0%} of "
                                      f"the images each: {', '.join(s['covered_classes'])})"),
                 row("class histogram KL", f"{s['class_kl']:.4f} nats, KL(generated || real) of the predicted classes"),
-                row("mean top-class confidence", f"{s['mean_confidence']:.3f}"), pr]
+                row("mean top-class confidence", f"{s['mean_confidence']:.3f}"), *binned, pr]
+    elif space == "rotation":
+        body = [row("Frechet distance (rotation)", f"{s['frechet_distance']:.3f}"), *binned, pr]
     else:
         body = [row("FID (Inception)", f"{s['fid']:.3f}"),
                 row("KID (Inception)", f"{s['kid']:.5f} +- {s['kid_std']:.5f}   ({s['kid_subsets']} subsets of "
-                                       f"{s['kid_subset_size']:,})"), pr]
+                                       f"{s['kid_subset_size']:,})"), *binned, pr]
     return head + body + [f"  {result['seconds']:.1f} s"]
 
 
 # ------------------------------------------------------------------ what `dcgan evaluate` runs
 
 
-EVALUATE_KEYS = ("data.", "output.eval_min_accuracy")  # what --set may change when scoring a checkpoint
+EVALUATE_KEYS = ("data.", "output.eval_min_accuracy", "output.eval_min_skill")  # what --set may change when
+#                                                                                 scoring a checkpoint
 
 
 def checkpoint_config(found: Path, overrides: Iterable[str]) -> Config:
     """A checkpoint's config with --set overrides of its data section (the data may have moved) and the accuracy
-    floor; the generator itself is the checkpoint's, so nothing else may change."""
+    floors; the generator itself is the checkpoint's, so nothing else may change."""
     refused = [o for o in overrides if not o.strip().startswith(EVALUATE_KEYS)]
     if refused:
-        raise ConfigError([f"--set {o}: scoring a checkpoint, only data.* and output.eval_min_accuracy can be set "
-                           f"(the generator is the checkpoint's). Received: {o!r}" for o in refused])
+        raise ConfigError([f"--set {o}: scoring a checkpoint, only data.*, output.eval_min_accuracy and "
+                           f"output.eval_min_skill can be set (the generator is the checkpoint's). Received: {o!r}"
+                           for o in refused])
     return load_config(found / "config.yaml", overrides)
+
+
+def _space(cfg: Config, features: str | None, inception_weights: str | Path | None) -> tuple[str, str]:
+    """The feature space asked for (--features, else the config's output.eval_features) and the option that asked,
+    checked by preflight before the data is read."""
+    key = "--features" if features else "output.eval_features"
+    chosen = features or cfg.output.eval_features
+    preflight(cfg, chosen, key=key, inception_weights=inception_weights)
+    return chosen, key
 
 
 def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: int,
                         inception_weights: str | Path | None, overrides: Iterable[str] = (), progress: bool = True,
                         log: Callable[[str], None] = to_stderr, raw: bool = False) -> tuple[Path, dict]:
     """Score `count` images of a checkpoint's generator (latents drawn with `seed`; its moving average where it
-    holds one, unless `raw`) against its run's training data. Returns the checkpoint directory and the result."""
+    holds one, unless `raw`) against its run's training data, in `features` (else the space its config's
+    output.eval_features names). Returns the checkpoint directory and the result."""
     started = time.perf_counter()
     found = checkpoint.resolve(path)
     cfg = checkpoint_config(found, overrides)
+    chosen, key = _space(cfg, features, inception_weights)
     _, g = checkpoint.load_generator(found, raw=raw)
     source = f"the moving average of G in {found}" if checkpoint.has_ema(found) and not raw else str(found)
     step = checkpoint.read_state(found).get("step")
     dataset = data.load_dataset(cfg, progress=progress, log=log)
-    ref = reference(dataset, features or default_features(dataset), cfg=cfg, inception_weights=inception_weights,
-                    progress=progress, log=log)
+    ref = reference(dataset, chosen, cfg=cfg, inception_weights=inception_weights, progress=progress, log=log,
+                    key=key)
     batches = generated_batches(g, cfg, drawn_latents(cfg, count, np.random.default_rng(seed)))
     result = score(ref, batches, total=count, progress=progress,
                    generated=f"generated by {source}, step {step}, latent seed {seed}")
@@ -240,10 +314,11 @@ def evaluate_images(root: Path, cfg: Config, *, limit: int | None, features: str
                     log: Callable[[str], None] = to_stderr) -> dict:
     """Score the images of a folder (made by any tool; sized to the config's model) against the config's data."""
     started = time.perf_counter()
+    chosen, key = _space(cfg, features, inception_weights)
     batches, total = folder_images(root, cfg, limit=limit, log=log)
     dataset = data.load_dataset(cfg, progress=progress, log=log)
-    ref = reference(dataset, features or default_features(dataset), cfg=cfg, inception_weights=inception_weights,
-                    progress=progress, log=log)
+    ref = reference(dataset, chosen, cfg=cfg, inception_weights=inception_weights, progress=progress, log=log,
+                    key=key)
     result = score(ref, batches, total=total, progress=progress, generated=f"images in {root}")
     return {**result, "seconds": round(time.perf_counter() - started, 3)}
 
@@ -252,16 +327,14 @@ def evaluate_images(root: Path, cfg: Config, *, limit: int | None, features: str
 
 
 class TrainingScorer:
-    """output.eval_every: the domain score of G's images from one fixed latent set (output.eval_samples latents,
-    drawn from their own seeded generator, so scoring never changes the training's random draws)."""
+    """output.eval_every: the score of G's images from one fixed latent set (output.eval_samples latents, drawn
+    from their own seeded generator, so scoring never changes the training's random draws), in the feature space
+    of output.eval_features."""
 
     def __init__(self, cfg: Config, dataset: Dataset, *, log: Callable[[str], None] = to_stderr):
-        if dataset.labels is None:
-            raise ConfigError([f"output.eval_every: the domain score needs class labels, and {dataset.source} has "
-                               "none (a folder needs one subfolder per class); set output.eval_every: 0. "
-                               f"Received: {cfg.output.eval_every}"])
         self.cfg = cfg
-        self.reference = reference(dataset, "domain", cfg=cfg, progress=cfg.output.progress, log=log)
+        self.reference = reference(dataset, cfg.output.eval_features, cfg=cfg, progress=cfg.output.progress,
+                                   log=log, key="output.eval_features")
         rng = np.random.default_rng([cfg.train.seed, EVAL_STREAM])
         self.latents = hacks.sample_latent(rng, cfg.output.eval_samples, cfg.model.latent_dim, hacks=cfg.hacks)
 

@@ -1,7 +1,8 @@
-"""Scores over feature vectors: Frechet distance, KID, k-NN precision and recall, class-histogram scores.
+"""Scores over feature vectors: Frechet distance, KID, k-NN precision and recall, class-histogram scores, and NDB
+(the number of statistically different bins) with the share of bins covered.
 
-NumPy only, no Keras: every function takes float arrays (N, D) or class probabilities (N, K) and returns numbers,
-so each can be checked against a closed form. Features are accumulated in batches (FeatureStats), so memory stays
+NumPy, SciPy and scikit-learn only, no Keras: every function takes float arrays (N, D) or class probabilities
+(N, K) and returns numbers, so each can be checked against a closed form or a reference implementation. Features are accumulated in batches (FeatureStats), so memory stays
 flat however many samples are scored: the mean and covariance are running sums, and only the first `keep` rows are
 kept for the scores that need the vectors themselves (KID, precision and recall).
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 from tqdm import tqdm
 
 MODE_SHARE = 0.02  # a class counts as covered when at least this share of the samples is predicted as it
@@ -19,6 +21,10 @@ NEAREST_K = 3  # k of the k-NN manifolds (Kynkaanniemi et al. 2019)
 KID_SUBSETS = 100  # KID: number of random subsets (Binkowski et al. 2018; torch-fidelity's default)
 KID_SUBSET_SIZE = 1000  # KID: samples per subset, fewer when fewer are available
 ROWS_PER_BLOCK = 1024  # pairwise distances are computed this many rows at a time
+NDB_BINS = 20  # NDB: k-means bins of the real features (fewer when there are fewer than 10 real images a bin)
+NDB_MIN_PER_BIN = 10  # ... real images per bin at least
+NDB_ALPHA = 0.05  # NDB: a bin differs when its two-proportion z-test rejects equal shares at this level
+COVERED_SHARE = 0.5  # a bin is covered when it holds at least this share of its real share of the samples
 
 
 class FeatureStats:
@@ -221,3 +227,64 @@ def mean_pairwise_distance(images: np.ndarray) -> float:
     squared = np.maximum(norms[:, None] + norms[None, :] - 2.0 * (x @ x.T), 0.0)
     upper = np.triu_indices(len(x), k=1)
     return float(np.sqrt(squared[upper]).mean())
+
+
+@dataclass(frozen=True)
+class Bins:
+    """NDB's bins of one real set: k-means centroids of its features and how many of them fall in each."""
+
+    centroids: np.ndarray  # (K, D)
+    counts: np.ndarray  # (K,) int64
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"centroids": self.centroids, "counts": self.counts}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Bins":
+        return cls(centroids=np.asarray(arrays["centroids"]), counts=np.asarray(arrays["counts"]))
+
+
+def bin_count(real_count: int) -> int:
+    """NDB's number of bins for a real set of this many feature vectors: NDB_BINS, fewer for a small set so
+    each bin holds NDB_MIN_PER_BIN on average; 0 (no NDB) below two bins."""
+    k = min(NDB_BINS, real_count // NDB_MIN_PER_BIN)
+    return k if k >= 2 else 0
+
+
+def make_bins(real: np.ndarray, k: int, *, seed: int = 0) -> Bins:
+    """k-means (scikit-learn, seeded) of real feature vectors (N, D) into k bins (Richardson & Weiss 2018)."""
+    from sklearn.cluster import KMeans
+
+    real = np.asarray(real, np.float64)
+    model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(real)
+    return Bins(centroids=model.cluster_centers_, counts=np.bincount(nearest_bin(real, model.cluster_centers_),
+                                                                     minlength=k))
+
+
+def nearest_bin(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The index of each row's nearest centroid: (N,)."""
+    features, centroids = np.asarray(features, np.float64), np.asarray(centroids, np.float64)
+    norms = np.einsum("ij,ij->i", centroids, centroids)
+    nearest = np.empty(len(features), dtype=np.int64)
+    for rows in _blocks(len(features)):
+        nearest[rows] = _squared_distances(features[rows], centroids, norms).argmin(axis=1)
+    return nearest
+
+
+def ndb(bins: Bins, fake: np.ndarray, *, alpha: float = NDB_ALPHA,
+        covered_share: float = COVERED_SHARE) -> dict[str, float | int]:
+    """NDB (Richardson & Weiss 2018) of fake features (M, D) against the real set's bins: each fake goes to its
+    nearest centroid, and a bin differs when a two-proportion z-test (pooled) rejects that the real and the fake
+    shares of the bin are equal at level `alpha`. Returns ndb (differing bins), bins (K), ndb_k (ndb / K) and
+    bins_covered: the bins holding at least `covered_share` of their real share of the fakes, which a set that
+    misses whole regions of the data (mode collapse) loses."""
+    k = len(bins.counts)
+    counts = np.bincount(nearest_bin(fake, bins.centroids), minlength=k)
+    n_real, n_fake = bins.counts.sum(), counts.sum()
+    p_real, p_fake = bins.counts / n_real, counts / n_fake
+    pooled = (bins.counts + counts) / (n_real + n_fake)
+    error = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n_real + 1.0 / n_fake))
+    z = np.divide(p_fake - p_real, error, out=np.zeros(k), where=error > 0)
+    different = 2.0 * stats.norm.sf(np.abs(z)) < alpha
+    return {"ndb": int(different.sum()), "bins": k, "ndb_k": float(different.mean()),
+            "bins_covered": int((p_fake >= covered_share * p_real).sum())}
