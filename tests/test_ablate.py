@@ -463,3 +463,14 @@ def test_report_needs_no_keras_in_a_worker_free_process():
     code = "import sys; import dcgan_cli.ablate.report, dcgan_cli.ablate.executors; print('keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_together_compares_the_base_with_all_it_turns_on_switched_off():
+    preset = load_config(None, [*TINY, "hacks.spectral_norm=true", "train.ema_decay=0.99"])
+    made, reference, varied, _ = variants(preset, parse_factors("spectral_norm,ema,hinge_loss")[0], design="together")
+    assert reference == "all-off" and names(made) == ["all-off", "base"]
+    assert [f.name for f in varied] == ["spectral_norm", "ema"], "hinge_loss is off in the base: nothing to switch"
+    default = made[0].apply(preset)
+    assert not default.hacks.spectral_norm and default.train.ema_decay == 0.0 and made[1].apply(preset) == preset
+    with pytest.raises(AblationError, match="--design together: every factor named is off in the base"):
+        variants(BASE, parse_factors("hinge_loss")[0], design="together")

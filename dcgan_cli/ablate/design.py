@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from dcgan_cli.config import Config, flatten, replace_value
 
-DESIGNS = ("leave-one-out", "one-at-a-time", "factorial")
+DESIGNS = ("leave-one-out", "one-at-a-time", "together", "factorial")
 FACTORIAL_LIMIT = 6  # factorial designs of more factors (2^7 = 128 variants and up) need --yes
 
 
@@ -203,6 +203,15 @@ def variants(base: Config, factors: list[Factor], *, design: str, everything: bo
             return Variant(f"{f.name}-only", tuple((p, v) for p, v in off if p != f.path) + on)
 
         return [Variant("all-off", off)] + [alone(f) for f in live], "all-off", live, notes
+    if design == "together":
+        live, notes = _live(factors, base, everything=everything, where="the base config")
+        switched = [f for f in live if values[f.path] != f.off]
+        if not switched:
+            raise AblationError(f"--design together: every factor named is off in the base config already, so "
+                                f"the base and all-off are the same; name the factors the base turns on. Received: "
+                                f"{', '.join(f.name for f in factors)}")
+        off = tuple((f.path, f.off) for f in switched)
+        return [Variant("all-off", off), Variant("base", ())], "all-off", switched, notes
     if design != "factorial":
         raise AblationError(f"--design: expected one of {', '.join(DESIGNS)}. Received: {design!r}")
     if len(factors) > FACTORIAL_LIMIT and not allow_large:

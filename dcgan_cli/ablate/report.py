@@ -208,6 +208,7 @@ def findings(report: Report) -> list[str]:
     """What mattered, in words: each variant whose change helps or hurts, then those within noise."""
     name, short = report.metric
     digits = _digits(report)
+    reference = next(v for v in report.variants if v.name == report.study.reference).values(name)
     said, quiet = [], []
     for v in report.ordered():
         effect = report.effects.get(v.name)
@@ -215,9 +216,10 @@ def findings(report: Report) -> list[str]:
             continue
         if effect.verdict in ("helps", "hurts"):
             move = "lowers" if effect.difference < 0 else "raises"
-            said.append(f"- **{v.name}** ({v.changes}) {move} the {short} by {abs(effect.difference):.{digits}f} "
-                        f"[{CONFIDENCE:.0%} CI {effect.low:+.{digits}f}, {effect.high:+.{digits}f}]: the change "
-                        f"{effect.verdict}.")
+            share = f" ({abs(effect.difference) / reference.mean():.0%})" if len(reference) and reference.mean() else ""
+            said.append(f"- **{v.name}** ({v.changes}) {move} the {short} by {abs(effect.difference):.{digits}f}"
+                        f"{share} [{CONFIDENCE:.0%} CI {effect.low:+.{digits}f}, {effect.high:+.{digits}f}]: the "
+                        f"change {effect.verdict}.")
         elif effect.verdict.startswith("hurts"):
             said.append(f"- **{v.name}** ({v.changes}): {effect.verdict}.")
         else:

@@ -28,10 +28,11 @@ from dcgan_cli.cli.common import (
               help="What to vary: all (the eleven hacks and d_bn_in_g_update, D's BatchNorm statistics in the G "
                    "update: batch or moving), new (the stabilisers after them: ttur, ...), or names: the keys "
                    "under hacks: (batch_norm, adam, ttur, ...).")
-@click.option("--design", type=click.Choice(["leave-one-out", "one-at-a-time", "factorial"]),
+@click.option("--design", type=click.Choice(["leave-one-out", "one-at-a-time", "together", "factorial"]),
               default="leave-one-out", show_default=True,
               help="leave-one-out: the base and each factor switched alone; one-at-a-time: all factors off, then "
-                   "each on alone; factorial: every combination.")
+                   "each on alone; together: the base against all the factors it turns on switched off at once "
+                   "(does a preset beat the defaults?); factorial: every combination.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per variant, with train.seed = base seed + 0, 1, ...")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,

@@ -109,7 +109,8 @@ def load_or_train(dataset: Dataset, *, cache_dir: str | Path | None, progress: b
     rng = np.random.default_rng(key_seed(key))
     trainer, model = network.build(dataset.images.shape[1:], classes, rng, name="domain_classifier")
     names = dataset.class_names or tuple(str(i) for i in range(classes))
-    record = network.cached(path, trainer, lambda: _train(trainer, dataset, key, rng, path=path, progress=progress, log=log),
+    record = network.cached(path, trainer,
+                            lambda: _train(trainer, dataset, key, rng, path=path, progress=progress, log=log),
                             {"version": VERSION, "source": dataset.source, "shape": list(dataset.images.shape)})
     order = real_order(len(dataset.images), key)
     real = cached_summary(path.with_name(f"{path.stem}-real.npz"), lambda: summarise(
@@ -134,14 +135,14 @@ def _train(trainer: keras.Model, dataset: Dataset, key: str, rng: np.random.Gene
     log(f"training the domain classifier on {len(train):,} of {len(images):,} images of {dataset.source} "
         f"({epochs} epochs, once per dataset)")
     started = time.perf_counter()
-    _fit(trainer, images, labels, train, rng, epochs=epochs, shift=0, progress=progress)
+    train_epochs(trainer, images, labels, train, rng, epochs=epochs, shift=0, progress=progress)
     accuracy = network.correct(trainer, held_images, held_labels) / len(test)
     if accuracy < HARD_ACCURACY:
         more = network.epochs_for(HARD_IMAGES_SEEN, len(train), low=MIN_EPOCHS, high=MAX_EPOCHS)
         log(f"domain classifier: {accuracy:.1%} held-out accuracy after {epochs} epochs, below "
             f"{HARD_ACCURACY:.0%}; training {more} more epochs on shifted images")
         shift = max(1, round(SHIFT * images.shape[1]))
-        _fit(trainer, images, labels, train, rng, epochs=more, shift=shift, progress=progress)
+        train_epochs(trainer, images, labels, train, rng, epochs=more, shift=shift, progress=progress)
         accuracy, epochs = network.correct(trainer, held_images, held_labels) / len(test), epochs + more
     seconds = time.perf_counter() - started
     chance = float(np.bincount(held_labels).max() / len(test))
@@ -151,8 +152,8 @@ def _train(trainer: keras.Model, dataset: Dataset, key: str, rng: np.random.Gene
             "seconds": round(seconds, 1)}
 
 
-def _fit(trainer: keras.Model, images: np.ndarray, labels: np.ndarray, train: np.ndarray, rng: np.random.Generator,
-         *, epochs: int, shift: int, progress: bool) -> None:
+def train_epochs(trainer: keras.Model, images: np.ndarray, labels: np.ndarray, train: np.ndarray,
+                 rng: np.random.Generator, *, epochs: int, shift: int, progress: bool) -> None:
     """`epochs` passes over the training indices in shuffled batches, each image moved by up to `shift` pixels."""
     def batches():
         for _ in range(epochs):

@@ -75,7 +75,8 @@ def load_or_train(dataset: Dataset, *, cache_dir: str | Path | None, progress: b
     path = cache_root(cache_dir) / f"rotation-v{VERSION}-{key}.npz"
     rng = np.random.default_rng([key_seed(key), 2])
     trainer, model = network.build(images.shape[1:], TURNS, rng, name="rotation_network")
-    record = network.cached(path, trainer, lambda: _train(trainer, dataset, key, rng, path=path, progress=progress, log=log),
+    record = network.cached(path, trainer,
+                            lambda: _train(trainer, dataset, key, rng, path=path, progress=progress, log=log),
                             {"version": VERSION, "source": dataset.source, "shape": list(images.shape)})
     order = real_order(len(images), key)
     real = cached_summary(path.with_name(f"{path.stem}-real.npz"), lambda: summarise(

@@ -108,8 +108,9 @@ def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights
     else:
         weights = inception.weights_file(inception_weights)
         extractor = inception.InceptionFeatures(weights)
-        order = real_order(len(dataset.images), dataset_key(dataset))
-        cache = cache_root(cfg.data.cache_dir) / f"inception-{dataset_key(dataset)}-{inception.weights_key(weights)}.npz"
+        content = dataset_key(dataset)
+        order = real_order(len(dataset.images), content)
+        cache = cache_root(cfg.data.cache_dir) / f"inception-{content}-{inception.weights_key(weights)}.npz"
         real = cached_summary(cache, lambda: summarise(
             extractor, image_batches(dataset.images, order, extractor.batch_size), batch_size=extractor.batch_size,
             total=len(order), progress=progress, description="real Inception features"),

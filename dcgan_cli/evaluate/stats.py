@@ -2,9 +2,10 @@
 (the number of statistically different bins) with the share of bins covered.
 
 NumPy, SciPy and scikit-learn only, no Keras: every function takes float arrays (N, D) or class probabilities
-(N, K) and returns numbers, so each can be checked against a closed form or a reference implementation. Features are accumulated in batches (FeatureStats), so memory stays
-flat however many samples are scored: the mean and covariance are running sums, and only the first `keep` rows are
-kept for the scores that need the vectors themselves (KID, precision and recall).
+(N, K) and returns numbers, so each can be checked against a closed form or a reference implementation. Features
+are accumulated in batches (FeatureStats), so memory stays flat however many samples are scored: the mean and
+covariance are running sums, and only the first `keep` rows are kept for the scores that need the vectors
+themselves (KID, precision, recall and NDB).
 """
 
 from __future__ import annotations
