@@ -210,8 +210,7 @@ def test_missing_data_exits_2_before_anything_is_written(runner, tmp_path, monke
 ENGINE_LOG = ("E0000", "W0000", "I0000", "WARNING: All log messages")  # absl's C++ log lines, and its notice
 
 
-@pytest.mark.parametrize("backend, loop", [("tensorflow", "compiled"), ("tensorflow", "train_on_batch"),
-                                           ("jax", "compiled")])
+@pytest.mark.parametrize("backend, loop", [("tensorflow", "compiled"), ("jax", "train_on_batch")])
 def test_a_healthy_run_prints_no_engine_log_lines(tmp_path, tiny_file, backend, loop):
     """TensorFlow's grappler logs "E0000 ... remapper failed" for D's biased convolution before LeakyReLU in the
     compiled step, and importing TensorFlow under another backend prints absl's start-up lines: neither reaches

@@ -149,9 +149,28 @@ def test_folder_labels_need_class_subfolders(tmp_path):
     root = tmp_path / "flat"
     save(Image.new("RGB", (8, 8)), root / "one.png")
     save(Image.new("RGB", (8, 8)), root / "kind" / "two.png")
-    assert load(*folder_overrides(root, tmp_path)).labels is None
     with pytest.raises(data.DataError, match="data.labels: .* has no class labels.*Received: True"):
         load(*folder_overrides(root, tmp_path, "data.labels=true"))
+    assert not (tmp_path / "cache").exists(), "refused from the file names, before anything was decoded"
+    assert load(*folder_overrides(root, tmp_path)).labels is None
+
+
+def test_labels_are_probed_from_file_names_without_decoding(tmp_path):
+    def probe(*overrides):
+        return data.probe_labels(cfg_for(*overrides, size=8, channels=3))
+
+    flat, classes, one = tmp_path / "flat", tmp_path / "classes", tmp_path / "one"
+    save(Image.new("RGB", (8, 8)), flat / "a.png")
+    for name in ("cats", "dogs"):
+        save(Image.new("RGB", (8, 8)), classes / name / "a.png")
+    save(Image.new("RGB", (8, 8)), one / "cats" / "a.png")
+    assert probe(*folder_overrides(flat, tmp_path)) is False
+    assert probe(*folder_overrides(classes, tmp_path)) is True
+    assert probe(*folder_overrides(one, tmp_path)) is False, "one class is no labels to score with"
+    assert probe(*folder_overrides(classes, tmp_path, "data.limit=1")) is False, "the first file only: one class"
+    assert not (tmp_path / "cache").exists()
+    assert probe("data.name=digits") is True and probe("data.name=npy", "data.path=x.npy") is False
+    assert probe("data.name=npz", "data.path=x.npz") is None, "only loading an .npz tells"
 
 
 @pytest.mark.parametrize("make, message", [
