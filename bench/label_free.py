@@ -1,6 +1,6 @@
 """Does the label-free score mean something? The checks of the README's "Scores without labels" table.
 
-    python bench/label_free.py sets --data ../shared/data/cifar10-test --size 32 --channels 3
+    python bench/label_free.py sets --data ../shared/data/cifar10-test --size 32 --channels 3 [--bins 20]
     python bench/label_free.py sets --data ../shared/data/mnist-t10k --name mnist --size 28 --channels 1
     python bench/label_free.py rank runs/cifar-default runs/cifar-moving [--n 2000]
     python bench/label_free.py floor runs/cifar-default runs/cifar-moving [--epochs 1,2,3,5] [--n 2000]
@@ -9,11 +9,11 @@
 folder) and scores four sets of 1,500 images against it, in rotation features: real images the network never saw,
 the same blurred, real images of two classes only (the labels are used here to pick them, nowhere else), and
 uniform noise. It prints FD, NDB/K, bins covered, precision and recall of each, and the same sets in the labelled
-domain features beside them.
+domain features beside them. --bins sets NDB's number of k-means bins (stats.NDB_BINS) to compare choices.
 
 `rank` scores every checkpoint of the given runs (each run's config names its data: a labelled folder) in rotation
 features and in domain features, prints both, and the Spearman rank correlation of the two FDs over all checkpoints
-(scipy) over all of them: whether the label-free score orders generators as the labelled one.
+(scipy) within each run and over all of them: whether the label-free score orders generators as the labelled one.
 
 `floor` measures what the domain classifier's accuracy floor protects: classifiers of the runs' data trained for
 fewer epochs (weaker, closer to chance) score the same checkpoints, and each one's held-out accuracy, skill (what
@@ -61,6 +61,7 @@ def score_sets(args: argparse.Namespace) -> None:
     cache = [f"data.cache_dir={args.cache}"] if args.cache else []
     cfg = load_config(None, [f"data.name={args.name}", f"data.path={args.data}", f"model.image_size={args.size}",
                              f"model.channels={args.channels}", *cache])
+    stats.NDB_BINS = args.bins
     labelled = data.load_dataset(cfg, progress=False)
     hidden = dataclasses.replace(labelled, labels=None, class_names=None)
     started = time.perf_counter()
@@ -85,8 +86,9 @@ def score_sets(args: argparse.Namespace) -> None:
 
 
 def rank(args: argparse.Namespace) -> None:
-    label_free, labelled, names = [], [], []
+    label_free, labelled, names, per_run = [], [], [], []
     for run in args.runs:
+        first = len(names)
         found = checkpoint.complete(Path(run))
         print(f"{run}: {len(found)} checkpoints", flush=True)
         for path in found:
@@ -103,8 +105,11 @@ def rank(args: argparse.Namespace) -> None:
                               "domain_fd": round(labelled[-1], 3), "bins_covered": row["rotation"]["bins_covered"],
                               "ndb_k": row["rotation"]["ndb_k"], "modes": row["domain"]["modes_covered"]}),
                   flush=True)
+        rho = scipy_stats.spearmanr(label_free[first:], labelled[first:])
+        per_run.append(f"{run}: {rho.statistic:.3f} over {len(names) - first}")
+    print("Spearman rank correlation of the label-free and the labelled FD, per run: " + "; ".join(per_run))
     rho = scipy_stats.spearmanr(label_free, labelled)
-    print(f"Spearman rank correlation of the label-free and the labelled FD over {len(names)} checkpoints: "
+    print(f"... over all {len(names)} checkpoints together: "
           f"{rho.statistic:.3f} (p = {rho.pvalue:.2g})")
 
 
@@ -158,6 +163,7 @@ def main() -> None:
     sets.add_argument("--size", type=int, default=32)
     sets.add_argument("--channels", type=int, default=3, choices=(1, 3))
     sets.add_argument("--cache", help="data.cache_dir [default: the usual cache]")
+    sets.add_argument("--bins", type=int, default=stats.NDB_BINS, help="NDB's k-means bins")
     ranking = commands.add_parser("rank", help="label-free against labelled FD over the checkpoints of runs")
     ranking.add_argument("runs", nargs="+")
     ranking.add_argument("--n", type=int, default=2000, help="images scored per checkpoint")

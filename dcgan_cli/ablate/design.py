@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dcgan_cli.config import Config, flatten, replace_value
+from dcgan_cli.config import Config, differences, flatten, replace_value
 
 DESIGNS = ("leave-one-out", "one-at-a-time", "together", "factorial")
 FACTORIAL_LIMIT = 6  # factorial designs of more factors (2^7 = 128 variants and up) need --yes
@@ -137,10 +137,13 @@ class Variant:
 
     def describe(self, base: Config) -> str:
         """What this variant changes in `base`: 'hacks.batch_norm: on -> off; ...', or 'none'."""
-        values = flatten(base)
-        words = [f"{path}: {_word(path, values[path])} -> {_word(path, value)}" for path, value in self.changes
-                 if values[path] != value]
-        return "; ".join(words) or "none"
+        return change_text(base, self.apply(base))
+
+
+def change_text(before: Config, after: Config) -> str:
+    """The values that differ from `before` to `after`: 'hacks.batch_norm: on -> off; ...', or 'none'."""
+    return "; ".join(f"{path}: {_word(path, old)} -> {_word(path, new)}"
+                     for path, old, new in differences(before, after)) or "none"
 
 
 def _word(path: str, value: Any) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from dcgan_cli.ablate.design import FACTORS
+from dcgan_cli.ablate.design import FACTORS, change_text
 from dcgan_cli.ablate.study import Study, finished
 from dcgan_cli.config import flatten
 from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
@@ -101,7 +101,8 @@ class Report:
 def collect(study: Study) -> Report:
     """Read every finished run's result.json."""
     reference_cfg = study.variant(study.reference).apply(study.base)
-    summaries = {v.name: VariantSummary(v.name, v.describe(reference_cfg), study.seeds) for v in study.variants}
+    summaries = {v.name: VariantSummary(v.name, change_text(reference_cfg, v.apply(study.base)), study.seeds)
+                 for v in study.variants}
     rows, features = [], None
     for run in study.runs():
         result = finished(run)
