@@ -144,7 +144,7 @@ class OutputConfig:
     eval_samples: int = setting(1000, low=10)  # images scored at each eval_every, from one fixed latent set
     eval_features: str = setting("auto", choices=("auto", *FEATURE_SPACES))  # the score's feature space: auto =
     #                                      domain where the data has class labels, else rotation (no labels)
-    eval_min_skill: float = setting(0.25, low=0.0, high=1.0)  # refuse domain scores when the classifier's
+    eval_min_skill: float = setting(0.35, low=0.0, high=1.0)  # refuse domain scores when the classifier's
     #                                      held-out accuracy (its 95% lower bound) is less than this far from
     #                                      chance (0) to perfect (1); auto then scores in rotation features
     eval_min_accuracy: float = setting(0.0, low=0.0, high=1.0)  # also refuse domain scores when the classifier's
