@@ -67,8 +67,10 @@ def test_the_new_switches_are_ablation_factors_off_by_default():
     factors, everything = parse_factors("new")
     assert everything and [f.name for f in factors] == list(GROUPS["new"]) and "ttur" in GROUPS["new"]
     made, *_ = variants(base, factors, design="leave-one-out", everything=True)
-    assert [v.name for v in made[1:]] == [f"{name}-on" for name in GROUPS["new"]]
-    assert all(getattr(base.hacks, FACTORS[name].path.split(".")[1]) is False for name in GROUPS["new"])
+    assert [v.name for v in made[1:]] == [f"{name}-{FACTORS[name].word(FACTORS[name].on)}" for name in GROUPS["new"]]
+    assert "ema-0.999" in [v.name for v in made]
+    sections = {name: getattr(base, FACTORS[name].path.split(".")[0]) for name in GROUPS["new"]}
+    assert all(getattr(sections[name], FACTORS[name].path.split(".")[1]) == FACTORS[name].off for name in GROUPS["new"])
 
 
 # 19 minibatch_std
