@@ -151,6 +151,16 @@ def test_an_unlabelled_folder_trains_with_label_free_scores_and_keeps_the_best(t
     assert "NDB (rotation)" in invoke("evaluate", "--checkpoint", run, "--n", 60).stdout
 
 
+@pytest.mark.parametrize("name", sorted(path.name for path in DIGITS_CONFIG.parent.glob("*.yaml")))
+def test_every_shipped_config_on_an_unlabelled_folder_passes_the_checks_before_decoding(name, unlabelled_folder):
+    """No shipped config asks for labels or for labelled features, so each one's scores resolve to rotation
+    features on a folder without class subfolders (the full run is the digits' test above)."""
+    cfg = load_config(DIGITS_CONFIG.parent / name, ["data.name=folder", f"data.path={unlabelled_folder}"])
+    assert not cfg.data.labels and data.probe_labels(cfg) is False
+    scoring.preflight(cfg, cfg.output.eval_features, key="output.eval_features")
+    assert cfg.output.eval_features in ("auto", "rotation")
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_domain_features_asked_for_on_an_unlabelled_folder_exit_2_before_decoding(tmp_path, unlabelled_folder,
                                                                                 command):
