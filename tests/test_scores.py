@@ -7,6 +7,7 @@ import pytest
 import scipy.linalg
 
 from dcgan_cli.evaluate import stats
+from dcgan_cli.evaluate.features import coverage
 from dcgan_cli.evaluate.stats import FeatureStats, Summary
 
 
@@ -186,3 +187,9 @@ def test_ndb_two_proportion_test_matches_the_formula_on_two_bins():
 def test_bin_count_shrinks_for_small_real_sets():
     assert stats.bin_count(10_000) == stats.NDB_BINS
     assert stats.bin_count(100) == 10 and stats.bin_count(19) == 0
+
+
+def test_the_progress_bar_names_classes_as_modes_and_ndb_bins_as_covered():
+    assert coverage({"modes_covered": 9, "classes": 10, "bins_covered": 18, "bins": 20}) == "9/10 modes"
+    assert coverage({"bins_covered": 18, "bins": 20}) == "18/20 bins covered"
+    assert coverage({"kid": 0.1}) == ""

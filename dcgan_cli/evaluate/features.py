@@ -30,11 +30,11 @@ SCORE_NAMES = {"frechet_distance": ("Frechet distance", "FD"), "kid": ("KID", "K
 
 
 def coverage(scores: dict) -> str:
-    """What a score says of the modes covered: '10/10 modes' (a classifier's classes), '18/20 NDB bins' (the bins
-    covered), or '' where it says neither."""
+    """What a score says of the modes covered: '10/10 modes' (a classifier's classes), '18/20 bins covered' (NDB's
+    bins), or '' where it says neither."""
     if "modes_covered" in scores:
         return f"{scores['modes_covered']}/{scores['classes']} modes"
-    return f"{scores['bins_covered']}/{scores['bins']} NDB bins" if "bins_covered" in scores else ""
+    return f"{scores['bins_covered']}/{scores['bins']} bins covered" if "bins_covered" in scores else ""
 
 
 class EvaluationError(ValueError):
