@@ -9,7 +9,7 @@ import pytest
 
 from dcgan_cli import hacks, train
 from dcgan_cli.ablate.design import FACTORS, GROUPS, parse_factors, variants
-from dcgan_cli.config import HacksConfig, load_config
+from dcgan_cli.config import HacksConfig, flatten, load_config
 from dcgan_cli.layers import MinibatchStdDev
 from dcgan_cli.models import build_discriminator
 
@@ -69,8 +69,8 @@ def test_the_new_switches_are_ablation_factors_off_by_default():
     made, *_ = variants(base, factors, design="leave-one-out", everything=True)
     assert [v.name for v in made[1:]] == [f"{name}-{FACTORS[name].word(FACTORS[name].on)}" for name in GROUPS["new"]]
     assert "ema-0.999" in [v.name for v in made]
-    sections = {name: getattr(base, FACTORS[name].path.split(".")[0]) for name in GROUPS["new"]}
-    assert all(getattr(sections[name], FACTORS[name].path.split(".")[1]) == FACTORS[name].off for name in GROUPS["new"])
+    values = flatten(base)
+    assert all(values[FACTORS[name].path] == FACTORS[name].off for name in GROUPS["new"])
 
 
 # 19 minibatch_std
