@@ -26,11 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from dcgan_cli import data  # noqa: E402
+from dcgan_cli.data import sources  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
 from dcgan_cli.evaluate import domain, inception, scoring  # noqa: E402
 from dcgan_cli.evaluate.features import image_batches, summarise  # noqa: E402
-from dcgan_cli.models import build_generator  # noqa: E402
+from dcgan_cli.nets.models import build_generator  # noqa: E402
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 
@@ -46,7 +46,7 @@ def mnist_config(path: Path, cache: str):
 
 def bench_classifier(args) -> dict:
     cfg = mnist_config(args.mnist, args.cache)
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     started = time.perf_counter()
     trained = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=True, log=lambda m: None)
     return {"what": "domain classifier, one-time training and real summary", "images": len(dataset.images),
@@ -61,7 +61,7 @@ def generated(cfg, count: int):
 
 def bench_domain(args) -> dict:
     cfg = mnist_config(args.mnist, args.cache)
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     ref = scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda m: None)  # trained if not cached
     started = time.perf_counter()
     result = scoring.score(ref, generated(cfg, args.n), total=args.n, generated="bench", progress=True)
@@ -73,7 +73,7 @@ def bench_domain(args) -> dict:
 
 def bench_inception(args) -> dict:
     cfg = load_config(None, [f"data.cache_dir={args.cache}"])
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     weights = inception.weights_file(args.inception_weights) if args.inception_weights else None
     extractor = inception.InceptionFeatures(weights)
     real = summarise(extractor, image_batches(dataset.images, np.arange(len(dataset.images)), extractor.batch_size),

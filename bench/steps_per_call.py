@@ -21,10 +21,10 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dcgan_cli import draws  # noqa: E402
-from dcgan_cli.compiled import CompiledStep  # noqa: E402
+from dcgan_cli.state import draws  # noqa: E402
+from dcgan_cli.training.compiled import CompiledStep  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
-from dcgan_cli.models import build_models  # noqa: E402
+from dcgan_cli.nets.models import build_models  # noqa: E402
 
 ARCHS = {
     "tiny": ["model.image_size=8", "model.g_filters=4", "model.d_filters=4", "model.latent_dim=8",

@@ -37,10 +37,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dcgan_cli import backend, data, draws, hacks, train  # noqa: E402
+from dcgan_cli import backend  # noqa: E402
 from dcgan_cli.backend import distribute_batch  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
-from dcgan_cli.models import build_models  # noqa: E402
+from dcgan_cli.data import sources  # noqa: E402
+from dcgan_cli.nets import hacks  # noqa: E402
+from dcgan_cli.nets.models import build_models  # noqa: E402
+from dcgan_cli.state import draws  # noqa: E402
+from dcgan_cli.training import train  # noqa: E402
 
 # ngf = ndf = 64, BatchNorm, LeakyReLU 0.2 in D and ReLU in G, N(0, 0.02), 4x4 kernels, Adam(2e-4, 0.5); no bias
 # where batch norm follows (D's first and G's last convolution keep theirs).
@@ -77,7 +81,7 @@ class ReferenceLoop:
     def step(self, step):
         m, h, rng = self.models, self.cfg.hacks, self.rng
         n = self.cfg.train.batch_size
-        real = hacks.scale_images(data.sample_batch(self.images, n, rng), hacks=h)
+        real = hacks.scale_images(sources.sample_batch(self.images, n, rng), hacks=h)
         z = hacks.sample_latent(rng, n, self.cfg.model.latent_dim, hacks=h)
         fake = m.g.predict(z, verbose=0)
         m.d.trainable = True

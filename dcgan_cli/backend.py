@@ -22,7 +22,7 @@ def compile_function(fn: Callable, *, jit_compile: bool = False, donate_first: b
 
         # Grappler's remapper fails on the gradient of a biased convolution followed by LeakyReLU (D's first layer)
         # and logs an "E0000 ... remapper failed" line on a healthy run (a TensorFlow bug); with it off, the step
-        # runs as it did after the failure, unfused (README: Performance).
+        # runs as it did after the failure, unfused (docs/loops.md: Quiet logs).
         tf.config.optimizer.set_experimental_options({"remapping": False})
         return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile)
     if name == "jax":

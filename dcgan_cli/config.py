@@ -41,7 +41,7 @@ NEEDS_PATH = ("folder", "npz", "npy")
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = setting("digits", choices=DATASETS)  # which dataset (see README: Datasets)
+    name: str = setting("digits", choices=DATASETS)  # which dataset (see docs/datasets.md)
     path: str | None = setting(None)  # folder, npz, npy: the image folder or array file; mnist, fashion_mnist,
     #                                   cifar10: local dataset files, so nothing is downloaded
     limit: int | None = setting(None, low=1)  # use only the first N images; null = all

@@ -329,11 +329,11 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
 def test_an_unlabelled_folder_is_ablated_in_rotation_features(tmp_path):
     """No labels, no Inception weights (offline): the study scores every run in the rotation network's features,
     with NDB, and says so in its report."""
-    from dcgan_cli import data
+    from dcgan_cli.data import sources
 
     pictures = tmp_path / "pictures"
     pictures.mkdir()
-    for i, image in enumerate(data.load_dataset(load_config(None, []), progress=False).images[:200]):
+    for i, image in enumerate(sources.load_dataset(load_config(None, []), progress=False).images[:200]):
         Image.fromarray(image[..., 0]).save(pictures / f"{i:03d}.png")
     root = tmp_path / "study"
     result = invoke("ablate", "--config", DIGITS, "--factors", "ema", "--seeds", "1", "--n", "50", "--run-dir", root,
@@ -400,7 +400,7 @@ def test_thread_caps_for_parallel_runs():
 
 DECODE = """
 import hashlib, sys, time
-from dcgan_cli.datasets import folder
+from dcgan_cli.data import folder
 original = folder._decode_into_cache
 def counted(*args, **kwargs):
     with open(sys.argv[3], "a") as log:

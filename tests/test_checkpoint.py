@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcgan_cli import checkpoint
-from dcgan_cli.draws import DrawState
-from dcgan_cli.models import build_models
+from dcgan_cli.state import checkpoint
+from dcgan_cli.state.draws import DrawState
+from dcgan_cli.nets.models import build_models
 
 
 def save(run_dir, cfg, step, models, latents):

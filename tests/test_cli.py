@@ -146,7 +146,7 @@ MNIST_T10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t1
 def digit_pngs(root: Path, count: int = 24) -> Path:
     """A folder of PNG digits in class subfolders: from the real MNIST test set where present, else drawn."""
     if MNIST_T10K.is_dir():
-        from dcgan_cli.datasets.arrays import load_idx_dir
+        from dcgan_cli.data.arrays import load_idx_dir
 
         images, labels = load_idx_dir(MNIST_T10K)
     else:

@@ -12,11 +12,13 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_cli import backend, checkpoint, plots, train
-from dcgan_cli.compiled import CompiledStep
-from dcgan_cli.draws import Draws
+from dcgan_cli import backend
+from dcgan_cli.state import checkpoint
+from dcgan_cli.training import plots, train
+from dcgan_cli.training.compiled import CompiledStep
+from dcgan_cli.state.draws import Draws
 from dcgan_cli.config import load_config
-from dcgan_cli.models import build_models
+from dcgan_cli.nets.models import build_models
 
 ROOT = Path(__file__).resolve().parents[1]
 

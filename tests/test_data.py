@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_cli import data
+from dcgan_cli.data import sources
 from dcgan_cli.config import load_config
-from dcgan_cli.datasets import folder
-from dcgan_cli.datasets.common import to_uint8
+from dcgan_cli.data import folder
+from dcgan_cli.data.common import to_uint8
 
 MNIST_T10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 MNIST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -28,7 +28,7 @@ def cfg_for(*overrides, size=16, channels=3):
 
 def load(*overrides, size=16, channels=3, messages=None):
     log = messages.append if messages is not None else (lambda message: None)
-    return data.load_dataset(cfg_for(*overrides, size=size, channels=channels), progress=False, log=log)
+    return sources.load_dataset(cfg_for(*overrides, size=size, channels=channels), progress=False, log=log)
 
 
 def save(image: Image.Image, path: Path, **options) -> Path:
@@ -84,9 +84,9 @@ def test_digits_in_rgb_repeat_the_grey_channel_and_limit_applies():
 
 def test_sample_batch_is_seeded():
     images = load(size=8, channels=1).images
-    first = data.sample_batch(images, 32, np.random.default_rng(3))
-    again = data.sample_batch(images, 32, np.random.default_rng(3))
-    other = data.sample_batch(images, 32, np.random.default_rng(4))
+    first = sources.sample_batch(images, 32, np.random.default_rng(3))
+    again = sources.sample_batch(images, 32, np.random.default_rng(3))
+    other = sources.sample_batch(images, 32, np.random.default_rng(4))
     assert first.shape == (32, 8, 8, 1) and np.array_equal(first, again) and not np.array_equal(first, other)
 
 
@@ -149,7 +149,7 @@ def test_folder_labels_need_class_subfolders(tmp_path):
     root = tmp_path / "flat"
     save(Image.new("RGB", (8, 8)), root / "one.png")
     save(Image.new("RGB", (8, 8)), root / "kind" / "two.png")
-    with pytest.raises(data.DataError, match="data.labels: .* has no class labels.*Received: True"):
+    with pytest.raises(sources.DataError, match="data.labels: .* has no class labels.*Received: True"):
         load(*folder_overrides(root, tmp_path, "data.labels=true"))
     assert not (tmp_path / "cache").exists(), "refused from the file names, before anything was decoded"
     assert load(*folder_overrides(root, tmp_path)).labels is None
@@ -157,7 +157,7 @@ def test_folder_labels_need_class_subfolders(tmp_path):
 
 def test_labels_are_probed_from_file_names_without_decoding(tmp_path):
     def probe(*overrides):
-        return data.probe_labels(cfg_for(*overrides, size=8, channels=3))
+        return sources.probe_labels(cfg_for(*overrides, size=8, channels=3))
 
     flat, classes, one = tmp_path / "flat", tmp_path / "classes", tmp_path / "one"
     save(Image.new("RGB", (8, 8)), flat / "a.png")
@@ -184,7 +184,7 @@ def test_labels_are_probed_from_file_names_without_decoding(tmp_path):
 def test_folder_errors_name_the_path(tmp_path, make, message):
     root = tmp_path / "missing"
     make(root)
-    with pytest.raises(data.DataError, match=message):
+    with pytest.raises(sources.DataError, match=message):
         load(*folder_overrides(root, tmp_path))
 
 
@@ -210,7 +210,7 @@ def test_to_uint8_maps_the_common_ranges(array, expected):
     (np.zeros((2, 8), np.uint8), "Received: shape \\(2, 8\\)"),
 ])
 def test_to_uint8_refuses_what_it_cannot_read(array, message):
-    with pytest.raises(data.DataError, match=message):
+    with pytest.raises(sources.DataError, match=message):
         to_uint8(array, source="x")
 
 
@@ -247,7 +247,7 @@ def test_npy_and_npz_files(tmp_path):
 ])
 def test_array_file_errors(tmp_path, write, overrides, message):
     write(tmp_path)
-    with pytest.raises(data.DataError, match=message):
+    with pytest.raises(sources.DataError, match=message):
         load(*[o.format(tmp_path) for o in overrides], size=8)
 
 
@@ -283,7 +283,7 @@ def test_idx_files_written_by_the_test(tmp_path):
 ])
 def test_broken_idx_files_are_named(tmp_path, payload, message):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(payload)
-    with pytest.raises(data.DataError, match=f"{message}.*Received: '.*train-images-idx3-ubyte'"):
+    with pytest.raises(sources.DataError, match=f"{message}.*Received: '.*train-images-idx3-ubyte'"):
         load("data.name=mnist", f"data.path={tmp_path}", size=28, channels=1)
 
 
@@ -307,7 +307,7 @@ def test_cifar10_binary_batches(tmp_path):
     assert dataset.images.shape == (2, 32, 32, 3) and dataset.labels.tolist() == [7, 2]
     assert tuple(dataset.images[0, 5, 5]) == (255, 0, 0) and tuple(dataset.images[1, 5, 5]) == (0, 0, 128)
     (folder_path / "data_batch_1.bin").write_bytes(b"\x00" * 100)
-    with pytest.raises(data.DataError, match="not a CIFAR-10 binary batch"):
+    with pytest.raises(sources.DataError, match="not a CIFAR-10 binary batch"):
         load("data.name=cifar10", f"data.path={tmp_path}", size=32)
 
 
@@ -358,7 +358,7 @@ def test_offline_without_a_cached_file_says_where_to_put_it(tmp_path):
 
 
 def test_describe_lists_what_a_user_checks(image_folder, tmp_path):
-    lines = data.describe(load(*folder_overrides(image_folder, tmp_path)))
+    lines = sources.describe(load(*folder_overrides(image_folder, tmp_path)))
     text = "\n".join(lines)
     assert "images:      6" in text and "(6, 16, 16, 3) uint8" in text and "value range: 0 .. 255" in text
     assert "memory:      0.0 MiB (N x H x W x C bytes), memory-mapped" in text

@@ -9,10 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_cli import checkpoint, train
+from dcgan_cli.state import checkpoint
+from dcgan_cli.training import train
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import load_config
-from dcgan_cli.draws import Draws
+from dcgan_cli.state.draws import Draws
 
 
 def as_numpy(tree) -> list[np.ndarray]:

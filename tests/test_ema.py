@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dcgan_cli import checkpoint, train
+from dcgan_cli.state import checkpoint
+from dcgan_cli.training import train
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
-from dcgan_cli.models import build_models
+from dcgan_cli.nets.models import build_models
 
 
 def group(run, step: int, name: str) -> list[np.ndarray]:

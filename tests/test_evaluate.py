@@ -15,7 +15,9 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
-from dcgan_cli import checkpoint, data, train
+from dcgan_cli.state import checkpoint
+from dcgan_cli.data import sources
+from dcgan_cli.training import train
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
 from dcgan_cli.evaluate import domain, inception, rotation, scoring
@@ -48,7 +50,7 @@ def mnist():
     if not MNIST_T10K.is_dir():
         pytest.skip("../shared/data/mnist-t10k is not here")
     cfg = load_config(None, ["data.name=mnist", f"data.path={MNIST_T10K}", "model.image_size=28"])
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     ref = scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda message: None)
     return cfg, dataset, ref
 
@@ -87,7 +89,7 @@ def test_the_classifier_is_cached_by_the_datasets_content(mnist, monkeypatch):
     again = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=False)
     assert again.cache == ref.extractor.cache and again.accuracy == ref.extractor.accuracy
     np.testing.assert_array_equal(again.real.mean, ref.real.mean)
-    changed = data.Dataset(images=dataset.images[:5000], labels=dataset.labels[:5000], class_names=None,
+    changed = sources.Dataset(images=dataset.images[:5000], labels=dataset.labels[:5000], class_names=None,
                            source="first half")
     assert dataset_key(changed) != dataset_key(dataset)
 
@@ -183,7 +185,7 @@ def yaml_file(path: Path, raw: dict) -> Path:
 
 
 def test_evaluate_images_with_inception_caches_the_real_statistics(tmp_path, random_inception_weights):
-    digits = data.load_dataset(load_config(None, []), progress=False).images
+    digits = sources.load_dataset(load_config(None, []), progress=False).images
     folder = image_folder(tmp_path / "made-elsewhere", digits[-12:])
     config = yaml_file(tmp_path / "digits.yaml", {"data": {"limit": 16, "cache_dir": str(tmp_path / "cache")}})
     args = ["evaluate", "--images", folder, "--config", config, "--features", "inception", "--json"]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from keras import layers
 
-from dcgan_cli import hacks
+from dcgan_cli.nets import hacks
 from dcgan_cli.config import HacksConfig
-from dcgan_cli.layers import BatchNorm
-from dcgan_cli.models import summary
+from dcgan_cli.nets.layers import BatchNorm
+from dcgan_cli.nets.models import summary
 
 ON = HacksConfig()
 
@@ -170,7 +170,7 @@ class Device:
     """The steps' draws (draws.StepRandom) as a Generator-like source of seeds: the hacks take either."""
 
     def __call__(self, seed: int = 0):
-        from dcgan_cli import draws
+        from dcgan_cli.state import draws
         return draws.StepRandom(keras.random.SeedGenerator(0), seed, 3, slot=1)
 
     def __repr__(self) -> str:

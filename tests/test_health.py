@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dcgan_cli import checkpoint, health, plots, tensorboard_log, train
+from dcgan_cli.state import checkpoint
+from dcgan_cli.training import health, plots, tensorboard_log, train
 from dcgan_cli.cli import main
 from dcgan_cli.config import ConfigError, load_config
-from dcgan_cli.monitor import read_events
+from dcgan_cli.training.monitor import read_events
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Measured: with these small networks the moving-statistics run's samples are 0.18-0.30 as varied as the real
@@ -113,7 +114,7 @@ def seed_before(seen: list, number: int) -> int:
 
 
 def _d_optimizer_paths(cfg) -> list[str]:
-    from dcgan_cli.models import build_models, build_optimizers
+    from dcgan_cli.nets.models import build_models, build_optimizers
 
     models = build_models(cfg, np.random.default_rng(0))
     build_optimizers(models)

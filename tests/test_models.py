@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dcgan_cli.config import load_config
-from dcgan_cli.layers import BatchNorm
-from dcgan_cli.models import base_size, build_discriminator, build_generator, build_models
+from dcgan_cli.nets.layers import BatchNorm
+from dcgan_cli.nets.models import base_size, build_discriminator, build_generator, build_models
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL_OFF = [f"hacks.{name}=false" for name in (

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dcgan_cli.config import MonitorConfig
-from dcgan_cli.monitor import Monitor, rising
+from dcgan_cli.training.monitor import Monitor, rising
 
 LOG_EVERY = 50
 

@@ -7,11 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_cli import hacks, train
+from dcgan_cli.nets import hacks
+from dcgan_cli.training import train
 from dcgan_cli.ablate.design import FACTORS, GROUPS, parse_factors, variants
 from dcgan_cli.config import HacksConfig, flatten, load_config
-from dcgan_cli.layers import MinibatchStdDev
-from dcgan_cli.models import build_discriminator
+from dcgan_cli.nets.layers import MinibatchStdDev
+from dcgan_cli.nets.models import build_discriminator
 
 # |weights| summed after the tiny config's 4 steps, measured before these switches existed (TensorFlow, CPU): with
 # every new switch off a run must still train exactly as it did.
@@ -109,7 +110,7 @@ def sn_cfg(tiny_cfg):
 
 
 def test_spectral_norm_wraps_ds_convolutions_and_score_and_divides_by_the_largest_singular_value(tiny_cfg):
-    from dcgan_cli.layers import SpectralNorm
+    from dcgan_cli.nets.layers import SpectralNorm
 
     d = build_discriminator(sn_cfg(tiny_cfg), np.random.default_rng(0))
     wrapped = [layer for layer in d.layers if isinstance(layer, SpectralNorm)]
@@ -134,8 +135,8 @@ def test_spectral_norm_wraps_ds_convolutions_and_score_and_divides_by_the_larges
 
 
 def test_spectral_norm_moves_only_in_ds_own_updates(tiny_cfg):
-    from dcgan_cli import draws
-    from dcgan_cli.models import build_models
+    from dcgan_cli.state import draws
+    from dcgan_cli.nets.models import build_models
 
     cfg = sn_cfg(tiny_cfg)
     models = build_models(cfg, np.random.default_rng(0))
@@ -173,7 +174,7 @@ def test_spectral_norm_trains_alike_in_both_loops(tiny_overrides, tmp_path):
 
 # 17 hinge_loss
 def test_hinge_losses_and_their_probability():
-    from dcgan_cli import losses
+    from dcgan_cli.nets import losses
 
     s = np.array([[2.0], [0.5], [-0.5], [-3.0]], np.float32)
     y = np.array([[1.0, 1.0], [1.2, 1.0], [0.0, 0.0], [0.0, 0.0]], np.float32)  # label, source
@@ -198,7 +199,7 @@ def test_hinge_loss_removes_ds_sigmoid_and_both_loops_agree(tiny_overrides, tmp_
             for loop in ("train_on_batch", "compiled")}
     split, compiled = (weights(r) for r in runs.values())
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
-    from dcgan_cli.plots import read_metrics
+    from dcgan_cli.training.plots import read_metrics
 
     logged = [read_metrics(r)[-1] for r in runs.values()]
     for record in logged:
@@ -290,7 +291,7 @@ def test_lazy_r1_applies_only_on_due_steps(tiny_overrides, tmp_path):
 def test_instance_noise_follows_its_schedule_on_every_d_input(tiny_cfg):
     from dataclasses import replace
 
-    from dcgan_cli import draws
+    from dcgan_cli.state import draws
 
     h = HacksConfig(instance_noise=True, instance_noise_std=0.2, instance_noise_steps=1000)
     assert [float(hacks.noise_std(s, hacks=h)) for s in (0, 250, 1000, 5000)] == pytest.approx([0.2, 0.15, 0, 0])
@@ -310,7 +311,7 @@ def test_instance_noise_follows_its_schedule_on_every_d_input(tiny_cfg):
 def test_instance_noise_reaches_the_g_update_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg):
     from dataclasses import replace
 
-    from dcgan_cli.models import build_models
+    from dcgan_cli.nets.models import build_models
 
     noisy = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, instance_noise=True))
     assert [i.name for i in build_models(noisy, np.random.default_rng(0)).gan.inputs] == ["z", "d_input_noise"]
@@ -347,7 +348,7 @@ def numpy_diff_augment(x: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def test_diff_augment_is_diffaugments_colour_translation_and_cutout():
-    from dcgan_cli.layers import diff_augment
+    from dcgan_cli.nets.layers import diff_augment
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(12, 16, 16, 3)).astype(np.float32)
@@ -358,9 +359,9 @@ def test_diff_augment_is_diffaugments_colour_translation_and_cutout():
 def test_diff_augment_is_the_same_function_on_real_and_fake_and_differentiable(tiny_cfg):
     from dataclasses import replace
 
-    from dcgan_cli import draws
+    from dcgan_cli.state import draws
     from dcgan_cli.backend import input_gradient
-    from dcgan_cli.layers import diff_augment
+    from dcgan_cli.nets.layers import diff_augment
 
     cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, diff_augment=True))
     step_draws = draws.Draws(cfg, count=10, seed=0)
@@ -379,7 +380,7 @@ def test_diff_augment_is_the_same_function_on_real_and_fake_and_differentiable(t
 def test_diff_augment_reaches_the_g_update_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg):
     from dataclasses import replace
 
-    from dcgan_cli.models import build_models
+    from dcgan_cli.nets.models import build_models
 
     both = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, diff_augment=True, instance_noise=True))
     assert [i.name for i in build_models(both, np.random.default_rng(0)).gan.inputs] == [
@@ -396,7 +397,7 @@ def test_diff_augment_reaches_the_g_update_and_both_loops_agree(tiny_overrides, 
 def test_train_d_more_gives_each_d_sub_step_its_own_draws(tiny_cfg):
     from dataclasses import replace
 
-    from dcgan_cli import draws
+    from dcgan_cli.state import draws
 
     cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, train_d_more=True, d_steps=3))
     step_draws = draws.Draws(cfg, count=100, seed=0)
@@ -424,8 +425,8 @@ def test_train_d_more_updates_d_d_steps_times_per_g_update_alike_in_both_loops(t
 def test_g_dropout_follows_gs_hidden_blocks_and_stays_on_when_sampling(tiny_cfg):
     from dataclasses import replace
 
-    from dcgan_cli.layers import SamplingDropout
-    from dcgan_cli.models import build_generator, generate
+    from dcgan_cli.nets.layers import SamplingDropout
+    from dcgan_cli.nets.models import build_generator, generate
 
     cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, g_dropout=True, g_dropout_rate=0.5))
     g = build_generator(cfg, np.random.default_rng(0))
@@ -457,8 +458,8 @@ def test_g_dropout_both_loops_agree(tiny_overrides, tmp_path):
 def test_an_exported_generator_with_dropout_loads_in_plain_keras(tiny_cfg, tmp_path):
     from dataclasses import replace
 
-    from dcgan_cli import sampling
-    from dcgan_cli.models import build_generator
+    from dcgan_cli.nets import sampling
+    from dcgan_cli.nets.models import build_generator
 
     cfg = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, g_dropout=True))
     sampling.export(build_generator(cfg, np.random.default_rng(0)), cfg, tmp_path / "g.keras")

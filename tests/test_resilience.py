@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dcgan_cli import checkpoint, train
+from dcgan_cli.state import checkpoint
+from dcgan_cli.training import train
 from dcgan_cli.config import load_config
 
 STEPS = 24

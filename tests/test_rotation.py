@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
-from dcgan_cli import checkpoint, data
+from dcgan_cli.state import checkpoint
+from dcgan_cli.data import sources
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
 from dcgan_cli.evaluate import domain, rotation, scoring
@@ -31,8 +32,8 @@ def sets(*overrides: str) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
 
 
-def digits() -> data.Dataset:
-    return data.load_dataset(load_config(None, []), progress=False)
+def digits() -> sources.Dataset:
+    return sources.load_dataset(load_config(None, []), progress=False)
 
 
 def flat_folder(root: Path, images: np.ndarray) -> Path:
@@ -95,7 +96,7 @@ def cifar(tmp_path_factory):
         for file in sorted((CIFAR10_TEST / name).glob("*.jpg"))[:200]:
             (root / f"{name}-{file.name}").symlink_to(file)
     cfg = load_config(None, ["data.name=folder", f"data.path={root}", "model.image_size=16", "model.channels=3"])
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     assert dataset.labels is None and len(dataset.images) == 2000
     class_of = np.repeat(np.arange(len(classes)), 200)  # the files sort by class name
     ref = scoring.reference(dataset, "auto", cfg=cfg, progress=False, log=lambda message: None)
@@ -156,7 +157,7 @@ def test_every_shipped_config_on_an_unlabelled_folder_passes_the_checks_before_d
     """No shipped config asks for labels or for labelled features, so each one's scores resolve to rotation
     features on a folder without class subfolders (the full run is the digits' test above)."""
     cfg = load_config(DIGITS_CONFIG.parent / name, ["data.name=folder", f"data.path={unlabelled_folder}"])
-    assert not cfg.data.labels and data.probe_labels(cfg) is False
+    assert not cfg.data.labels and sources.probe_labels(cfg) is False
     scoring.preflight(cfg, cfg.output.eval_features, key="output.eval_features")
     assert cfg.output.eval_features in ("auto", "rotation")
 
@@ -188,7 +189,7 @@ def test_auto_scores_a_labelled_folder_whose_classifier_is_refused_in_rotation_f
     for i, name in enumerate(("2021", "2022", "2023")):
         flat_folder(tmp_path / "photos" / name, images[i::3])
     cfg = load_config(None, ["data.name=folder", f"data.path={tmp_path / 'photos'}", "output.eval_min_skill=0.99"])
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     notes = []
     ref = scoring.reference(dataset, "auto", cfg=cfg, progress=False, log=notes.append)
     assert dataset.labels is not None and ref.features == "rotation"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import TINY
 from PIL import Image
 
-from dcgan_cli import sampling
+from dcgan_cli.nets import sampling
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
 
@@ -71,7 +71,7 @@ def test_the_walk_gif_has_one_frame_per_step(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from dcgan_cli import train
+    from dcgan_cli.training import train
 
     return train.run(load_config(None, TINY), run_dir=tmp_path_factory.mktemp("sampling") / "run")
 

@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_cli import data, draws, losses, rundir, train
+from dcgan_cli.data import sources
+from dcgan_cli.state import draws
+from dcgan_cli.nets import losses
+from dcgan_cli.training import rundir, train
 from dcgan_cli.config import load_config
-from dcgan_cli.models import build_models
+from dcgan_cli.nets.models import build_models
 
 
 def setup(tiny_overrides, *extra):
@@ -18,7 +21,7 @@ def setup(tiny_overrides, *extra):
     and the latents z, with `prepare` to make them again (G's fakes from its current weights)."""
     cfg = load_config(None, [*tiny_overrides, *extra])
     models = build_models(cfg, np.random.default_rng(0))
-    images = data.load_dataset(cfg, progress=False).images
+    images = sources.load_dataset(cfg, progress=False).images
     prepare = train.step_preparer(models.g, draws.Draws(cfg, count=len(images)), resident=True)
     source = keras.ops.convert_to_tensor(images)
     batches, z = prepare(source, 1)

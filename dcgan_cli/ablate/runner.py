@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dcgan_cli import data
+from dcgan_cli.data import sources
 from dcgan_cli.ablate import executors
 from dcgan_cli.ablate.design import AblationError
 from dcgan_cli.ablate.study import LOG, Run, Study, finished
@@ -30,10 +30,10 @@ def evaluation_plan(base: Config, *, count: int, features: str | None, inception
         if base.output.eval_every:
             scoring.preflight(base, base.output.eval_features, key="output.eval_features")
         weights = inception.weights_file(inception_weights) if asked == "inception" else None
-        dataset = data.load_dataset(base, progress=base.output.progress)
+        dataset = sources.load_dataset(base, progress=base.output.progress)
         chosen = scoring.reference(dataset, asked, cfg=base, inception_weights=weights, progress=base.output.progress,
                                    key=key).features
-    except (data.DataError, EvaluationError) as error:
+    except (sources.DataError, EvaluationError) as error:
         raise AblationError(str(error)) from None
     return {"count": count, "features": chosen, "seed": 0,
             "inception_weights": str(weights) if weights is not None else None}

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from dcgan_cli import checkpoint, data
-from dcgan_cli import train as training
+from dcgan_cli.state import checkpoint
+from dcgan_cli.data import sources
+from dcgan_cli.training import train as training
 from dcgan_cli.ablate.design import AblationError
 from dcgan_cli.ablate.study import RESULT, SPEC
 from dcgan_cli.config import Config, load_config
@@ -23,8 +24,8 @@ from dcgan_cli.evaluate import scoring
 from dcgan_cli.evaluate.features import dataset_key, real_order
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
 from dcgan_cli.files import write_atomically
-from dcgan_cli.models import generate
-from dcgan_cli.plots import read_metrics
+from dcgan_cli.nets.models import generate
+from dcgan_cli.training.plots import read_metrics
 
 DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
 COLLAPSE_MODES = 0.5  # collapsed when at most this share of the classes (domain scores) or of the NDB bins is
@@ -103,7 +104,7 @@ def _final_losses(directory: Path) -> dict[str, float]:
 def _diversity(found: Path, cfg: Config, *, seed: int) -> float:
     """The generated images' mean pairwise distance as a share of the real images' (DIVERSITY_IMAGES of each)."""
     _, g = checkpoint.load_generator(found)
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     latents = np.concatenate(list(scoring.drawn_latents(cfg, DIVERSITY_IMAGES, np.random.default_rng(seed))))
     real = dataset.images[np.sort(real_order(len(dataset.images), dataset_key(dataset))[:DIVERSITY_IMAGES])]
     return round(mean_pairwise_distance(generate(g, latents, cfg)) / max(mean_pairwise_distance(real), 1e-12), 4)

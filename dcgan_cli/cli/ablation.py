@@ -146,10 +146,10 @@ def ablate_run(directory: Path, threads: int | None) -> None:
     if threads is not None:
         os.environ.update(thread_env(threads))
     start_keras()
-    from dcgan_cli import checkpoint
+    from dcgan_cli.state import checkpoint
     from dcgan_cli.ablate import worker
     from dcgan_cli.ablate.design import AblationError
-    from dcgan_cli.data import DataError
+    from dcgan_cli.data.common import DataError
     from dcgan_cli.evaluate.features import EvaluationError
 
     try:

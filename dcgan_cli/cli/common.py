@@ -39,7 +39,7 @@ def writing(path: Path):
 
 def generator(checkpoint_path: Path, *, raw: bool):
     """The checkpoint a path names, its config and its G (the moving average where kept, unless `raw`)."""
-    from dcgan_cli import checkpoint
+    from dcgan_cli.state import checkpoint
 
     try:
         found = checkpoint.resolve(checkpoint_path)
@@ -103,7 +103,7 @@ def training_outcomes(*mistakes: type[Exception]):
     """How a training run ends at the CLI: `mistakes` (and config errors) exit 2 in one line, a signal exits
     128 + N after its checkpoint, the monitor's stop exits 3 (STOPPED_BY_MONITOR) after its checkpoint, a run that
     failed exits 1. Keras must be started already."""
-    from dcgan_cli import train as training
+    from dcgan_cli.training import train as training
 
     try:
         yield

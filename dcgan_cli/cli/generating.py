@@ -50,8 +50,9 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
     start_keras()
     import numpy as np
 
-    from dcgan_cli import images, sampling
-    from dcgan_cli.models import generate
+    from dcgan_cli import images
+    from dcgan_cli.nets import sampling
+    from dcgan_cli.nets.models import generate
 
     found, cfg, g = generator(checkpoint_path, raw=raw)
     rng = np.random.default_rng(seed)
@@ -90,7 +91,7 @@ def export(checkpoint_path: Path, out: Path, raw: bool) -> None:
     if out.suffix != ".keras":
         raise UserError(f"--out: Keras saves whole models as .keras files. Received: {str(out)!r}")
     start_keras()
-    from dcgan_cli import sampling
+    from dcgan_cli.nets import sampling
 
     found, cfg, g = generator(checkpoint_path, raw=raw)
     with writing(out):
@@ -134,8 +135,8 @@ def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Pat
                         "(change where its data is with --set data.path=...)")
     cfg = load(config_path, overrides) if config_path is not None else None
     start_keras()
-    from dcgan_cli import checkpoint
-    from dcgan_cli.data import DataError
+    from dcgan_cli.state import checkpoint
+    from dcgan_cli.data.common import DataError
     from dcgan_cli.evaluate import scoring
     from dcgan_cli.evaluate.features import EvaluationError
 

@@ -19,7 +19,7 @@ def summary(config_path: Path, overrides: tuple[str, ...]) -> None:
     start_keras()
     import numpy as np
 
-    from dcgan_cli.models import build_discriminator, build_generator, summary
+    from dcgan_cli.nets.models import build_discriminator, build_generator, summary
 
     rng = np.random.default_rng(cfg.train.seed)
     for model in (build_generator(cfg, rng), build_discriminator(cfg, rng)):
@@ -37,15 +37,16 @@ def show_data(config_path: Path, overrides: tuple[str, ...], out: Path, count: i
     cfg = load(config_path, overrides)
     import numpy as np
 
-    from dcgan_cli import data, images
+    from dcgan_cli import images
+    from dcgan_cli.data import sources
 
     try:
-        dataset = data.load_dataset(cfg, progress=cfg.output.progress)
-    except data.DataError as error:
+        dataset = sources.load_dataset(cfg, progress=cfg.output.progress)
+    except sources.DataError as error:
         raise UserError(str(error)) from None
-    for line in data.describe(dataset):
+    for line in sources.describe(dataset):
         click.echo(line)
-    sample = data.sample_batch(dataset.images, min(count, len(dataset.images)), np.random.default_rng(cfg.train.seed))
+    sample = sources.sample_batch(dataset.images, min(count, len(dataset.images)), np.random.default_rng(cfg.train.seed))
     with writing(out):
         images.save_grid(sample, out)
     click.echo(f"wrote {out}", err=True)

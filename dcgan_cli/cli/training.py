@@ -28,9 +28,10 @@ def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | 
         raise UserError("give --config PATH, or --resume --run-dir DIR to continue a run with its saved config")
     cfg = load(config_path, overrides) if config_path is not None else None
     start_keras()
-    from dcgan_cli import checkpoint, rundir
-    from dcgan_cli import train as training
-    from dcgan_cli.data import DataError
+    from dcgan_cli.state import checkpoint
+    from dcgan_cli.training import rundir
+    from dcgan_cli.training import train as training
+    from dcgan_cli.data.common import DataError
     from dcgan_cli.evaluate.features import EvaluationError
 
     try:
@@ -55,7 +56,7 @@ def train(config_path: Path | None, overrides: tuple[str, ...], run_dir: Path | 
 def report(run_dir: Path) -> None:
     """Draw a run's losses.png and progress.gif again from its logs and print a one-screen summary: steps, wall
     time, images/s, final losses, best score and its step, monitor events."""
-    from dcgan_cli import report as reports
+    from dcgan_cli.training import report as reports
 
     try:
         cfg = reports.load_run(run_dir)

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from scipy import stats
 
-from dcgan_cli.datasets.common import Dataset, cache_root
+from dcgan_cli.data.common import Dataset, cache_root
 from dcgan_cli.evaluate import network
 from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, key_seed,
                                          real_order, summarise)

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from dcgan_cli.datasets.common import Dataset
+from dcgan_cli.data.common import Dataset
 from dcgan_cli.evaluate.stats import FeatureStats, Summary
 from dcgan_cli.files import exclusive, write_atomically
 

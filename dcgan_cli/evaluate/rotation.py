@@ -19,7 +19,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from dcgan_cli.datasets.common import Dataset, cache_root
+from dcgan_cli.data.common import Dataset, cache_root
 from dcgan_cli.evaluate import network
 from dcgan_cli.evaluate.domain import split
 from dcgan_cli.evaluate.features import (EvaluationError, cached_summary, dataset_key, image_batches, key_seed,

@@ -19,15 +19,17 @@ from typing import Callable, Iterable, Iterator
 import keras
 import numpy as np
 
-from dcgan_cli import checkpoint, data, hacks
+from dcgan_cli.state import checkpoint
+from dcgan_cli.data import sources
+from dcgan_cli.nets import hacks
 from dcgan_cli.config import Config, ConfigError, load_config
-from dcgan_cli.datasets import folder
-from dcgan_cli.datasets.common import Dataset, cache_root
+from dcgan_cli.data import folder
+from dcgan_cli.data.common import Dataset, cache_root
 from dcgan_cli.evaluate import domain, inception, rotation, stats
 from dcgan_cli.evaluate.features import (PRIMARY, EvaluationError, cached_summary, dataset_key, image_batches,
                                          load_arrays, real_order, save_arrays, summarise)
 from dcgan_cli.files import exclusive, to_stderr, write_atomically
-from dcgan_cli.models import generate
+from dcgan_cli.nets.models import generate
 
 GENERATE_BATCH = 250  # latents turned into images at a time
 KID_SEED = 0  # KID's subsets come from a generator seeded with this, so a score does not depend on the run
@@ -66,7 +68,7 @@ def preflight(cfg: Config, features: str, *, key: str, inception_weights: str | 
     """Refuse a feature space that cannot score this config's data before any image is decoded: domain features
     where the file names already show there are no class labels, Inception features without their weights.
     `key` names the option that asked (--features, output.eval_features)."""
-    if features == "domain" and data.probe_labels(cfg) is False:
+    if features == "domain" and sources.probe_labels(cfg) is False:
         raise EvaluationError(_unlabelled(key, cfg.data.path or cfg.data.name))
     if features == "inception":
         inception.weights_file(inception_weights)
@@ -301,7 +303,7 @@ def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: i
     _, g = checkpoint.load_generator(found, raw=raw)
     source = f"the moving average of G in {found}" if checkpoint.has_ema(found) and not raw else str(found)
     step = checkpoint.read_state(found).get("step")
-    dataset = data.load_dataset(cfg, progress=progress, log=log)
+    dataset = sources.load_dataset(cfg, progress=progress, log=log)
     ref = reference(dataset, chosen, cfg=cfg, inception_weights=inception_weights, progress=progress, log=log,
                     key=key)
     batches = generated_batches(g, cfg, drawn_latents(cfg, count, np.random.default_rng(seed)))
@@ -317,7 +319,7 @@ def evaluate_images(root: Path, cfg: Config, *, limit: int | None, features: str
     started = time.perf_counter()
     chosen, key = _space(cfg, features, inception_weights)
     batches, total = folder_images(root, cfg, limit=limit, log=log)
-    dataset = data.load_dataset(cfg, progress=progress, log=log)
+    dataset = sources.load_dataset(cfg, progress=progress, log=log)
     ref = reference(dataset, chosen, cfg=cfg, inception_weights=inception_weights, progress=progress, log=log,
                     key=key)
     result = score(ref, batches, total=total, progress=progress, generated=f"images in {root}")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan_cli import plots
+from dcgan_cli.training import plots
 from dcgan_cli.config import Config
 from dcgan_cli.files import write_atomically
-from dcgan_cli.monitor import EVENTS, read_events
-from dcgan_cli.rundir import keep_metrics_until
-from dcgan_cli.tensorboard_log import TensorBoardWriter, scalar_tags
+from dcgan_cli.training.monitor import EVENTS, read_events
+from dcgan_cli.training.rundir import keep_metrics_until
+from dcgan_cli.training.tensorboard_log import TensorBoardWriter, scalar_tags
 
 
 class RunLog:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcgan_cli import plots
+from dcgan_cli.training import plots
 from dcgan_cli.config import Config, ConfigError, load_config
 from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES, coverage
-from dcgan_cli.monitor import read_events
+from dcgan_cli.training.monitor import read_events
 
 
 class ReportError(ValueError):

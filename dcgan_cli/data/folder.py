@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from dcgan_cli.datasets.common import DataError, Dataset, cache_root, fit_image
+from dcgan_cli.data.common import DataError, Dataset, cache_root, fit_image
 from dcgan_cli.files import exclusive, write_atomically
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan_cli.datasets import arrays
-from dcgan_cli.datasets.common import DataError
+from dcgan_cli.data import arrays
+from dcgan_cli.data.common import DataError
 from dcgan_cli.files import one_line
 
 # Where keras.datasets keeps each set, relative to <Keras home>/datasets, as files this module reads without pickle.

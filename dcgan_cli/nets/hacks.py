@@ -15,10 +15,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from dcgan_cli import losses
+from dcgan_cli.nets import losses
 from dcgan_cli.config import HacksConfig
-from dcgan_cli.layers import AUGMENT_DRAWS, BatchNorm, MinibatchStdDev, SamplingDropout, SpectralNorm
-from dcgan_cli.layers import diff_augment as augment
+from dcgan_cli.nets.layers import AUGMENT_DRAWS, BatchNorm, MinibatchStdDev, SamplingDropout, SpectralNorm
+from dcgan_cli.nets.layers import diff_augment as augment
 
 
 def downsample(x, *, filters: int, hacks: HacksConfig, kernel_size: int, use_bias: bool,

@@ -15,7 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli import data, hacks, losses
+from dcgan_cli.data import sources
+from dcgan_cli.nets import hacks, losses
 from dcgan_cli.config import Config
 
 SLOTS = 16  # keys per step; a step draws at most 15 times (indices, latents, permutation, 3 per D update, then
@@ -96,7 +97,7 @@ class Draws:
     def batch_index(self, step, sub: int | None = None):
         """The sorted indices of the real batch of step `step` (its D sub-step `sub`), drawn with replacement:
         int32 (batch_size,)."""
-        return data.batch_indices(self.count, self.cfg.train.batch_size,
+        return sources.batch_indices(self.count, self.cfg.train.batch_size,
                                   self.random(self.key(step, sub), slot=BATCH_SLOT))
 
     def step_index(self, step):

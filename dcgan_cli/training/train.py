@@ -18,16 +18,20 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from dcgan_cli import backend, checkpoint, data, draws, hacks, images, tensorboard_log
+from dcgan_cli import backend, images
+from dcgan_cli.data import sources
+from dcgan_cli.state import checkpoint, draws
+from dcgan_cli.nets import hacks
+from dcgan_cli.training import tensorboard_log
 from dcgan_cli import config as config_module
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.evaluate.features import SCORE_NAMES, coverage
 from dcgan_cli.evaluate.scoring import TrainingScorer, preflight
-from dcgan_cli.feed import Feed
+from dcgan_cli.training.feed import Feed
 from dcgan_cli.files import write_atomically
-from dcgan_cli.health import Health, RollBack, roll_back
-from dcgan_cli.models import (
+from dcgan_cli.training.health import Health, RollBack, roll_back
+from dcgan_cli.nets.models import (
     Models,
     assign_ema,
     build_models,
@@ -35,7 +39,7 @@ from dcgan_cli.models import (
     ema_values,
     generate,
 )
-from dcgan_cli.runlog import RunLog
+from dcgan_cli.training.runlog import RunLog
 from dcgan_cli.signals import StopRequest
 
 METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
@@ -177,7 +181,7 @@ class _CompiledLoop:
     reads_every_step = False
 
     def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
-        from dcgan_cli.compiled import CompiledStep
+        from dcgan_cli.training.compiled import CompiledStep
 
         self.feed = Feed(images, step_draws, cfg=cfg)
         self.compiled = CompiledStep(models, cfg, step_draws, resident=self.feed.resident,
@@ -293,7 +297,7 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
         preflight(cfg, cfg.output.eval_features, key="output.eval_features")
     keras.utils.set_random_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
-    dataset = data.load_dataset(cfg, progress=cfg.output.progress)
+    dataset = sources.load_dataset(cfg, progress=cfg.output.progress)
     scorer = TrainingScorer(cfg, dataset) if cfg.output.eval_every else None
     with backend.data_parallel(cfg.train.distribution == "data_parallel", batch_size=cfg.train.batch_size) as count:
         if count > 1:

@@ -7,11 +7,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli import hacks
+from dcgan_cli.nets import hacks
 from dcgan_cli.backend import input_gradient
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
-from dcgan_cli.models import Models, generate
+from dcgan_cli.nets.models import Models, generate
 
 REAL_IMAGES = 500  # real images whose mean pairwise distance the samples' is compared with
 PROBE_STREAM = 3  # they are drawn by numpy's generator seeded with [train.seed, PROBE_STREAM]

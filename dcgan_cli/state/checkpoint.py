@@ -37,9 +37,9 @@ import numpy as np
 
 from dcgan_cli import config as config_module
 from dcgan_cli.config import ARCHITECTURE, Config, ConfigError
-from dcgan_cli.draws import DrawState
+from dcgan_cli.state.draws import DrawState
 from dcgan_cli.files import fsync, one_line
-from dcgan_cli.models import Models, build_generator, build_optimizers, saved_variables
+from dcgan_cli.nets.models import Models, build_generator, build_optimizers, saved_variables
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan_cli.datasets.common import DataError
+from dcgan_cli.data.common import DataError
 from dcgan_cli.files import one_line
 
 IDX_SPLITS = ("train", "t10k")

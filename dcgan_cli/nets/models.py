@@ -9,9 +9,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from dcgan_cli import hacks, losses
+from dcgan_cli.nets import hacks, losses
 from dcgan_cli.config import Config
-from dcgan_cli.layers import AUGMENT_DRAWS, DiffAugment
+from dcgan_cli.nets.layers import AUGMENT_DRAWS, DiffAugment
 
 
 @dataclass(frozen=True)

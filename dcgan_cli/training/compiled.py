@@ -19,12 +19,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli import hacks
+from dcgan_cli.nets import hacks
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
-from dcgan_cli.draws import G_UPDATE, Draws, d_sources
-from dcgan_cli.models import Models, assign_ema, build_optimizers, ema_values
+from dcgan_cli.state.draws import G_UPDATE, Draws, d_sources
+from dcgan_cli.nets.models import Models, assign_ema, build_optimizers, ema_values
 
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 

@@ -10,13 +10,13 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from dcgan_cli import checkpoint, draws
+from dcgan_cli.state import checkpoint, draws
 from dcgan_cli.config import Config
-from dcgan_cli.models import Models
-from dcgan_cli.monitor import Monitor, Trip, rollbacks
-from dcgan_cli.plots import read_metrics
-from dcgan_cli.probes import Probe
-from dcgan_cli.runlog import RunLog
+from dcgan_cli.nets.models import Models
+from dcgan_cli.training.monitor import Monitor, Trip, rollbacks
+from dcgan_cli.training.plots import read_metrics
+from dcgan_cli.training.probes import Probe
+from dcgan_cli.training.runlog import RunLog
 
 
 class Health:

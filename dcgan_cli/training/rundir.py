@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dcgan_cli import checkpoint
+from dcgan_cli.state import checkpoint
 from dcgan_cli.config import ARCHITECTURE, Config, differences, load_config
 from dcgan_cli.files import write_atomically
 

@@ -3,7 +3,7 @@
 Every rule reads the records the loop appends to metrics.jsonl (a log line's means, an eval's scores, a probe's
 diversity and gradient norms: see probes.py), so a resumed or rolled-back run rebuilds the monitor's state by
 replaying its metrics quietly. A rule trips once per episode: it re-arms when its condition has cleared. Thresholds
-live in the config's `monitor` section; the README gives the measurements they were calibrated on.
+live in the config's `monitor` section; docs/monitor.md gives the measurements they were calibrated on.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dcgan_cli import hacks, images
+from dcgan_cli.nets import hacks
+from dcgan_cli import images
 from dcgan_cli.config import Config
-from dcgan_cli.layers import BatchNorm, SamplingDropout
+from dcgan_cli.nets.layers import BatchNorm, SamplingDropout
 
 METHODS = ("slerp", "linear")
 

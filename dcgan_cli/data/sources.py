@@ -13,8 +13,8 @@ import keras
 import numpy as np
 
 from dcgan_cli.config import Config
-from dcgan_cli.datasets import arrays, folder, keras_sets
-from dcgan_cli.datasets.common import DataError, Dataset, fit_array, to_uint8
+from dcgan_cli.data import arrays, folder, keras_sets
+from dcgan_cli.data.common import DataError, Dataset, fit_array, to_uint8
 from dcgan_cli.files import to_stderr
 
 __all__ = ["DataError", "Dataset", "load_dataset", "probe_labels", "batch_indices", "sample_batch", "describe"]

@@ -10,7 +10,8 @@ from typing import Callable
 import keras
 import numpy as np
 
-from dcgan_cli import backend, draws
+from dcgan_cli import backend
+from dcgan_cli.state import draws
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config
 

@@ -1,1 +1,0 @@
-"""Dataset sources; `dcgan_cli.data` picks one from the config."""

@@ -1,0 +1,62 @@
+"""The package's layers import downward only, as docs/layout.md draws them."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "dcgan_cli"
+# Bottom to top; a module may import from its own layer or any layer below it.
+LAYERS = [
+    {"config", "files", "images", "signals", "backend"},
+    {"data"},
+    {"nets"},
+    {"state"},
+    {"evaluate"},
+    {"training"},
+    {"ablate"},
+    {"cli", "__main__"},
+]
+
+
+def layer(name: str) -> int:
+    """The layer of `dcgan_cli.<name>...`: its first component after the package."""
+    head = name.split(".")[0]
+    return next(i for i, members in enumerate(LAYERS) if head in members)
+
+
+def imports(path: Path) -> set[str]:
+    """The dcgan_cli modules a file imports, without the package prefix, lazy imports inside functions included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dcgan_cli"):
+            base = node.module.removeprefix("dcgan_cli").lstrip(".")
+            found |= {f"{base}.{alias.name}".lstrip(".") for alias in node.names} if not base else {base}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.removeprefix("dcgan_cli.") for alias in node.names
+                      if alias.name.startswith("dcgan_cli.")}
+    return found
+
+
+def test_every_module_imports_only_from_its_layer_or_below():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = path.relative_to(PACKAGE).with_suffix("").parts
+        if own == ("__init__",):
+            continue
+        for target in imports(path):
+            if layer(target) > layer(own[0]):
+                upward.append(f"{'/'.join(own)} imports {target}")
+    assert upward == []
+
+
+def test_the_layers_name_every_module_and_package():
+    tops = {path.stem if path.is_file() else path.name for path in PACKAGE.iterdir()
+            if (path.suffix == ".py" or (path / "__init__.py").exists()) and path.name != "__init__.py"}
+    assert tops == set().union(*LAYERS)
+
+
+def test_an_upward_import_is_caught(tmp_path):
+    module = tmp_path / "stats.py"
+    module.write_text("def f():\n    from dcgan_cli.training import train\n")
+    assert {layer(name) for name in imports(module)} == {layer("training")} and layer("training") > layer("evaluate")
