@@ -1,4 +1,4 @@
-"""Does the label-free score mean something? The checks of the README's "Scores without labels" table.
+"""Does the label-free score mean something? The checks of the manual's "Does it mean anything?" table (docs/scores.md).
 
     python bench/label_free.py sets --data ../shared/data/cifar10-test --size 32 --channels 3 [--bins 20]
     python bench/label_free.py sets --data ../shared/data/mnist-t10k --name mnist --size 28 --channels 1
@@ -36,11 +36,12 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
-from dcgan_cli import checkpoint, data  # noqa: E402
+from dcgan_cli.state import checkpoint  # noqa: E402
+from dcgan_cli.data import sources  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
 from dcgan_cli.evaluate import domain, network, scoring, stats  # noqa: E402
 from dcgan_cli.evaluate.features import dataset_key, key_seed, summarise  # noqa: E402
-from dcgan_cli.models import generate  # noqa: E402
+from dcgan_cli.nets.models import generate  # noqa: E402
 
 TWO_CLASSES = (3, 7)  # CIFAR-10: cat, horse; MNIST: 3, 7
 
@@ -50,7 +51,7 @@ def quiet(message: str) -> None:
 
 
 def blurred(images: np.ndarray) -> np.ndarray:
-    """Gaussian blur of radius 1 (colour) or 1.5 (grey, as the README's MNIST table)."""
+    """Gaussian blur of radius 1 (colour) or 1.5 (grey, as the MNIST table of docs/results.md)."""
     radius = 1.0 if images.shape[-1] == 3 else 1.5
     out = [np.asarray(Image.fromarray(i[..., 0] if i.shape[-1] == 1 else i).filter(ImageFilter.GaussianBlur(radius)))
            for i in images]
@@ -62,7 +63,7 @@ def score_sets(args: argparse.Namespace) -> None:
     cfg = load_config(None, [f"data.name={args.name}", f"data.path={args.data}", f"model.image_size={args.size}",
                              f"model.channels={args.channels}", *cache])
     stats.NDB_BINS = args.bins
-    labelled = data.load_dataset(cfg, progress=False)
+    labelled = sources.load_dataset(cfg, progress=False)
     hidden = dataclasses.replace(labelled, labels=None, class_names=None)
     started = time.perf_counter()
     spaces = {"rotation": scoring.reference(hidden, "rotation", cfg=cfg, progress=False, log=quiet)}
@@ -116,7 +117,7 @@ def rank(args: argparse.Namespace) -> None:
 def floor(args: argparse.Namespace) -> None:
     found = [path for run in args.runs for path in checkpoint.complete(Path(run))]
     cfg = scoring.checkpoint_config(found[0], [])
-    dataset = data.load_dataset(cfg, progress=False)
+    dataset = sources.load_dataset(cfg, progress=False)
     fakes = []
     for path in found:
         _, g = checkpoint.load_generator(path)
