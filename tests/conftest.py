@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny config that trains in a second, quiet TensorFlow logs, a per-session cache folder."""
+"""Shared fixtures: a tiny config that trains in a second, quiet TensorFlow logs, a per-session cache folder, and
+thread caps so that pytest-xdist's workers share the cores instead of fighting over them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,21 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Caches the code writes by default (the domain classifier, real-data summaries) go to one folder per test session,
 # shared by its tests and the processes they start, never into the user's ~/.cache.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dcgan-tests-cache-")
+# Under pytest-xdist the workers make one session: the first one picks the folder and the others inherit it.
+os.environ.setdefault("DCGAN_TEST_CACHE", tempfile.mkdtemp(prefix="dcgan-tests-cache-"))
+os.environ["XDG_CACHE_HOME"] = os.environ["DCGAN_TEST_CACHE"]
+# JAX compiles the same tiny steps in many tests and processes; a compilation cache shared by the session (every
+# JAX process the tests start inherits it) saves most of that time and changes no result.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["XDG_CACHE_HOME"], "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+from dcgan_cli.ablate.executors import cores, thread_env  # noqa: E402 (imports neither Keras nor an engine)
+
+# Each xdist worker, and every process it starts, computes with cores / workers threads, set before any engine starts.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.update(thread_env(max(1, cores() // _WORKERS)))
 
 import pytest  # noqa: E402
 
@@ -17,7 +32,7 @@ from dcgan_cli.config import load_config  # noqa: E402
 TINY = [
     "model.image_size=16", "model.latent_dim=8", "model.g_filters=8", "model.d_filters=8",
     "train.batch_size=8", "train.steps=4",
-    "output.sample_every=2", "output.checkpoint_every=2", "output.log_every=2", "output.n_samples=9",
+    "output.sample_every=4", "output.checkpoint_every=2", "output.log_every=2", "output.n_samples=9",
     "output.progress=false",
 ]
 

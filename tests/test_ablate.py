@@ -252,14 +252,14 @@ def test_report_on_a_partial_study(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 
+@pytest.mark.e2e
 def test_tiny_ablation_plans_then_runs_two_at_once_and_reports(tmp_path):
     root = tmp_path / "study"
     variants_run = ("base", "batch_norm-off", "d_bn_in_g_update-moving")
-    # --plan: exactly one command per run, nothing trained.
-    planning = dcgan(*ablate_args(root, "--plan", "--jobs", "2"), cwd=tmp_path)
-    out, err = planning.communicate(timeout=300)
-    assert planning.returncode == 0, err
-    lines = out.strip().splitlines()
+    # --plan: exactly one command per run, nothing trained (in this process: the runs themselves start their own).
+    planning = invoke(*ablate_args(root, "--plan", "--jobs", "2"))
+    assert planning.exit_code == 0, planning.output
+    lines = planning.stdout.strip().splitlines()
     assert sorted(line.split()[2] for line in lines) == sorted(str(root / "variants" / v / f"seed{k}")
                                                                for v in variants_run for k in (0, 1))
     assert all(line.startswith("dcgan ablate-run ") and line.endswith(f"--threads {max(1, executors.cores() // 2)}")
@@ -282,26 +282,25 @@ def test_tiny_ablation_plans_then_runs_two_at_once_and_reports(tmp_path):
             assert (run / "checkpoints" / "step_000004").is_dir() and (run / result["grid"]).is_file()
             assert set(result["losses"]) == set(report.LOSSES) and 0 <= result["diversity"]
     # The same command again: nothing left to run. --plan lists no run; a new seed is exactly one command each.
-    again = dcgan(*ablate_args(root, "--plan"), cwd=tmp_path)
-    out, err = again.communicate(timeout=300)
-    assert again.returncode == 0 and out.strip() == "" and "6 of 6 runs finished already" in err
-    more = dcgan(*ablate_args(root, "--plan", "--seeds", "3"), cwd=tmp_path)
-    out, _ = more.communicate(timeout=300)
-    lines = out.strip().splitlines()
+    again = invoke(*ablate_args(root, "--plan"))
+    assert again.exit_code == 0 and again.stdout.strip() == "" and "6 of 6 runs finished already" in again.stderr
+    more = invoke(*ablate_args(root, "--plan", "--seeds", "3"))
+    lines = more.stdout.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("dcgan ablate-run ") for line in lines)
     assert {line.split()[2] for line in lines} == {str(root / "variants" / v / "seed2") for v in variants_run}
     assert invoke("ablate", "--report", root).exit_code == 0
 
 
+@pytest.mark.e2e
 def test_killed_ablation_continues_where_it_stopped(tmp_path):
     root = tmp_path / "study"
-    sets = [*STUDY_SET, "train.steps=400", "output.checkpoint_every=50", "output.sample_every=200"]
+    sets = [*STUDY_SET, "train.steps=200", "output.checkpoint_every=25", "output.sample_every=200"]
     process = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
 
     def training_midway() -> list[Path]:
         """Checkpoints of runs still training (not yet at their last step, no result)."""
         return [path for path in root.glob("variants/*/*/checkpoints/step_*")
-                if path.name != "step_000400" and not (path.parent.parent / study.RESULT).exists()]
+                if path.name != "step_000200" and not (path.parent.parent / study.RESULT).exists()]
 
     # Stop once one run has finished and another is training, past a checkpoint.
     deadline = time.monotonic() + 300
@@ -326,6 +325,7 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
     assert len(list(root.glob("variants/*/*/result.json"))) == 6
 
 
+@pytest.mark.e2e
 def test_an_unlabelled_folder_is_ablated_in_rotation_features(tmp_path):
     """No labels, no Inception weights (offline): the study scores every run in the rotation network's features,
     with NDB, and says so in its report."""
@@ -351,6 +351,7 @@ def test_an_unlabelled_folder_is_ablated_in_rotation_features(tmp_path):
     assert [row["features"] for row in rows] == ["rotation", "rotation"] and all(row["ndb"] for row in rows)
 
 
+@pytest.mark.e2e
 def test_ray_executor_on_a_local_instance(tmp_path):
     pytest.importorskip("ray")
     root = tmp_path / "study"
@@ -414,6 +415,7 @@ print(len(dataset.images), hashlib.sha256(dataset.images.tobytes()).hexdigest())
 """
 
 
+@pytest.mark.e2e
 def test_runs_starting_at_once_decode_a_folder_once_and_read_the_same_images(tmp_path):
     images = tmp_path / "images"
     for label in ("a", "b"):

@@ -53,9 +53,11 @@ def test_help_does_not_import_keras():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.e2e
 def test_train_then_sample(runner, tmp_path, tiny_file):
     run_dir = tmp_path / "run"
-    result = invoke(runner, "train", "--config", tiny_file, "--run-dir", run_dir, "--set", "train.steps=3")
+    result = invoke(runner, "train", "--config", tiny_file, "--run-dir", run_dir, "--set", "train.steps=3",
+                    "--set", "output.sample_every=2")
     assert result.exit_code == 0, result.output
     assert (run_dir / "config.yaml").is_file() and load_config(run_dir / "config.yaml").train.steps == 3
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_000002.png", "step_000003.png"]
@@ -176,6 +178,7 @@ def write_yaml(tmp_path: Path, raw: dict) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_train_on_a_folder_of_pngs(runner, tmp_path, tiny_overrides):
     digit_pngs(tmp_path / "pngs")
     config = write_yaml(tmp_path, {"data": {"name": "folder", "path": str(tmp_path / "pngs"),
@@ -187,6 +190,7 @@ def test_train_on_a_folder_of_pngs(runner, tmp_path, tiny_overrides):
 
 
 @pytest.mark.skipif(not MNIST_T10K.is_dir(), reason="../shared/data/mnist-t10k is not here")
+@pytest.mark.e2e
 def test_train_on_the_mnist_idx_files_directly(runner, tmp_path, tiny_overrides):
     config = write_yaml(tmp_path, {"data": {"name": "mnist", "path": str(MNIST_T10K)}})
     result = invoke(runner, "train", "--config", config, "--run-dir", tmp_path / "run",
@@ -211,6 +215,7 @@ ENGINE_LOG = ("E0000", "W0000", "I0000", "WARNING: All log messages")  # absl's 
 
 
 @pytest.mark.parametrize("backend, loop", [("tensorflow", "compiled"), ("jax", "train_on_batch")])
+@pytest.mark.e2e
 def test_a_healthy_run_prints_no_engine_log_lines(tmp_path, tiny_file, backend, loop):
     """TensorFlow's grappler logs "E0000 ... remapper failed" for D's biased convolution before LeakyReLU in the
     compiled step, and importing TensorFlow under another backend prints absl's start-up lines: neither reaches

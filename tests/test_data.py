@@ -336,6 +336,7 @@ def run_dcgan(tmp_path, keras_home, *args):
                           cwd=tmp_path, env=env, timeout=300)
 
 
+@pytest.mark.e2e
 def test_keras_datasets_path_in_a_fresh_process_with_a_cached_npz(tmp_path):
     (tmp_path / "home" / "datasets").mkdir(parents=True)
     np.savez(tmp_path / "home" / "datasets" / "mnist.npz", x_train=np.full((7, 28, 28), 9, np.uint8),
@@ -346,6 +347,7 @@ def test_keras_datasets_path_in_a_fresh_process_with_a_cached_npz(tmp_path):
     assert "images:      7" in result.stdout and (tmp_path / "real.png").is_file()
 
 
+@pytest.mark.e2e
 def test_offline_without_a_cached_file_says_where_to_put_it(tmp_path):
     (tmp_path / "c.yaml").write_text("data:\n  name: mnist\nmodel:\n  image_size: 28\n")
     result = run_dcgan(tmp_path, tmp_path / "home", "data", "--config", "c.yaml")

@@ -184,6 +184,7 @@ def yaml_file(path: Path, raw: dict) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_evaluate_images_with_inception_caches_the_real_statistics(tmp_path, random_inception_weights):
     digits = sources.load_dataset(load_config(None, []), progress=False).images
     folder = image_folder(tmp_path / "made-elsewhere", digits[-12:])

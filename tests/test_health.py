@@ -29,6 +29,7 @@ def sets(overrides: list[str]) -> list[str]:
     return [arg for override in overrides for arg in ("--set", override)]
 
 
+@pytest.mark.e2e
 def test_the_moving_statistics_run_trips_the_collapse_rule_and_stops_with_its_exit_code(tmp_path):
     run = tmp_path / "moving"
     result = CliRunner().invoke(main, ["train", "--config", str(CONFIGS / "digits.yaml"), "--run-dir", str(run),
@@ -45,6 +46,7 @@ def test_the_moving_statistics_run_trips_the_collapse_rule_and_stops_with_its_ex
     assert Image.open(run / plots.PROGRESS).n_frames == 3
 
 
+@pytest.mark.e2e
 def test_the_same_run_with_batch_statistics_trips_nothing(tmp_path):
     run = train.run(load_config(CONFIGS / "digits.yaml", SMALL), run_dir=tmp_path / "batch")
     diversity = [r["probe"]["diversity"] for r in plots.read_metrics(run) if "probe" in r and r["step"] > 50]
@@ -159,8 +161,10 @@ def test_tensorboard_holds_the_scalars_and_grids_and_drops_abandoned_steps(tiny_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    cfg = load_config(None, [*tiny_overrides, "train.steps=6", "output.tensorboard=true", "monitor.check_every=2"])
-    train.run(load_config(None, [*tiny_overrides, "output.tensorboard=true", "monitor.check_every=2"]), run_dir=run)
+    cfg = load_config(None, [*tiny_overrides, "train.steps=6", "output.tensorboard=true", "monitor.check_every=2",
+                             "output.sample_every=2"])
+    train.run(load_config(None, [*tiny_overrides, "output.tensorboard=true", "monitor.check_every=2",
+                                 "output.sample_every=2"]), run_dir=run)
     (run / "checkpoints" / "step_000004" / "COMPLETE").unlink()  # resume from step 2: steps 3-4 are logged again
     train.run(cfg, run_dir=run, resume=True)
     reader = EventAccumulator(str(run / tensorboard_log.DIRECTORY))
@@ -194,7 +198,8 @@ def test_without_tensorboard_installed_the_key_is_named(tiny_cfg, tmp_path, monk
 
 def test_plots_gif_and_report(tiny_overrides, tmp_path):
     run = tmp_path / "run"
-    train.run(load_config(None, [*tiny_overrides, "monitor.check_every=2", "monitor.max_grad_norm=0"]), run_dir=run)
+    train.run(load_config(None, [*tiny_overrides, "monitor.check_every=2", "monitor.max_grad_norm=0",
+                                 "output.sample_every=2"]), run_dir=run)
     with Image.open(run / plots.LOSSES) as losses:
         assert losses.format == "PNG" and losses.size[1] > 500  # three panels: losses, D's outputs, diversity
     with Image.open(run / plots.PROGRESS) as progress:

@@ -104,6 +104,7 @@ def kill_and_resume(config_file, reference, tmp_path, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(3))
+@pytest.mark.e2e
 def test_kill_9_at_a_random_moment_then_resume_matches_the_uninterrupted_run(config_file, reference, tmp_path,
                                                                              seed):
     kill_and_resume(config_file, reference, tmp_path, seed)
@@ -111,6 +112,7 @@ def test_kill_9_at_a_random_moment_then_resume_matches_the_uninterrupted_run(con
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 120))
+@pytest.mark.e2e
 def test_kill_9_twenty_more_times(config_file, reference, tmp_path, seed):
     kill_and_resume(config_file, reference, tmp_path, seed)
 
@@ -123,6 +125,7 @@ def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 1
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.e2e
 def test_a_signal_finishes_the_step_checkpoints_and_says_how_to_resume(config_file, reference, tmp_path, signum,
                                                                        code):
     run = tmp_path / "run"
@@ -142,6 +145,7 @@ def test_a_signal_finishes_the_step_checkpoints_and_says_how_to_resume(config_fi
     assert_same_run(run, reference[0])
 
 
+@pytest.mark.e2e
 def test_a_second_ctrl_c_quits_at_once_without_breaking_checkpoints(config_file, tmp_path):
     run = tmp_path / "run"
     process = dcgan("train", "--config", config_file, "--run-dir", run)
@@ -155,6 +159,7 @@ def test_a_second_ctrl_c_quits_at_once_without_breaking_checkpoints(config_file,
     assert returned == 0, stderr
 
 
+@pytest.mark.e2e
 def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoint(config_file, tmp_path):
     run = tmp_path / "run"
     returned, stderr = finish(dcgan("train", "--config", config_file, "--run-dir", run, "--set", "train.steps=2"))
@@ -172,6 +177,7 @@ def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoint(config_fil
     assert all(np.array_equal(before[key], after[key]) for key in before)
 
 
+@pytest.mark.e2e
 def test_an_unwritable_run_directory_is_named(config_file, tmp_path):
     (tmp_path / "file").write_text("a file, not a folder")
     returned, stderr = finish(dcgan("train", "--config", config_file, "--run-dir", tmp_path / "file" / "run"))

@@ -131,6 +131,7 @@ def unlabelled_folder(tmp_path_factory) -> Path:
     return flat_folder(tmp_path_factory.mktemp("own") / "pictures", digits().images[:300])
 
 
+@pytest.mark.e2e
 def test_an_unlabelled_folder_trains_with_label_free_scores_and_keeps_the_best(tmp_path, unlabelled_folder):
     run = tmp_path / "run"
     result = invoke("train", "--config", DIGITS_CONFIG, "--run-dir", run,

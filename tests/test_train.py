@@ -120,8 +120,8 @@ def test_train_step_reports_every_metric_per_source(tiny_overrides, separate):
     assert logs["d_loss_real"] > 0 and logs["d_loss_fake"] > 0
 
 
-def test_run_writes_the_run_directory(tmp_path, tiny_cfg):
-    run_dir = train.run(tiny_cfg, run_dir=tmp_path / "run")
+def test_run_writes_the_run_directory(tmp_path, tiny_overrides):
+    run_dir = train.run(load_config(None, [*tiny_overrides, "output.sample_every=2"]), run_dir=tmp_path / "run")
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
