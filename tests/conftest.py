@@ -17,6 +17,9 @@ os.environ["XDG_CACHE_HOME"] = os.environ["DCGAN_TEST_CACHE"]
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["XDG_CACHE_HOME"], "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The tests' steps run a handful of times on tiny networks: XLA's optimisation passes cost more than they save there
+# (a quarter of the CPU time of a JAX test process). Both sides of every comparison compile alike.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 from dcgan_cli.ablate.executors import cores, thread_env  # noqa: E402 (imports neither Keras nor an engine)
 
@@ -47,3 +50,9 @@ def tiny_overrides() -> list[str]:
 def tiny_cfg():
     """The tiny config as a Config."""
     return load_config(None, TINY)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end tests first: they are the long ones, and started early they overlap the many short ones on
+    pytest-xdist's workers instead of leaving one worker busy at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
