@@ -50,9 +50,3 @@ def tiny_overrides() -> list[str]:
 def tiny_cfg():
     """The tiny config as a Config."""
     return load_config(None, TINY)
-
-
-def pytest_collection_modifyitems(config, items):
-    """The end-to-end tests first: they are the long ones, and started early they overlap the many short ones on
-    pytest-xdist's workers instead of leaving one worker busy at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
