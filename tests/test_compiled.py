@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from dcgan_cli import backend
-from dcgan_cli.state import checkpoint
 from dcgan_cli.training import plots, train
 from dcgan_cli.training.compiled import CompiledStep
 from dcgan_cli.state.draws import Draws

@@ -23,6 +23,11 @@ class Key:
     default: str
     comment: list[str] = field(default_factory=list)
 
+    @property
+    def text(self) -> str:
+        """The comment's lines joined into one, continuation lines included."""
+        return " ".join(part.strip() for part in self.comment if part.strip())
+
 
 @dataclass
 class Section:
@@ -49,8 +54,7 @@ def parse(text: str) -> list[Section]:
 
 def documented(sections: list[Section]) -> dict[str, str]:
     """{"section.key": comment} for every key, the comment's lines joined into one."""
-    return {f"{s.name}.{k.name}": " ".join(part.strip() for part in k.comment if part.strip())
-            for s in sections for k in s.keys}
+    return {f"{s.name}.{k.name}": k.text for s in sections for k in s.keys}
 
 
 def markdown(sections: list[Section]) -> str:
@@ -62,7 +66,7 @@ def markdown(sections: list[Section]) -> str:
             out += [section.comment[0].upper() + section.comment[1:] + ".", ""]
         out += ["| key | default | what it does |", "|---|---|---|"]
         for key in section.keys:
-            text = " ".join(part.strip() for part in key.comment if part.strip()).replace("|", "\\|")
+            text = key.text.replace("|", "\\|")
             out.append(f"| `{section.name}.{key.name}` | `{key.default}` | {text} |")
         out.append("")
     return "\n".join(out)
