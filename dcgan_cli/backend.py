@@ -24,7 +24,9 @@ def compile_function(fn: Callable, *, jit_compile: bool = False, donate_first: b
         # and logs an "E0000 ... remapper failed" line on a healthy run (a TensorFlow bug); with it off, the step
         # runs as it did after the failure, unfused (docs/loops.md: Quiet logs).
         tf.config.optimizer.set_experimental_options({"remapping": False})
-        return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile)
+        # No autograph: the function is plain tensor code that jax.jit also traces, and converting it first cost
+        # 2.5 s of a 9 s first step with every hack on.
+        return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
     if name == "jax":
         import jax
 

@@ -32,6 +32,8 @@ class RunLog:
         earlier = [r.get("wall_s", 0.0) for r in plots.read_metrics(self.run_dir)]
         self.started = time.perf_counter() - (earlier[-1] if earlier else 0.0)
         self.tensorboard = TensorBoardWriter(self.run_dir, start=start) if cfg.output.tensorboard else None
+        # What has been logged (records, events, restarts) and what losses.png last showed of it.
+        self._logged, self._plotted = 0, None
 
     def _rewrite_events(self, kept: list[dict]) -> None:
         if self.events_path.exists() or kept:
@@ -41,6 +43,7 @@ class RunLog:
     def record(self, record: dict) -> None:
         """Append a metrics.jsonl record (with the run's wall time so far, resumes included) and log its numbers."""
         record["wall_s"] = round(time.perf_counter() - self.started, 2)
+        self._logged += 1
         with open(self.metrics, "a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
@@ -51,6 +54,7 @@ class RunLog:
         with open(self.events_path, "a", encoding="utf-8") as file:
             file.write(json.dumps(entry) + "\n")
         self.events.append(entry)
+        self._logged += 1
 
     def grid(self, step: int, picture: np.ndarray) -> None:
         """A new sample grid: into TensorBoard, and losses.png is drawn again."""
@@ -60,11 +64,16 @@ class RunLog:
         self.plot()
 
     def plot(self) -> None:
-        plots.save_losses(self.run_dir, self.events, collapse_diversity=self.cfg.monitor.collapse_diversity)
+        """Draw losses.png again, unless nothing was logged since it was last drawn (the last grid of a run is
+        drawn just before the run finishes)."""
+        if self._plotted != self._logged:
+            plots.save_losses(self.run_dir, self.events, collapse_diversity=self.cfg.monitor.collapse_diversity)
+            self._plotted = self._logged
 
     def restart(self, step: int) -> None:
         """A rollback to `step`: later metrics lines go, TensorBoard is told to drop its later events."""
         keep_metrics_until(self.metrics, step)
+        self._logged += 1
         if self.tensorboard is not None:
             self.tensorboard.close()
             self.tensorboard = TensorBoardWriter(self.run_dir, start=step)

@@ -35,6 +35,7 @@ from dcgan_cli.nets.models import (
     Models,
     assign_ema,
     build_models,
+    build_optimizers,
     calibrate_ema,
     ema_values,
     generate,
@@ -148,6 +149,9 @@ class _SplitLoop:
     reads_every_step = True
 
     def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
+        # Built before the first update: TensorFlow would otherwise trace each update twice, once to create the
+        # optimizers' slots and once more without (half a second each on a small model).
+        build_optimizers(models)
         self.models, self.cfg = models, cfg
         self.feed = Feed(images, step_draws, cfg=cfg)
         self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident)
