@@ -196,10 +196,14 @@ def test_without_tensorboard_installed_the_key_is_named(tiny_cfg, tmp_path, monk
     assert not (tmp_path / "run").exists()
 
 
-def test_plots_gif_and_report(tiny_overrides, tmp_path):
+def test_plots_gif_and_report(tiny_overrides, tmp_path, monkeypatch):
     run = tmp_path / "run"
+    drawn, save_losses = [], plots.save_losses
+    monkeypatch.setattr(plots, "save_losses", lambda run_dir, *args, **kwargs: (
+        drawn.append(plots.read_metrics(run_dir)[-1]["step"]), save_losses(run_dir, *args, **kwargs))[1])
     train.run(load_config(None, [*tiny_overrides, "monitor.check_every=2", "monitor.max_grad_norm=0",
                                  "output.sample_every=2"]), run_dir=run)
+    assert drawn == [2, 4], "drawn with each grid, the last step's included, and not again when the run ends"
     with Image.open(run / plots.LOSSES) as losses:
         assert losses.format == "PNG" and losses.size[1] > 500  # three panels: losses, D's outputs, diversity
     with Image.open(run / plots.PROGRESS) as progress:
