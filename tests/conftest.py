@@ -4,13 +4,16 @@ thread caps so that pytest-xdist's workers share the cores instead of fighting o
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Caches the code writes by default (the domain classifier, real-data summaries) go to one folder per test session,
 # shared by its tests and the processes they start, never into the user's ~/.cache.
-# Under pytest-xdist the workers make one session: the first one picks the folder and the others inherit it.
-os.environ.setdefault("DCGAN_TEST_CACHE", tempfile.mkdtemp(prefix="dcgan-tests-cache-"))
+# Under pytest-xdist the controller makes the folder, its workers inherit it, and the controller removes it at the end.
+_OWN_CACHE = "DCGAN_TEST_CACHE" not in os.environ
+if _OWN_CACHE:
+    os.environ["DCGAN_TEST_CACHE"] = tempfile.mkdtemp(prefix="dcgan-tests-cache-")
 os.environ["XDG_CACHE_HOME"] = os.environ["DCGAN_TEST_CACHE"]
 # JAX compiles the same tiny steps in many tests and processes; a compilation cache shared by the session (every
 # JAX process the tests start inherits it) saves most of that time and changes no result.
@@ -31,6 +34,12 @@ if _WORKERS > 1:
 import pytest  # noqa: E402
 
 from dcgan_cli.config import load_config  # noqa: E402
+
+def pytest_sessionfinish(session) -> None:
+    """The session that made the cache folder removes it (not an xdist worker, not a process a test started)."""
+    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(os.environ["DCGAN_TEST_CACHE"], ignore_errors=True)
+
 
 TINY = [
     "model.image_size=16", "model.latent_dim=8", "model.g_filters=8", "model.d_filters=8",
