@@ -35,6 +35,7 @@ import pytest  # noqa: E402
 
 from dcgan_cli.config import load_config  # noqa: E402
 
+
 def pytest_sessionfinish(session) -> None:
     """The session that made the cache folder removes it (not an xdist worker, not a process a test started)."""
     if _OWN_CACHE and not hasattr(session.config, "workerinput"):
@@ -59,3 +60,15 @@ def tiny_overrides() -> list[str]:
 def tiny_cfg():
     """The tiny config as a Config."""
     return load_config(None, TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_scores_cached() -> None:
+    """The tiny config's domain classifier and real-image statistics, in the session's cache: trained here by
+    TensorFlow in 6 s, for the JAX and torch processes that tests start (JAX takes 25 s to train it on a CPU)."""
+    from dcgan_cli.data import sources
+    from dcgan_cli.evaluate import scoring
+
+    cfg = load_config(None, TINY)
+    scoring.reference(sources.load_dataset(cfg, progress=False), "domain", cfg=cfg, progress=False,
+                      log=lambda message: None)

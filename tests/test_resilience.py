@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import yaml
 
+from click.testing import CliRunner
+
+from dcgan_cli.cli import main
+from dcgan_cli.config import load_config
 from dcgan_cli.state import checkpoint
 from dcgan_cli.training import train
-from dcgan_cli.config import load_config
 
 STEPS = 24
 RUN = {
@@ -47,6 +50,17 @@ def dcgan(*args, limit_bytes: int | None = None) -> subprocess.Popen:
 def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
     _, stderr = process.communicate(timeout=timeout)
     return process.returncode, stderr
+
+
+def here(*args) -> tuple[int, str]:
+    """`dcgan ...` in this process: only a run that is to be interrupted needs a process of its own, and a process
+    start is most of a tiny run's time."""
+    result = CliRunner().invoke(main, list(map(str, args)))
+    return result.exit_code, result.stderr
+
+
+def resume(run: Path) -> tuple[int, str]:
+    return here("train", "--resume", "--run-dir", run)
 
 
 def arrays(ckpt: Path) -> dict[str, np.ndarray]:
@@ -94,10 +108,10 @@ def kill_and_resume(config_file, reference, tmp_path, seed: int) -> None:
     process.wait()
     if run.exists():
         assert_checkpoints_whole(run)
-    code, stderr = finish(dcgan("train", "--resume", "--run-dir", run))
+    code, stderr = resume(run)
     if not run.exists():  # killed before the run directory was made: nothing to resume, start afresh
         assert code == 2 and "nothing to resume" in stderr
-        code, stderr = finish(dcgan("train", "--config", config_file, "--run-dir", run))
+        code, stderr = here("train", "--config", config_file, "--run-dir", run)
     assert code == 0, stderr
     assert not list((run / "checkpoints").glob(".tmp-*"))
     assert_same_run(run, ref_run)
@@ -140,7 +154,7 @@ def test_a_signal_finishes_the_step_checkpoints_and_says_how_to_resume(config_fi
     stopped_at = int(last_line.split(" at step ")[1].split()[0])
     assert checkpoint.complete(run)[-1].name == f"step_{stopped_at:06d}"
     assert "Traceback" not in stderr
-    returned, stderr = finish(dcgan("train", "--resume", "--run-dir", run))
+    returned, stderr = resume(run)
     assert returned == 0, stderr
     assert_same_run(run, reference[0])
 
@@ -155,14 +169,14 @@ def test_a_second_ctrl_c_quits_at_once_without_breaking_checkpoints(config_file,
     returned, stderr = finish(process, timeout=30)
     assert returned == 130 and "Traceback" not in stderr
     assert_checkpoints_whole(run)
-    returned, stderr = finish(dcgan("train", "--resume", "--run-dir", run))
+    returned, stderr = resume(run)
     assert returned == 0, stderr
 
 
 @pytest.mark.e2e
 def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoint(config_file, tmp_path):
     run = tmp_path / "run"
-    returned, stderr = finish(dcgan("train", "--config", config_file, "--run-dir", run, "--set", "train.steps=2"))
+    returned, stderr = here("train", "--config", config_file, "--run-dir", run, "--set", "train.steps=2")
     assert returned == 0, stderr
     before = arrays(run / "checkpoints" / "step_000002")
     weights_size = (run / "checkpoints" / "step_000002" / "weights.npz").stat().st_size
@@ -180,9 +194,10 @@ def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoint(config_fil
 @pytest.mark.e2e
 def test_an_unwritable_run_directory_is_named(config_file, tmp_path):
     (tmp_path / "file").write_text("a file, not a folder")
-    returned, stderr = finish(dcgan("train", "--config", config_file, "--run-dir", tmp_path / "file" / "run"))
-    assert returned == 1 and f"cannot write {tmp_path / 'file' / 'run'}: Not a directory" in stderr
-    assert "Traceback" not in stderr
+    result = CliRunner().invoke(main, ["train", "--config", str(config_file), "--run-dir",
+                                       str(tmp_path / "file" / "run")])
+    assert result.exit_code == 1 and f"cannot write {tmp_path / 'file' / 'run'}: Not a directory" in result.stderr
+    assert isinstance(result.exception, SystemExit), "a message and an exit code, not an exception's traceback"
 
 
 @pytest.fixture
