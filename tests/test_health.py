@@ -6,16 +6,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dcgan_cli.state import checkpoint
-from dcgan_cli.training import health, plots, tensorboard_log, train
 from dcgan_cli.cli import main
 from dcgan_cli.config import ConfigError, load_config
+from dcgan_cli.data import sources
+from dcgan_cli.nets import hacks
+from dcgan_cli.nets.models import build_models
+from dcgan_cli.state import checkpoint
+from dcgan_cli.training import health, plots, tensorboard_log, train
 from dcgan_cli.training.monitor import read_events
+from dcgan_cli.training.probes import Probe
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Measured: with these small networks the moving-statistics run's samples are 0.18-0.30 as varied as the real
@@ -228,3 +233,35 @@ def test_probing_never_changes_the_training(tiny_overrides, tmp_path, loop):
     plain, probed = (saved(run / "checkpoints" / "step_000004") for run in runs.values())
     assert [key for key in plain if not np.array_equal(plain[key], probed[key])] == []
     assert [r["step"] for r in plots.read_metrics(runs[1]) if "probe" in r] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("statistics", ["batch", "moving"])
+def test_the_gradient_probe_measures_the_norms_of_the_losses_gradients(tiny_overrides, statistics):
+    """Against TensorFlow's tape over the models' own variables, the models called the ordinary way."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the reference is TensorFlow's tape")
+    import tensorflow as tf
+
+    cfg = load_config(None, [*tiny_overrides, f"model.d_bn_in_g_update={statistics}"])
+    models = build_models(cfg, np.random.default_rng(0))
+    latents = hacks.sample_latent(np.random.default_rng(1), 16, cfg.model.latent_dim, hacks=cfg.hacks)
+    probe = Probe(cfg, sources.load_dataset(cfg, progress=False).images, latents)
+    norms = probe.gradient_norms(models)
+    objective = hacks.objective(cfg.hacks)
+
+    def mean_loss(loss, p, label):
+        return tf.reduce_mean(loss(tf.concat([tf.fill(tf.shape(p), label)] * 2, axis=1), p))
+
+    # G's first: D's calls in training mode below move D's moving statistics, which G's loss may read.
+    with tf.GradientTape() as tape:
+        p = models.d(models.g(probe.z, training=True), training=statistics == "batch")
+        g_loss = tf.reduce_mean(objective.g_loss(tf.ones_like(p), p))
+    g_grads = tape.gradient(g_loss, models.g.trainable_variables)
+    fake = models.g(probe.z, training=True)
+    with tf.GradientTape() as tape:
+        d_loss = mean_loss(objective.d_loss, models.d(probe.real_batch, training=True), 1.0) + mean_loss(
+            objective.d_loss, models.d(fake, training=True), 0.0)
+    d_grads = tape.gradient(d_loss, models.d.trainable_variables)
+    for name, grads in (("d_grad_norm", d_grads), ("g_grad_norm", g_grads)):
+        expected = float(np.sqrt(sum(np.sum(np.square(grad.numpy().astype(np.float64))) for grad in grads)))
+        assert norms[name] == pytest.approx(expected, rel=1e-4) and expected > 0, name

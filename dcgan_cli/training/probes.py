@@ -3,12 +3,14 @@ fixed-latent samples are compared with the real images, and the gradient norms o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 from keras import ops
 
 from dcgan_cli.nets import hacks
-from dcgan_cli.backend import input_gradient
+from dcgan_cli.backend import compile_function, input_gradient
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
 from dcgan_cli.nets.models import Models, generate
@@ -30,6 +32,7 @@ class Probe:
         self.real_distance = max(mean_pairwise_distance(real), 1e-12)
         self.real_batch = hacks.scale_images(real[:GRADIENT_BATCH], hacks=cfg.hacks)
         self.z = latents[:GRADIENT_BATCH]
+        self._squared_norms: Callable | None = None
 
     def __call__(self, models: Models) -> dict[str, float]:
         """{"diversity", "d_grad_norm", "g_grad_norm"} of the models' current variables."""
@@ -42,31 +45,44 @@ class Probe:
 
     def gradient_norms(self, models: Models) -> dict[str, float]:
         """The global L2 norms of the gradients of D's loss (an all-real and an all-fake batch, labels 1 and 0)
-        over D's weights and of G's loss (through D, toward 1) over G's weights."""
+        over D's weights and of G's loss (through D, toward 1) over G's weights, by one compiled call (made at the
+        first probe: run op by op, JAX compiled every operation of it on its own)."""
         g, d = models.g, models.d
         d.trainable = True  # its weights count as trainable for the probe; every update sets this itself
-        g_tv, g_ntv, d_tv, d_ntv = (_values(variables) for variables in (
-            g.trainable_variables, g.non_trainable_variables, d.trainable_variables, d.non_trainable_variables))
-        fake, _ = g.stateless_call(g_tv, g_ntv, self.z, training=True)
-        real = ops.convert_to_tensor(self.real_batch)
+        if self._squared_norms is None:
+            self._squared_norms = compile_function(self._pure_squared_norms(models))
+        d_squared, g_squared = self._squared_norms(
+            *(_values(variables) for variables in (g.trainable_variables, g.non_trainable_variables,
+                                                   d.trainable_variables, d.non_trainable_variables)),
+            ops.convert_to_tensor(self.real_batch), ops.convert_to_tensor(self.z))
+        return {"d_grad_norm": float(np.sqrt(ops.convert_to_numpy(d_squared))),
+                "g_grad_norm": float(np.sqrt(ops.convert_to_numpy(g_squared)))}
+
+    def _pure_squared_norms(self, models: Models) -> Callable:
+        """(G's and D's trainable and other values, a real batch, latents) -> the two gradients' squared norms."""
+        g, d = models.g, models.d
         d_training = self.cfg.model.d_bn_in_g_update == "batch"
         objective = hacks.objective(self.cfg.hacks)
 
-        def d_objective(values):
-            loss = 0.0
-            for x, label in ((real, 1.0), (ops.stop_gradient(fake), 0.0)):
-                p, _ = d.stateless_call(values, d_ntv, x, training=True)
-                targets = ops.concatenate([ops.full_like(p, label)] * 2, axis=1)  # label, source
-                loss = loss + ops.mean(objective.d_loss(targets, p))
-            return loss, None
+        def squared_norms(g_tv, g_ntv, d_tv, d_ntv, real, z):
+            fake, _ = g.stateless_call(g_tv, g_ntv, z, training=True)
 
-        def g_objective(values):
-            images, _ = g.stateless_call(values, g_ntv, self.z, training=True)
-            p, _ = d.stateless_call(d_tv, d_ntv, images, training=d_training)
-            return ops.mean(objective.g_loss(ops.ones_like(p), p)), None
+            def d_objective(values):
+                loss = 0.0
+                for x, label in ((real, 1.0), (ops.stop_gradient(fake), 0.0)):
+                    p, _ = d.stateless_call(values, d_ntv, x, training=True)
+                    targets = ops.concatenate([ops.full_like(p, label)] * 2, axis=1)  # label, source
+                    loss = loss + ops.mean(objective.d_loss(targets, p))
+                return loss, None
 
-        return {"d_grad_norm": _norm(input_gradient(d_objective, d_tv)[2]),
-                "g_grad_norm": _norm(input_gradient(g_objective, g_tv)[2])}
+            def g_objective(values):
+                images, _ = g.stateless_call(values, g_ntv, z, training=True)
+                p, _ = d.stateless_call(d_tv, d_ntv, images, training=d_training)
+                return ops.mean(objective.g_loss(ops.ones_like(p), p)), None
+
+            return (_squared(input_gradient(d_objective, d_tv)[2]), _squared(input_gradient(g_objective, g_tv)[2]))
+
+        return squared_norms
 
 
 def _values(variables: list) -> list:
@@ -74,6 +90,6 @@ def _values(variables: list) -> list:
     return [ops.copy(v.value) for v in variables]
 
 
-def _norm(grads: list) -> float:
-    """The global L2 norm of a list of gradient tensors."""
-    return float(np.sqrt(sum(float(np.sum(np.square(ops.convert_to_numpy(g).astype(np.float64)))) for g in grads)))
+def _squared(grads: list):
+    """The squared global L2 norm of a list of gradient tensors, summed in float32 on the device."""
+    return sum(ops.sum(ops.square(ops.cast(grad, "float32"))) for grad in grads)
