@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -169,20 +170,30 @@ def tiny_cli(run: Path, *extra: str) -> list[str]:
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 
 
+# `dcgan train` once per command line, in one process (a process start costs more than a tiny run).
+COMMANDS = """
+import json, sys
+from dcgan_cli.cli import main
+for args in json.loads(sys.argv[1]):
+    main(args, standalone_mode=False)
+"""
+
+
 @needs_jax
 @pytest.mark.e2e
 def test_jax_data_parallel_over_two_virtual_devices_matches_one_device(tmp_path):
-    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    """Both loops over two virtual devices, then the compiled loop with distribution off in the same process."""
+    commands = [tiny_cli(tmp_path / f"dp-{loop}", f"train.loop={loop}", "train.distribution=data_parallel",
+                         "monitor.check_every=2")[2:] for loop in ("compiled", "train_on_batch")]
+    commands.append(tiny_cli(tmp_path / "single", "train.loop=compiled")[2:])  # without "-m dcgan_cli"
+    result = run_elsewhere("-c", COMMANDS, json.dumps(commands),
+                           env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("data parallel over 2 devices") == 2
     for loop in ("compiled", "train_on_batch"):
-        result = run_elsewhere(*tiny_cli(tmp_path / f"dp-{loop}", f"train.loop={loop}",
-                                         "train.distribution=data_parallel", "monitor.check_every=2"), env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "data parallel over 2 devices" in result.stderr
         probes = [r for r in plots.read_metrics(tmp_path / f"dp-{loop}") if "probe" in r]
         assert [r["step"] for r in probes] == [2, 4], loop  # the monitor's probes run on the split batch too
         assert all(np.isfinite(list(r["probe"].values())).all() and r["probe"]["diversity"] > 0 for r in probes)
-    single = run_elsewhere(*tiny_cli(tmp_path / "single", "train.loop=compiled"), env={"KERAS_BACKEND": "jax"})
-    assert single.returncode == 0, single.stderr[-3000:]
     assert_close(arrays(tmp_path / "dp-compiled", 4), arrays(tmp_path / "single", 4), rtol=1e-3, atol=1e-5)
 
 
