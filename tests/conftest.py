@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Caches the code writes by default (the domain classifier, real-data summaries) go to one folder per test session,
@@ -48,6 +49,17 @@ TINY = [
     "output.sample_every=4", "output.checkpoint_every=2", "output.log_every=2", "output.n_samples=9",
     "output.progress=false",
 ]
+
+
+def crashed_copy(run: Path, *, after: int, to: Path) -> Path:
+    """A copy of a finished run as a crash just after its step-`after` checkpoint leaves it: the later checkpoints
+    gone, the later grids and log lines still there. Resuming it must reproduce the finished run."""
+    shutil.copytree(run, to)
+    for path in (to / "checkpoints").glob("step_*"):
+        if int(path.name.removeprefix("step_")) > after:
+            shutil.rmtree(path)
+    assert (to / "checkpoints" / f"step_{after:06d}" / "COMPLETE").is_file(), f"no checkpoint at step {after}"
+    return to
 
 
 @pytest.fixture

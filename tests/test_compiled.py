@@ -20,6 +20,8 @@ from dcgan_cli.state.draws import Draws
 from dcgan_cli.config import load_config
 from dcgan_cli.nets.models import build_models
 
+from conftest import crashed_copy
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,7 +61,7 @@ def test_the_compiled_loop_resumes_exactly(tmp_path, tiny_overrides, fraction):
     base = [*tiny_overrides, "train.loop=compiled", "output.checkpoint_every=1",
             f"train.device_data_fraction={fraction}"]
     whole = train.run(load_config(None, [*base, "train.steps=6"]), run_dir=tmp_path / "whole")
-    part = train.run(load_config(None, [*base, "train.steps=3"]), run_dir=tmp_path / "part")
+    part = crashed_copy(whole, after=4, to=tmp_path / "part")
     train.run(load_config(None, [*base, "train.steps=6"]), run_dir=part, resume=True)
     a, b = arrays(whole, 6), arrays(part, 6)
     assert all(np.array_equal(a[key], b[key]) for key in a)

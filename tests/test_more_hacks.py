@@ -14,6 +14,8 @@ from dcgan_cli.config import HacksConfig, flatten, load_config
 from dcgan_cli.nets.layers import MinibatchStdDev
 from dcgan_cli.nets.models import build_discriminator
 
+from conftest import crashed_copy
+
 # |weights| summed after the tiny config's 4 steps, measured before these switches existed (TensorFlow, CPU): with
 # every new switch off a run must still train exactly as it did.
 BEFORE = {"g/0000": 32.7682, "d/0000": 2.00489, "d/0003": 16.007, "g_optimizer/0002": 15.4049,
@@ -484,8 +486,8 @@ def test_every_new_switch_at_once_resumes_exactly(tiny_overrides, tmp_path):
     everything = ("train.loop=compiled", "hacks.ttur=true", "hacks.train_d_more=true", "hacks.instance_noise=true",
                   "hacks.g_dropout=true", "hacks.spectral_norm=true", "hacks.hinge_loss=true",
                   "hacks.r1_penalty=true", "hacks.r1_every=2", "hacks.minibatch_std=true", "hacks.diff_augment=true")
-    whole = weights(run(tiny_overrides, tmp_path, "whole", *everything))
-    train.run(load_config(None, [*tiny_overrides, *everything, "train.steps=2"]), run_dir=tmp_path / "halves")
-    train.run(load_config(None, [*tiny_overrides, *everything]), run_dir=tmp_path / "halves", resume=True)
-    resumed = weights(tmp_path / "halves")
+    whole = run(tiny_overrides, tmp_path, "whole", *everything)
+    crashed = crashed_copy(whole, after=2, to=tmp_path / "crashed")
+    train.run(load_config(None, [*tiny_overrides, *everything]), run_dir=crashed, resume=True)
+    whole, resumed = weights(whole), weights(crashed)
     assert [key for key in whole if not np.array_equal(whole[key], resumed[key])] == []
