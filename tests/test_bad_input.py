@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import string
 
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from dcgan_cli.cli import main
 from dcgan_cli.config import SECTIONS, Config, ConfigError, load_config
+
+from conftest import TINY
 
 KEYS = {section: [f.name for f in dataclasses.fields(cls)] for section, cls in SECTIONS.items()}
 scalars = st.one_of(
@@ -92,15 +95,23 @@ def test_malformed_config_files_through_the_cli(tmp_path, text, message):
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
-@pytest.fixture
-def trained(tmp_path, tiny_overrides):
-    run = tmp_path / "run"
-    sets = [arg for override in tiny_overrides for arg in ("--set", override)]
-    path = tmp_path / "tiny.yaml"
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """A tiny run trained once for the module: (its directory, its config file, its --set arguments)."""
+    root = tmp_path_factory.mktemp("trained")
+    sets = [arg for override in TINY for arg in ("--set", override)]
+    path = root / "tiny.yaml"
     path.write_text("{}\n")
-    result = CliRunner().invoke(main, ["train", "--config", str(path), "--run-dir", str(run), *sets])
+    result = CliRunner().invoke(main, ["train", "--config", str(path), "--run-dir", str(root / "run"), *sets])
     assert result.exit_code == 0, result.output
-    return run, path, sets
+    return root / "run", path, sets
+
+
+@pytest.fixture
+def trained(trained_once, tmp_path):
+    """A copy of the module's tiny run, for a test to damage or extend."""
+    run, path, sets = trained_once
+    return shutil.copytree(run, tmp_path / "run"), path, sets
 
 
 @pytest.mark.parametrize("damage, message", [

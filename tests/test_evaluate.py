@@ -59,6 +59,7 @@ def score_of(ref, images: np.ndarray) -> dict:
     return scoring.score(ref, batches(images), total=len(images), generated="test", progress=False)
 
 
+@pytest.mark.e2e  # trains a classifier on 10,000 real digits
 def test_domain_score_ranks_real_above_blurred_above_two_classes_above_noise(mnist):
     cfg, dataset, ref = mnist
     assert ref.extractor.accuracy >= 0.95 and ref.extractor.held_out == 1500
@@ -83,25 +84,35 @@ def test_domain_score_ranks_real_above_blurred_above_two_classes_above_noise(mni
         assert "held-out accuracy" in result["feature_space"]
 
 
-def test_the_classifier_is_cached_by_the_datasets_content(mnist, monkeypatch):
-    cfg, dataset, ref = mnist
+@pytest.fixture(scope="module")
+def digits_scores(tiny_scores_cached):
+    """The tiny config's dataset and domain reference (its classifier from the session's cache)."""
+    from conftest import TINY
+
+    cfg = load_config(None, TINY)
+    dataset = sources.load_dataset(cfg, progress=False)
+    return cfg, dataset, scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda message: None)
+
+
+def test_the_classifier_is_cached_by_the_datasets_content(digits_scores, monkeypatch):
+    cfg, dataset, ref = digits_scores
     monkeypatch.setattr(domain, "_train", lambda *args, **kwargs: pytest.fail("the cached classifier is reused"))
     again = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=False)
     assert again.cache == ref.extractor.cache and again.accuracy == ref.extractor.accuracy
     np.testing.assert_array_equal(again.real.mean, ref.real.mean)
-    changed = sources.Dataset(images=dataset.images[:5000], labels=dataset.labels[:5000], class_names=None,
-                           source="first half")
+    changed = sources.Dataset(images=dataset.images[:900], labels=dataset.labels[:900], class_names=None,
+                              source="first half")
     assert dataset_key(changed) != dataset_key(dataset)
 
 
-def test_below_either_floor_scores_are_refused(mnist):
-    cfg, _, ref = mnist
+def test_below_either_floor_scores_are_refused(digits_scores):
+    cfg, _, ref = digits_scores
     with pytest.raises(EvaluationError, match=r"eval_min_accuracy: .*held-out accuracy.*below the floor of 100%.*"
                                               r"Received: 1.0"):
         ref.extractor.check(min_accuracy=1.0, min_skill=0.0)
     skill = ref.extractor.skill()
-    assert 0.95 < skill < (ref.extractor.accuracy - ref.extractor.chance) / (1 - ref.extractor.chance) < 1
-    with pytest.raises(EvaluationError, match=r"eval_min_skill: .*too close to chance \(11\.\d%, the largest class\)"
+    assert 0.9 < skill < (ref.extractor.accuracy - ref.extractor.chance) / (1 - ref.extractor.chance) < 1
+    with pytest.raises(EvaluationError, match=r"eval_min_skill: .*too close to chance \(12\.2%, the largest class\)"
                                               r".*Received: 0.99"):
         ref.extractor.check(min_accuracy=0.0, min_skill=0.99)
     ref.extractor.check(min_accuracy=cfg.output.eval_min_accuracy, min_skill=cfg.output.eval_min_skill)

@@ -104,6 +104,7 @@ def cifar(tmp_path_factory):
     return dataset, class_of, ref
 
 
+@pytest.mark.e2e  # trains a rotation network on 2,000 real photos
 def test_label_free_scores_rank_real_below_blurred_and_two_classes_below_noise(cifar):
     dataset, class_of, ref = cifar
     assert ref.features == "rotation" and ref.bins is not None and len(ref.bins.counts) == 20
