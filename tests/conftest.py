@@ -84,3 +84,21 @@ def tiny_scores_cached() -> None:
     cfg = load_config(None, TINY)
     scoring.reference(sources.load_dataset(cfg, progress=False), "domain", cfg=cfg, progress=False,
                       log=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def plain_run(tmp_path_factory):
+    """plain_run(loop): the tiny config trained on `loop` once per session, with a checkpoint at every step, all
+    kept: the run that a switch's run (or one that also scores, probes, ...) is compared with. Tests only read it."""
+    from dcgan_cli.training import train
+
+    made: dict[str, Path] = {}
+
+    def run(loop: str) -> Path:
+        if loop not in made:
+            cfg = load_config(None, [*TINY, f"train.loop={loop}", "output.checkpoint_every=1",
+                                     "output.keep_checkpoints=4"])
+            made[loop] = train.run(cfg, run_dir=tmp_path_factory.mktemp(f"plain-{loop}") / "run")
+        return made[loop]
+
+    return run

@@ -55,8 +55,8 @@ def test_a_resumed_run_keeps_the_average_bit_identical(tmp_path, tiny_overrides,
         assert all(np.array_equal(a, b) for a, b in zip(group(whole, 4, name), group(part, 4, name), strict=True))
 
 
-def test_without_the_average_nothing_changes(tmp_path, tiny_overrides):
-    run = train.run(load_config(None, tiny_overrides), run_dir=tmp_path / "run")
+def test_without_the_average_nothing_changes(plain_run):
+    run = plain_run("train_on_batch")
     assert group(run, 4, "g_ema") == [] and not checkpoint.has_ema(run / "checkpoints" / "step_000004")
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -20,7 +17,7 @@ from dcgan_cli.data import sources
 from dcgan_cli.training import train
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
-from dcgan_cli.evaluate import domain, inception, rotation, scoring
+from dcgan_cli.evaluate import domain, inception, scoring
 from dcgan_cli.evaluate.features import EvaluationError, dataset_key, summarise
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -258,8 +255,8 @@ def test_eval_every_keeps_the_best_through_rotation_and_resume(tmp_path, tiny_ov
     assert all(np.array_equal(a[key], b[key]) for key in a), "the resumed run keeps the same best, bit for bit"
 
 
-def test_scoring_during_training_does_not_change_the_training(tmp_path, tiny_overrides):
-    plain = train.run(load_config(None, [*tiny_overrides, "train.steps=3"]), run_dir=tmp_path / "plain")
+def test_scoring_during_training_does_not_change_the_training(tmp_path, tiny_overrides, plain_run):
+    plain = plain_run("train_on_batch")
     scored = train.run(load_config(None, [*tiny_overrides, "train.steps=3", "output.eval_every=2",
                                           "output.eval_samples=20"]), run_dir=tmp_path / "scored")
     a, b = weights(plain, "step_000003"), weights(scored, "step_000003")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -39,8 +41,8 @@ def run(tiny_overrides, tmp_path, name: str, *overrides: str):
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="measured on TensorFlow")
 @pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])
-def test_with_every_new_switch_off_a_run_trains_as_before_they_existed(tiny_overrides, tmp_path, loop):
-    found = weights(run(tiny_overrides, tmp_path, loop, f"train.loop={loop}"))
+def test_with_every_new_switch_off_a_run_trains_as_before_they_existed(plain_run, loop):
+    found = weights(plain_run(loop))
     assert {key: float(np.abs(found[key]).astype(np.float64).sum()) for key in BEFORE} == pytest.approx(BEFORE,
                                                                                                      rel=1e-5)
 
@@ -56,8 +58,8 @@ def test_ttur_gives_d_and_g_their_own_learning_rates():
 
 
 @pytest.mark.parametrize("loop", ["train_on_batch"])
-def test_ttur_off_and_ttur_at_the_shared_rate_train_alike(tiny_overrides, tmp_path, loop):
-    plain = run(tiny_overrides, tmp_path, "plain", f"train.loop={loop}")
+def test_ttur_off_and_ttur_at_the_shared_rate_train_alike(tiny_overrides, tmp_path, plain_run, loop):
+    plain = plain_run(loop)
     same = run(tiny_overrides, tmp_path, "same", f"train.loop={loop}", "hacks.ttur=true",
                "hacks.d_learning_rate=2e-4", "hacks.g_learning_rate=2e-4")
     assert_same_training(plain, same)
@@ -94,12 +96,12 @@ def test_minibatch_std_adds_the_batchs_spread_as_a_feature_map(tiny_cfg):
     assert np.allclose(keras.ops.convert_to_numpy(MinibatchStdDev()(same))[..., 3], 1e-4, rtol=1e-3)
 
 
-def test_minibatch_std_trains_alike_in_both_loops(tiny_overrides, tmp_path):
+def test_minibatch_std_trains_alike_in_both_loops(tiny_overrides, tmp_path, plain_run):
     runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.minibatch_std=true")
             for loop in ("train_on_batch", "compiled")}
     split, compiled = (weights(r) for r in runs.values())
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
-    plain = weights(run(tiny_overrides, tmp_path, "plain"))
+    plain = weights(plain_run("train_on_batch"))
     assert [key for key in plain if plain[key].shape != split[key].shape] == ["d/0007", "d_optimizer/0012",
                                                                            "d_optimizer/0013"]  # score kernel, moments
 
@@ -190,7 +192,7 @@ def test_hinge_losses_and_their_probability():
     assert hacks.objective(HacksConfig(hinge_loss=True)) is losses.HINGE
 
 
-def test_hinge_loss_removes_ds_sigmoid_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg):
+def test_hinge_loss_removes_ds_sigmoid_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg, plain_run):
     from dataclasses import replace
 
     d = build_discriminator(replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, hinge_loss=True)),
@@ -207,7 +209,7 @@ def test_hinge_loss_removes_ds_sigmoid_and_both_loops_agree(tiny_overrides, tmp_
     for record in logged:
         assert 0 < record["d_real_mean"] < 1 and 0 < record["d_fake_mean"] < 1  # sigmoid of the scores
     assert logged[0]["g_loss"] == pytest.approx(logged[1]["g_loss"], rel=1e-3, abs=1e-4)
-    plain = weights(run(tiny_overrides, tmp_path, "plain"))
+    plain = weights(plain_run("train_on_batch"))
     assert not np.allclose(plain["d/0000"], split["d/0000"])
 
 
@@ -266,26 +268,28 @@ def test_r1_penalty_gradient_matches_a_finite_difference():
         assert analytic[index] == pytest.approx((numeric[0] - numeric[1]) / 2e-6, rel=1e-5)
 
 
-def r1_trained(tiny_overrides, tmp_path, name: str, steps: int, *extra: str) -> dict[str, np.ndarray]:
-    cfg = load_config(None, [*tiny_overrides, "train.loop=compiled", f"train.steps={steps}",
-                             f"output.checkpoint_every={steps}", *extra])
-    with np.load(train.run(cfg, run_dir=tmp_path / name) / "checkpoints" / f"step_{steps:06d}" / "weights.npz") \
-            as saved:
+def saved_at(run: Path, step: int) -> dict[str, np.ndarray]:
+    with np.load(run / "checkpoints" / f"step_{step:06d}" / "weights.npz") as saved:
         return {key: saved[key] for key in saved.files}
 
 
-def test_r1_changes_ds_update(tiny_overrides, tmp_path):
-    plain, penalised = (r1_trained(tiny_overrides, tmp_path, name, 1, *extra)
-                        for name, extra in (("plain", ()), ("r1", ("hacks.r1_penalty=true",))))
+def r1_trained(tiny_overrides, tmp_path, name: str, steps: int, *extra: str) -> dict[str, np.ndarray]:
+    cfg = load_config(None, [*tiny_overrides, "train.loop=compiled", f"train.steps={steps}",
+                             f"output.checkpoint_every={steps}", *extra])
+    return saved_at(train.run(cfg, run_dir=tmp_path / name), steps)
+
+
+def test_r1_changes_ds_update(tiny_overrides, tmp_path, plain_run):
+    plain = saved_at(plain_run("compiled"), 1)
+    penalised = r1_trained(tiny_overrides, tmp_path, "r1", 1, "hacks.r1_penalty=true")
     assert not np.array_equal(plain["d/0000"], penalised["d/0000"])
 
 
-def test_lazy_r1_applies_only_on_due_steps(tiny_overrides, tmp_path):
+def test_lazy_r1_applies_only_on_due_steps(tiny_overrides, tmp_path, plain_run):
     lazy = ("hacks.r1_penalty=true", "hacks.r1_every=2")
-    plain, skipped = r1_trained(tiny_overrides, tmp_path, "plain", 1), r1_trained(tiny_overrides, tmp_path, "lazy",
-                                                                                  1, *lazy)
+    plain, skipped = saved_at(plain_run("compiled"), 1), r1_trained(tiny_overrides, tmp_path, "lazy", 1, *lazy)
     assert all(np.allclose(plain[key], skipped[key], rtol=1e-4, atol=1e-6) for key in plain)  # step 1: not due
-    assert not np.array_equal(r1_trained(tiny_overrides, tmp_path, "plain2", 2)["d/0000"],
+    assert not np.array_equal(saved_at(plain_run("compiled"), 2)["d/0000"],
                               r1_trained(tiny_overrides, tmp_path, "lazy2", 2, *lazy)["d/0000"])
 
 
@@ -310,7 +314,7 @@ def test_instance_noise_follows_its_schedule_on_every_d_input(tiny_cfg):
     assert off.d_input(images, 250, update=0) is images
 
 
-def test_instance_noise_reaches_the_g_update_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg):
+def test_instance_noise_reaches_the_g_update_and_both_loops_agree(tiny_overrides, tmp_path, tiny_cfg, plain_run):
     from dataclasses import replace
 
     from dcgan_cli.nets.models import build_models
@@ -321,7 +325,7 @@ def test_instance_noise_reaches_the_g_update_and_both_loops_agree(tiny_overrides
                       "hacks.instance_noise_std=0.5") for loop in ("train_on_batch", "compiled")}
     split, compiled = (weights(r) for r in runs.values())
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
-    plain = weights(run(tiny_overrides, tmp_path, "plain"))
+    plain = weights(plain_run("train_on_batch"))
     assert not np.allclose(plain["g/0000"], split["g/0000"]) and not np.allclose(plain["d/0000"], split["d/0000"])
 
 
@@ -447,14 +451,14 @@ def test_g_dropout_follows_gs_hidden_blocks_and_stays_on_when_sampling(tiny_cfg)
     assert all(np.array_equal(a, keras.ops.convert_to_numpy(v.value)) for a, v in zip(state, g.non_trainable_variables))
 
 
-def test_g_dropout_both_loops_agree(tiny_overrides, tmp_path):
+def test_g_dropout_both_loops_agree(tiny_overrides, tmp_path, plain_run):
     """(Its exact resume: test_every_new_switch_at_once_resumes_exactly.)"""
     on = ("hacks.g_dropout=true", "monitor.check_every=1")  # probed every step too
     runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", *on)
             for loop in ("train_on_batch", "compiled")}
     split, compiled = (weights(r) for r in runs.values())
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
-    assert len(split) == len(weights(run(tiny_overrides, tmp_path, "plain"))) + 2  # the two dropout generators
+    assert len(split) == len(weights(plain_run("train_on_batch"))) + 2  # the two dropout generators
 
 
 def test_an_exported_generator_with_dropout_loads_in_plain_keras(tiny_cfg, tmp_path):
