@@ -52,7 +52,10 @@ def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float 
         space = scored[-1].get("features", "domain")
         name, short = SCORE_NAMES[PRIMARY[space]]
         panels.append((f"{name}\n({space})", [(PRIMARY[space], "eval", short)]))
-    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels) + 0.6), sharex=True, squeeze=False)
+    height = 2.4 * len(panels) + 0.6
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, height), sharex=True, squeeze=False)
+    # Fixed margins, in inches: tight_layout measured every label again at each redraw (a third of its time).
+    figure.subplots_adjust(left=0.13, right=0.98, bottom=0.5 / height, top=1 - 0.35 / height, hspace=0.12)
     for ax, (label, lines) in zip(axes[:, 0], panels):
         for key, group, name in lines:
             steps, values = _series(records, key, group)
@@ -66,7 +69,6 @@ def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float 
     axes[-1, 0].set_xlabel("step")
     axes[0, 0].set_title(f"{Path(run_dir).name}: training curves" + (f", {len(events)} monitor events" if events
                                                                           else ", no monitor events"))
-    figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
