@@ -75,15 +75,16 @@ def tiny_cfg():
 
 
 @pytest.fixture(scope="session")
-def tiny_scores_cached() -> None:
-    """The tiny config's domain classifier and real-image statistics, in the session's cache: trained here by
-    TensorFlow in 6 s, for the JAX and torch processes that tests start (JAX takes 25 s to train it on a CPU)."""
+def tiny_scores():
+    """(config, dataset, domain reference) of the tiny config. Its classifier and real-image statistics land in the
+    session's cache: trained here by TensorFlow in 6 s, for the JAX and torch processes that tests start too (JAX
+    takes 25 s to train it on a CPU)."""
     from dcgan_cli.data import sources
     from dcgan_cli.evaluate import scoring
 
     cfg = load_config(None, TINY)
-    scoring.reference(sources.load_dataset(cfg, progress=False), "domain", cfg=cfg, progress=False,
-                      log=lambda message: None)
+    dataset = sources.load_dataset(cfg, progress=False)
+    return cfg, dataset, scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda message: None)
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,7 @@ def rerun(backend: str, selection: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.e2e
-@pytest.mark.usefixtures("tiny_scores_cached")
+@pytest.mark.usefixtures("tiny_scores")
 @pytest.mark.parametrize("group", list(GROUPS))
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_the_core_tests_pass_on_the_other_backends(backend, group):

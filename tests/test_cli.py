@@ -216,7 +216,7 @@ ENGINE_LOG = ("E0000", "W0000", "I0000", "WARNING: All log messages")  # absl's 
 
 @pytest.mark.parametrize("backend, loop", [("tensorflow", "compiled"), ("jax", "train_on_batch")])
 @pytest.mark.e2e
-@pytest.mark.usefixtures("tiny_scores_cached")
+@pytest.mark.usefixtures("tiny_scores")
 def test_a_healthy_run_prints_no_engine_log_lines(tmp_path, tiny_file, backend, loop):
     """TensorFlow's grappler logs "E0000 ... remapper failed" for D's biased convolution before LeakyReLU in the
     compiled step, and importing TensorFlow under another backend prints absl's start-up lines: neither reaches

@@ -81,18 +81,8 @@ def test_domain_score_ranks_real_above_blurred_above_two_classes_above_noise(mni
         assert "held-out accuracy" in result["feature_space"]
 
 
-@pytest.fixture(scope="module")
-def digits_scores(tiny_scores_cached):
-    """The tiny config's dataset and domain reference (its classifier from the session's cache)."""
-    from conftest import TINY
-
-    cfg = load_config(None, TINY)
-    dataset = sources.load_dataset(cfg, progress=False)
-    return cfg, dataset, scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda message: None)
-
-
-def test_the_classifier_is_cached_by_the_datasets_content(digits_scores, monkeypatch):
-    cfg, dataset, ref = digits_scores
+def test_the_classifier_is_cached_by_the_datasets_content(tiny_scores, monkeypatch):
+    cfg, dataset, ref = tiny_scores
     monkeypatch.setattr(domain, "_train", lambda *args, **kwargs: pytest.fail("the cached classifier is reused"))
     again = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=False)
     assert again.cache == ref.extractor.cache and again.accuracy == ref.extractor.accuracy
@@ -102,8 +92,8 @@ def test_the_classifier_is_cached_by_the_datasets_content(digits_scores, monkeyp
     assert dataset_key(changed) != dataset_key(dataset)
 
 
-def test_below_either_floor_scores_are_refused(digits_scores):
-    cfg, _, ref = digits_scores
+def test_below_either_floor_scores_are_refused(tiny_scores):
+    cfg, _, ref = tiny_scores
     with pytest.raises(EvaluationError, match=r"eval_min_accuracy: .*held-out accuracy.*below the floor of 100%.*"
                                               r"Received: 1.0"):
         ref.extractor.check(min_accuracy=1.0, min_skill=0.0)

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from click.testing import CliRunner
 
 from dcgan_cli.cli import main
