@@ -123,12 +123,13 @@ def test_inception_features_with_random_weights_give_fid_kid_precision_recall():
     extractor = inception.InceptionFeatures(None)
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
-    features, probabilities = extractor(grey[:4])
-    assert features.shape == (4, 2048) and probabilities is None and np.isfinite(features).all()
-    # Batches of one size per channel count: each new input shape is a new trace of InceptionV3 (2 s).
+    colour = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    features, probabilities = extractor(colour[:3])
+    assert features.shape == (3, 2048) and probabilities is None and np.isfinite(features).all()
+    # A second batch size relaxes the traced shape; grey must still be repeated to RGB after that.
     real = summarise(extractor, batches(grey, 4), batch_size=4, total=8, progress=False, description="real")
-    fakes = summarise(extractor, batches(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), 4), batch_size=4,
-                      total=8, progress=False, description="fake")
+    np.testing.assert_allclose(extractor(grey[:4])[0], extractor(np.repeat(grey[:4], 3, axis=-1))[0], rtol=1e-5)
+    fakes = summarise(extractor, batches(colour, 4), batch_size=4, total=8, progress=False, description="fake")
     scores = scoring.compare("inception", fakes, real)
     assert set(scores) == {"fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall",
                            "nearest_k", "pr_images"}

@@ -81,15 +81,17 @@ class InceptionFeatures:
         self._forward = compile_function(self._pure_forward)
 
     def _pure_forward(self, trainable, non_trainable, images):
-        x = ops.cast(images, "float32")  # (B, H, W, C), 0..255
-        if x.shape[-1] == 1:
-            x = ops.repeat(x, 3, axis=-1)  # (B, H, W, 3)
+        x = ops.cast(images, "float32")  # (B, H, W, 3), 0..255
         x = ops.image.resize(x, (SIDE, SIDE), interpolation="bilinear")  # (B, 299, 299, 3)
         x = x / 127.5 - 1.0  # InceptionV3's input range, [-1, 1]
         features, _ = self.model.stateless_call(trainable, non_trainable, x, training=False)
         return features  # (B, 2048)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, None]:
+        # Grey becomes RGB here, not in the compiled function: grey and colour batches share one trace, and a traced
+        # shape relaxed to an unknown channel count cannot skip the repeat.
+        if images.shape[-1] == 1:
+            images = np.repeat(images, 3, axis=-1)  # (B, H, W, 3)
         trainable = [v.value for v in self.model.trainable_variables]
         non_trainable = [v.value for v in self.model.non_trainable_variables]
         return ops.convert_to_numpy(self._forward(trainable, non_trainable, images)), None
