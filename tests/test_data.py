@@ -82,6 +82,16 @@ def test_digits_in_rgb_repeat_the_grey_channel_and_limit_applies():
     assert (images[..., 0] == images[..., 1]).all() and (images[..., 1] == images[..., 2]).all()
 
 
+def test_digits_are_fitted_once_per_size_and_read_only_so_no_run_can_change_anothers():
+    first, again = load("data.limit=100", size=16, channels=1), load(size=16, channels=1)
+    assert np.shares_memory(first.images, again.images) and np.array_equal(first.images, again.images[:100])
+    assert np.array_equal(first.labels, again.labels[:100])
+    with pytest.raises(ValueError, match="read-only"):
+        first.images[0] = 0
+    with pytest.raises(ValueError, match="read-only"):
+        again.labels[0] = 1
+
+
 def test_sample_batch_is_seeded():
     images = load(size=8, channels=1).images
     first = sources.sample_batch(images, 32, np.random.default_rng(3))

@@ -6,6 +6,7 @@ to the model range only when it is drawn (hack 7, in the training loop).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,7 @@ from dcgan_cli.files import to_stderr
 
 __all__ = ["DataError", "Dataset", "load_dataset", "probe_labels", "batch_indices", "sample_batch", "describe"]
 
+DIGITS = "scikit-learn digits"
 ALWAYS_LABELLED = ("digits",)  # sources whose labels are known to exist without reading anything
 
 
@@ -42,6 +44,9 @@ def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], Non
     if d.name == "folder":
         dataset = folder.load(d.path, size=m.image_size, channels=m.channels, limit=d.limit, cache_dir=d.cache_dir,
                               progress=progress, log=log)
+    elif d.name == "digits":
+        images, labels = _fitted_digits(m.image_size, m.channels)
+        dataset = Dataset(images=images[:d.limit], labels=labels[:d.limit], class_names=None, source=DIGITS)
     else:
         raw, labels, source = _arrays(cfg)
         raw = to_uint8(raw[:d.limit], source=source)
@@ -61,14 +66,24 @@ def _no_labels(source: str) -> str:
             ".npz needs an array 'y'). Received: True")
 
 
+@functools.lru_cache(maxsize=4)
+def _fitted_digits(size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The embedded digits as read-only uint8 (1797, size, size, channels) and their labels (1797,): a process that
+    trains several runs (an ablation worker, the tests) decodes and resizes them once."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()  # 1,797 images of 8x8, 17 grey levels 0..16
+    raw = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (1797, 8, 8, 1)
+    images = fit_array(raw, size=size, channels=channels)  # (1797, size, size, channels)
+    labels = bunch.target.astype(np.int64)  # (1797,)
+    for array in (images, labels):
+        array.flags.writeable = False
+    return images, labels
+
+
 def _arrays(cfg: Config) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Raw images (any dtype, (N, H, W[, C])), labels or None, and the source's description."""
     d = cfg.data
-    if d.name == "digits":
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()  # 1,797 images of 8x8, 17 grey levels 0..16
-        return np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8), bunch.target, "scikit-learn digits"
     if d.name == "npy":
         return arrays.load_npy(_existing(d.path)), None, d.path
     if d.name == "npz":
