@@ -246,7 +246,10 @@ def data_parallel(enabled: bool, *, batch_size: int) -> Iterator[int]:
 
 
 def distribute_batch(x):
-    """Place a batch (first axis split over the devices) when a JAX data-parallel distribution is active."""
+    """Place a batch (first axis split over the devices) when a JAX data-parallel distribution is active; a tuple
+    (images, labels) element by element."""
+    if isinstance(x, tuple):
+        return tuple(distribute_batch(part) for part in x)
     distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
     if distribution is None:
         return keras.ops.convert_to_tensor(x)

@@ -107,6 +107,13 @@ class HacksConfig:
     r1_every: int = setting(1, low=1)  # lazy regularisation: the penalty every this many steps, weighted by it
     minibatch_std: bool = setting(False)  # 19 D sees the batch's mean standard deviation as an extra feature map
     #                                       after its last block; off: no such feature
+    class_conditional: bool = setting(False)  # 21 G and D see each image's class (needs data.labels: true);
+    #                                           off: neither sees a class
+    conditioning: str = setting("projection", choices=("projection", "auxiliary"))  # D's use of the class:
+    #                                           projection (Miyato & Koyama 2018) or an auxiliary classifier (AC-GAN)
+    aux_weight: float = setting(1.0, low=0.0)  # the auxiliary classifier's cross-entropy weight in D's and G's losses
+    class_draw: str = setting("uniform", choices=("uniform", "frequency"))  # fake images' classes: uniform, or as
+    #                                           often as in the data
 
 
 @dataclass(frozen=True)
@@ -380,6 +387,9 @@ def _cross_checks(config: Config) -> list[str]:
     if config.hacks.r1_penalty and config.train.loop != "compiled":
         problems.append("hacks.r1_penalty: needs train.loop: compiled; the train_on_batch loop's Keras calls cannot "
                         "differentiate D with respect to its input images. Received: true")
+    if config.hacks.class_conditional and not config.data.labels:
+        problems.append("hacks.class_conditional: needs data.labels: true (the classes G and D are given come from "
+                        "the data). Received: true")
     size = config.model.image_size
     if size % 2:
         problems.append("model.image_size: expected an even size (G doubles its base at least once). "
@@ -439,6 +449,8 @@ ARCHITECTURE = (
     "hacks.leaky_relu", "hacks.batch_norm", "hacks.scale_images", "hacks.minibatch_std",
     "hacks.spectral_norm", "hacks.g_dropout",
 )
+# ... and with hack 21 on (left out when off, so checkpoints written before it keep their hash).
+CONDITIONAL_ARCHITECTURE = ("hacks.class_conditional", "hacks.conditioning")
 
 
 def flatten(config: Config) -> dict[str, Any]:

@@ -150,9 +150,9 @@ def test_a_nan_is_an_event_and_can_be_rolled_back(tiny_overrides, tmp_path, monk
     real_update_g = train.update_g
     calls = []
 
-    def update_g(models, z):
+    def update_g(models, *g_side):
         calls.append(1)
-        return float("nan") if len(calls) == 3 else real_update_g(models, z)
+        return float("nan") if len(calls) == 3 else real_update_g(models, *g_side)
 
     monkeypatch.setattr(train, "update_g", update_g)
     train.run(cfg, run_dir=tmp_path / "run")

@@ -147,9 +147,9 @@ def test_spectral_norm_moves_only_in_ds_own_updates(tiny_cfg):
     images = np.random.default_rng(3).integers(0, 256, size=(40, 16, 16, 1), dtype=np.uint8)
     step_draws = draws.Draws(cfg, count=len(images), seed=0)
     prepare = train.step_preparer(models.g, step_draws, resident=True)
-    batches, z = prepare(images, 1)
+    batches, *g_side = prepare(images, 1)
     before = [np.array(v.numpy()) for v in models.d.weights]
-    train.update_g(models, z)
+    train.update_g(models, *g_side)
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, models.d.weights)), "frozen D changed"
     train.update_d(models, batches, cfg=cfg)
     u_paths = [v.path for v in models.d.weights if v.path.endswith("/u")]

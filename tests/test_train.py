@@ -18,14 +18,15 @@ from dcgan_cli.nets.models import build_models
 
 def setup(tiny_overrides, *extra):
     """A tiny config's models and one step's inputs as the train_on_batch loop makes them: D's batches (x, targets)
-    and the latents z, with `prepare` to make them again (G's fakes from its current weights)."""
+    and G's (inputs, targets) (the latents z, and 1s), with `prepare` to make them again (G's fakes from its current
+    weights)."""
     cfg = load_config(None, [*tiny_overrides, *extra])
     models = build_models(cfg, np.random.default_rng(0))
     images = sources.load_dataset(cfg, progress=False).images
     prepare = train.step_preparer(models.g, draws.Draws(cfg, count=len(images)), resident=True)
     source = keras.ops.convert_to_tensor(images)
-    batches, z = prepare(source, 1)
-    return cfg, models, lambda: prepare(source, 1), batches, z
+    batches, *g_side = prepare(source, 1)
+    return cfg, models, lambda: prepare(source, 1), batches, g_side
 
 
 def snapshot(model: keras.Model) -> dict[str, np.ndarray]:
@@ -45,11 +46,11 @@ def is_statistic(path: str) -> bool:
 def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separate):
     """Starting with a G update, so that each update must set d.trainable itself (on TensorFlow the flag is
     read when a model's train function is first traced; on JAX at every call)."""
-    cfg, models, prepare, batches, z = setup(tiny_overrides, f"hacks.separate_batches={separate}")
+    cfg, models, prepare, batches, g_side = setup(tiny_overrides, f"hacks.separate_batches={separate}")
     assert any(is_statistic(path) for path in snapshot(models.d))
     for _ in range(2):
         d_before, g_before = snapshot(models.d), snapshot(models.g)
-        g_loss = train.update_g(models, z)
+        g_loss = train.update_g(models, *g_side)
         d_after, g_after = snapshot(models.d), snapshot(models.g)
         assert changed(d_before, d_after) == set(), "D's weights and moving statistics stay put on a G update"
         assert changed(g_before, g_after) == set(g_before), "every G weight and statistic moves on a G update"
@@ -66,7 +67,7 @@ def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separ
 def test_the_naive_keras2_recipe_leaves_d_untrained(tiny_overrides):
     """Guard for the test above: Keras 3 ignores compile-time freezing, so 'freeze D once after compiling it'
     (the Keras 2 recipe) silently stops D from learning; the loop must set d.trainable before every update."""
-    cfg, models, prepare, batches, z = setup(tiny_overrides)
+    cfg, models, prepare, batches, g_side = setup(tiny_overrides)
     models.d.trainable = False
     before = snapshot(models.d)
     real, targets = batches[0]
@@ -77,7 +78,7 @@ def test_the_naive_keras2_recipe_leaves_d_untrained(tiny_overrides):
 
 @pytest.mark.parametrize("mode", ["batch", "moving"])
 def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overrides, mode):
-    cfg, models, prepare, batches, z = setup(tiny_overrides, f"model.d_bn_in_g_update={mode}",
+    cfg, models, prepare, batches, g_side = setup(tiny_overrides, f"model.d_bn_in_g_update={mode}",
                                              "hacks.init_stddev=0.3")
     for _ in range(3):
         train.update_d(models, batches, cfg=cfg)
@@ -86,21 +87,21 @@ def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overri
     p_batch, _ = models.d.stateless_call([v.value for v in models.d.trainable_variables],
                                          [v.value for v in models.d.non_trainable_variables], fakes, training=True)
     p_moving = models.d(fakes, training=False)
-    ones = np.ones((len(z), 1), np.float32)
+    ones = np.ones((len(g_side[0]), 1), np.float32)
     loss_batch = float(keras.ops.mean(losses.g_loss(ones, p_batch)))
     loss_moving = float(keras.ops.mean(losses.g_loss(ones, p_moving)))
     assert abs(loss_batch - loss_moving) > 0.01, "the two statistics must give visibly different outputs"
-    g_loss = train.update_g(models, z)
+    g_loss = train.update_g(models, *g_side)
     expected = loss_batch if mode == "batch" else loss_moving
     assert g_loss == pytest.approx(expected, rel=1e-4)
 
 
 def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides):
-    cfg, models, prepare, batches, z = setup(tiny_overrides)
+    cfg, models, prepare, batches, g_side = setup(tiny_overrides)
     models.d.trainable = False
-    train.update_g(models, z)  # moving statistics now differ from the batch's
+    train.update_g(models, *g_side)  # moving statistics now differ from the batch's
     before = snapshot(models.g)
-    batches, z = prepare()
+    batches, z, _ = prepare()
     fakes = keras.ops.convert_to_numpy(batches[1][0])  # the all-fake batch (hack 9 on)
     assert changed(before, snapshot(models.g)) == set()
     expected, _ = models.g.stateless_call([v.value for v in models.g.trainable_variables],
@@ -111,9 +112,9 @@ def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides)
 
 @pytest.mark.parametrize("separate", ["true", "false"])
 def test_train_step_reports_every_metric_per_source(tiny_overrides, separate):
-    cfg, models, prepare, batches, z = setup(tiny_overrides, f"hacks.separate_batches={separate}",
+    cfg, models, prepare, batches, g_side = setup(tiny_overrides, f"hacks.separate_batches={separate}",
                                              "hacks.label_smoothing=false", "hacks.noisy_labels=false")
-    logs = train.train_step(models, batches, z, cfg=cfg)
+    logs = train.train_step(models, batches, *g_side, cfg=cfg)
     assert set(logs) == set(train.METRICS) and all(np.isfinite(v) for v in logs.values())
     assert 0 < logs["d_real_mean"] < 1 and 0 < logs["d_fake_mean"] < 1
     # with hard labels, D's loss on each source is -log D(x) and -log(1 - D(G(z))) averaged: both positive

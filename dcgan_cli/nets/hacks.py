@@ -151,7 +151,7 @@ def objective(hacks: HacksConfig) -> losses.Objective:
     on:  D ends in its raw score; D: y max(0, 1 - s) + (1 - y) max(0, 1 + s), G: -s   (losses.HINGE)
     off: D ends in a sigmoid; binary cross-entropy for both                         (losses.CROSS_ENTROPY)
     """
-    return losses.HINGE if hacks.hinge_loss else losses.CROSS_ENTROPY
+    return class_loss(losses.HINGE if hacks.hinge_loss else losses.CROSS_ENTROPY, hacks=hacks)
 
 
 def d_output(x, *, hacks: HacksConfig):
@@ -195,6 +195,56 @@ def minibatch_std(x, *, hacks: HacksConfig, name: str):
     if not hacks.minibatch_std:
         return x
     return MinibatchStdDev(name=name)(x)
+
+
+def class_input(z, classes, *, hacks: HacksConfig, count: int, rng: np.random.Generator, name: str):
+    """Hack 21 (class_conditional; ganhacks 16, "if you have labels, use them"), G's side: G is told the class of
+    the image to draw by a learned embedding of it, N(0, 1) at first like z, concatenated to z (Mirza & Osindero
+    2014). Without the hack nothing is drawn from `rng`, so the weights are today's.
+
+    on:  concat(z, Embedding(count, latent_dim)(classes))   (N, latent_dim), int (N,) -> (N, 2 * latent_dim)
+    off: z                                                   (N, latent_dim)
+    """
+    if not hacks.class_conditional:
+        return z
+    initializer = keras.initializers.RandomNormal(stddev=1.0, seed=int(rng.integers(2**31 - 1)))
+    embedded = layers.Embedding(count, z.shape[-1], embeddings_initializer=initializer,
+                                name=f"{name}_embedding")(classes)  # (N, latent_dim)
+    return layers.Concatenate(name=name)([z, ops.cast(embedded, z.dtype)])  # (N, 2 * latent_dim)
+
+
+def class_head(features, score, classes, *, hacks: HacksConfig, count: int, rng: np.random.Generator):
+    """Hack 21, D's side: D judges an image together with its class. `features` (N, F) are D's flattened features,
+    `score` (N, 1) its raw score, `classes` int (N,). Returns D's raw score and its class logits (or None). The new
+    weights start as hack 5 says (kernel_initializer); without the hack nothing is drawn from `rng`.
+
+    projection (Miyato & Koyama 2018): score + <Embedding(count, F)(classes), features>   (N, 1), None
+    auxiliary (AC-GAN, Odena et al. 2017): score, and a class head Dense(count)(features)  (N, 1), (N, count)
+    off: score, None
+    """
+    if not hacks.class_conditional:
+        return score, None
+    initializer = kernel_initializer(hacks, rng)
+    if hacks.conditioning == "auxiliary":
+        head = layers.Dense(count, kernel_initializer=initializer, name="class_logits")
+        return score, spectral_norm(head, hacks=hacks)(features)  # (N, count)
+    embedded = layers.Embedding(count, features.shape[-1], embeddings_initializer=initializer,
+                                name="class_embedding")(classes)  # (N, F)
+    projected = ops.sum(ops.cast(embedded, features.dtype) * features, axis=1, keepdims=True)  # (N, 1)
+    return layers.Add(name="projected_score")([score, projected]), None  # (N, 1)
+
+
+def class_loss(objective: losses.Objective, *, hacks: HacksConfig) -> losses.Objective:
+    """Hack 21's losses. With the auxiliary classifier, D's output is (N, 1 + count): its usual output, then the
+    class logits, and both losses add aux_weight times the logits' cross-entropy against the image's class, on
+    real and fake images alike (Odena et al.).
+
+    auxiliary: losses.auxiliary(objective, weight=aux_weight)
+    projection, or off: objective (the class acts through D's score)
+    """
+    if hacks.class_conditional and hacks.conditioning == "auxiliary":
+        return losses.auxiliary(objective, weight=hacks.aux_weight)
+    return objective
 
 
 def conv_bias(hacks: HacksConfig) -> bool:

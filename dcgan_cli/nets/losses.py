@@ -38,8 +38,9 @@ def d_loss(y, p):
 
 
 def g_loss(y, p):
-    """G's loss: binary cross-entropy of D's probabilities p (N, 1) on fakes against y = 1 (N, 1): (N,)."""
-    return binary_crossentropy(y, p)
+    """G's loss: binary cross-entropy of D's probabilities p (N, 1) on fakes against y[:, :1] = 1 (y is (N, 1), or
+    (N, 2) with the fakes' classes in column 1): (N,)."""
+    return binary_crossentropy(y[:, :1], p)
 
 
 def _masked_mean(values, mask):
@@ -90,6 +91,28 @@ def logit(p):
 
 def _float32(x):
     return ops.cast(x, "float32")
+
+
+def class_cross_entropy(classes, logits):
+    """-log softmax(logits)[class] of class logits (N, K) against class indices (N,) (any dtype): per sample (N,)."""
+    logits = ops.cast(logits, "float32")
+    picked = ops.one_hot(ops.cast(classes, "int32"), logits.shape[-1], dtype="float32")  # (N, K)
+    return -ops.sum(picked * ops.log_softmax(logits, axis=-1), axis=-1)
+
+
+def auxiliary(objective: Objective, *, weight: float) -> Objective:
+    """`objective` for a D with an auxiliary classifier (AC-GAN): D's output (N, 1 + K) is its usual output, then K
+    class logits. D's targets are (N, 3) (label, source, class), G's (N, 2) (1, class); each loss adds `weight`
+    times the logits' cross-entropy against the class."""
+    def aux_d_loss(y, output):
+        return objective.d_loss(y, output[:, :1]) + weight * class_cross_entropy(y[:, 2], output[:, 1:])
+
+    def aux_g_loss(y, output):
+        return objective.g_loss(y[:, :1], output[:, :1]) + weight * class_cross_entropy(y[:, 1], output[:, 1:])
+
+    return Objective(f"{objective.name}+auxiliary", aux_d_loss, aux_g_loss,
+                     probability=lambda output: objective.probability(output[:, :1]),
+                     score=lambda output: objective.score(output[:, :1]))
 
 
 CROSS_ENTROPY = Objective("cross_entropy", d_loss, g_loss, probability=_float32, score=logit)

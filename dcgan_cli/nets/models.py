@@ -11,7 +11,46 @@ from keras import layers, ops
 
 from dcgan_cli.nets import hacks, losses
 from dcgan_cli.config import Config
+from dcgan_cli.data.common import Dataset
 from dcgan_cli.nets.layers import AUGMENT_DRAWS, DiffAugment
+
+
+@dataclass(frozen=True)
+class Classes:
+    """The classes of a class-conditional run (hack 21): their names in index order and how many training images
+    each has (the fake classes' frequencies with hacks.class_draw: frequency)."""
+
+    names: tuple[str, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> Classes:
+        """The dataset's classes: its folder names, else the label values 0..K-1 as text."""
+        count = len(dataset.class_names) if dataset.class_names else int(dataset.labels.max()) + 1
+        names = tuple(dataset.class_names) if dataset.class_names else tuple(str(k) for k in range(count))
+        return cls(names=names, counts=tuple(int(n) for n in np.bincount(dataset.labels, minlength=count)))
+
+    def to_json(self) -> dict:
+        return {"names": list(self.names), "counts": list(self.counts)}
+
+    @classmethod
+    def from_json(cls, saved: dict) -> Classes:
+        return cls(names=tuple(str(name) for name in saved["names"]), counts=tuple(int(n) for n in saved["counts"]))
+
+    def balanced(self, n: int) -> np.ndarray:
+        """n class indices cycling through the classes (0, 1, ..., K-1, 0, ...): int32 (n,)."""
+        return (np.arange(n) % self.count).astype(np.int32)
+
+    def grid(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """A grid of one row per class on the first n_samples // K fixed latents, the same latents in every row:
+        (z (K * cols, latent_dim), classes int32 (K * cols,), cols)."""
+        cols = max(1, len(latents) // self.count)
+        return (np.tile(latents[:cols], (self.count, 1)),
+                np.repeat(np.arange(self.count, dtype=np.int32), cols), cols)
 
 
 @dataclass(frozen=True)
@@ -23,6 +62,7 @@ class Models:
     d: keras.Model
     gan: keras.Model
     g_ema: keras.Model | None = None
+    classes: Classes | None = None  # hack 21: G takes (z, class) and D (image, class)
 
     @property
     def sampler(self) -> keras.Model:
@@ -62,7 +102,17 @@ def assign_ema(models: Models, *, decay: float, step) -> None:
         average.assign(value)
 
 
-def calibrate_ema(g_ema: keras.Model, cfg: Config) -> None:
+def g_inputs(z, classes):
+    """G's input: z (N, latent_dim), or [z, classes (N,)] for a class-conditional G (hack 21)."""
+    return z if classes is None else [z, classes]
+
+
+def d_inputs(images, classes):
+    """D's input: images (N, H, W, C), or [images, classes (N,)] for a class-conditional D (hack 21)."""
+    return images if classes is None else [images, classes]
+
+
+def calibrate_ema(g_ema: keras.Model, cfg: Config, classes: Classes | None = None) -> None:
     """Give the averaged G BatchNorm statistics that belong to its own weights: each BN layer's moving mean and
     variance become its batch statistics on EMA_CALIBRATION fixed latents in one training-mode pass. Averaging G's
     moving statistics instead pairs averaged weights with statistics of other weights (measured: FD 258 instead of
@@ -74,7 +124,7 @@ def calibrate_ema(g_ema: keras.Model, cfg: Config) -> None:
     for layer in norms:
         layer.momentum = 0.0
     try:
-        g_ema(z, training=True)
+        g_ema(g_inputs(z, None if classes is None else classes.balanced(EMA_CALIBRATION)), training=True)
     finally:
         for layer, momentum in zip(norms, momenta):
             layer.momentum = momentum
@@ -96,8 +146,9 @@ def _filters(start: int, cap: int, count: int) -> list[int]:
     return [min(start * 2**i, cap) for i in range(count)]
 
 
-def build_generator(cfg: Config, rng: np.random.Generator) -> keras.Model:
-    """G: z (N, latent_dim) -> Dense -> (base, base) -> one upsampling block per doubling -> image."""
+def build_generator(cfg: Config, rng: np.random.Generator, classes: Classes | None = None) -> keras.Model:
+    """G: z (N, latent_dim) (and the class, hack 21) -> Dense -> (base, base) -> one upsampling block per doubling
+    -> image."""
     m, h = cfg.model, cfg.hacks
     base, doublings = base_size(m.image_size)
     widths = _filters(m.g_filters, m.max_filters, doublings)[::-1]  # widths[0] at the base, widest
@@ -107,8 +158,11 @@ def build_generator(cfg: Config, rng: np.random.Generator) -> keras.Model:
     conv = dict(hacks=h, kernel_size=m.kernel_size)
 
     z = keras.Input((m.latent_dim,), name="z")  # (N, latent_dim)
+    label = _class_input(h, classes)  # int (N,) with hack 21, else None
+    x = hacks.class_input(z, label, hacks=h, count=classes.count if classes else 0, rng=rng,
+                          name="z_and_class")  # (N, latent_dim), or (N, 2 * latent_dim) with the class
     x = layers.Dense(base * base * widths[0], use_bias=hacks.conv_bias(h),
-                     kernel_initializer=hacks.kernel_initializer(h, rng), name="project")(z)  # (N, base*base*w0)
+                     kernel_initializer=hacks.kernel_initializer(h, rng), name="project")(x)  # (N, base*base*w0)
     x = layers.Reshape((base, base, widths[0]), name="reshape")(x)  # (N, base, base, w0)
     x = hacks.batch_norm(x, name="project_bn", **norm)  # (N, base, base, w0)
     x = hacks.activation(x, hacks=h, leaky=leaky, name="project_act")  # (N, base, base, w0)
@@ -122,12 +176,21 @@ def build_generator(cfg: Config, rng: np.random.Generator) -> keras.Model:
     x = hacks.upsample(x, filters=m.channels, use_bias=True, initializer=hacks.kernel_initializer(h, rng),
                        name="to_image", **conv)  # (N, image_size, image_size, channels)
     image = layers.Activation(hacks.output_activation(h), dtype="float32", name="image")(x)  # same, model range
-    return keras.Model(z, image, name="generator")
+    return keras.Model(g_inputs(z, label), image, name="generator")
 
 
-def build_discriminator(cfg: Config, rng: np.random.Generator) -> keras.Model:
-    """D: image -> one strided block per doubling (mirroring G) -> Flatten -> Dense -> sigmoid p(real) (N, 1), or
-    the raw score with the hinge loss (hack 17)."""
+def _class_input(h, classes: Classes | None):
+    """The class input of a conditional G or D (hack 21): int32 (N,); None without the hack."""
+    if not h.class_conditional:
+        return None
+    assert classes is not None, "a class-conditional model needs the data's classes"
+    return keras.Input((), dtype="int32", name="class")
+
+
+def build_discriminator(cfg: Config, rng: np.random.Generator, classes: Classes | None = None) -> keras.Model:
+    """D: image (and its class, hack 21) -> one strided block per doubling (mirroring G) -> Flatten -> Dense ->
+    sigmoid p(real) (N, 1), or the raw score with the hinge loss (hack 17); with hack 21's auxiliary classifier,
+    the class logits follow: (N, 1 + K)."""
     m, h = cfg.model, cfg.hacks
     base, doublings = base_size(m.image_size)
     widths = _filters(m.d_filters, m.max_filters, doublings)
@@ -144,26 +207,35 @@ def build_discriminator(cfg: Config, rng: np.random.Generator) -> keras.Model:
             x = hacks.batch_norm(x, name=f"down{block}_bn", **norm)  # same shape
         x = hacks.activation(x, hacks=h, leaky=True, name=f"down{block}_act")  # same shape
     x = hacks.minibatch_std(x, hacks=h, name="minibatch_std")  # (N, base, base, widths[-1] (+ 1))
-    x = layers.Flatten(name="flatten")(x)  # (N, base*base*(widths[-1] (+ 1)))
+    features = layers.Flatten(name="flatten")(x)  # (N, F = base*base*(widths[-1] (+ 1)))
     score = layers.Dense(1, kernel_initializer=hacks.kernel_initializer(h, rng), name="score")
-    x = hacks.spectral_norm(score, hacks=h)(x)  # (N, 1)
+    x = hacks.spectral_norm(score, hacks=h)(features)  # (N, 1)
+    label = _class_input(h, classes)  # int (N,) with hack 21, else None
+    x, logits = hacks.class_head(features, x, label, hacks=h, count=classes.count if classes else 0,
+                                 rng=rng)  # (N, 1), (N, K) or None
     output = hacks.d_output(x, hacks=h)  # (N, 1): p(real) in (0, 1), or the raw score for the hinge loss
-    return keras.Model(image, output, name="discriminator")
+    if logits is not None:
+        output = layers.Concatenate(dtype="float32", name="output_and_classes")([output, logits])  # (N, 1 + K)
+    return keras.Model(d_inputs(image, label), output, name="discriminator")
 
 
-def build_models(cfg: Config, rng: np.random.Generator) -> Models:
-    """Build G, D and the combined model, and compile D and the GAN, each with its own optimizer (hack 6)."""
-    g = build_generator(cfg, rng)
-    d = build_discriminator(cfg, rng)
+def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None = None) -> Models:
+    """Build G, D and the combined model, and compile D and the GAN, each with its own optimizer (hack 6); with
+    hack 21 both networks and the combined model also take the class (`classes`: the data's)."""
+    g = build_generator(cfg, rng, classes)
+    d = build_discriminator(cfg, rng, classes)
     z = keras.Input((cfg.model.latent_dim,), name="z")  # (N, latent_dim)
-    inputs, image = [z], g(z)  # (N, size, size, channels)
+    label = _class_input(cfg.hacks, classes)  # int (N,) with hack 21, else None
+    inputs = [z] if label is None else [z, label]
+    image = g(g_inputs(z, label))  # (N, size, size, channels)
     if cfg.hacks.diff_augment:  # hack 20: the G update's D input is augmented by the step's draws, an input here
         draws = keras.Input((AUGMENT_DRAWS,), name="augment_draws")  # (N, 7)
         inputs, image = [*inputs, draws], DiffAugment(name="augmented")([image, draws])  # same shape
     if cfg.hacks.instance_noise:  # hack 14: the G update's D input gets the step's noise, an input here
         noise = keras.Input(g.output.shape[1:], name="d_input_noise")  # (N, size, size, channels)
         inputs, image = [*inputs, noise], layers.Add(name="noisy")([image, noise])  # same shape
-    gan = keras.Model(inputs if len(inputs) > 1 else z, d(image), name="gan")  # (N, 1): D's belief G's are real
+    gan = keras.Model(inputs if len(inputs) > 1 else z, d(d_inputs(image, label)),
+                      name="gan")  # (N, 1) (or (N, 1 + K)): D's belief G's are real
     objective = hacks.objective(cfg.hacks)
     d.compile(optimizer=hacks.optimizer(cfg.hacks, network="d"), loss=objective.d_loss,
               metrics=[losses.DMetrics(objective)])
@@ -171,9 +243,9 @@ def build_models(cfg: Config, rng: np.random.Generator) -> Models:
     g_ema = None
     if cfg.train.ema_decay > 0:
         # Its own initializer seeds, so `rng` draws what it draws without the average; then G's values.
-        g_ema = build_generator(cfg, np.random.default_rng(0))
+        g_ema = build_generator(cfg, np.random.default_rng(0), classes)
         g_ema.set_weights(g.get_weights())
-    return Models(g=g, d=d, gan=gan, g_ema=g_ema)
+    return Models(g=g, d=d, gan=gan, g_ema=g_ema, classes=classes if cfg.hacks.class_conditional else None)
 
 
 
@@ -196,13 +268,15 @@ def saved_variables(model: keras.Model) -> list:
     return weights + [v for v in model.non_trainable_variables if id(v) not in known]
 
 
-def generate(g: keras.Model, z: np.ndarray, cfg: Config) -> np.ndarray:
-    """G in inference mode (BatchNorm moving statistics) on latents z (N, latent_dim): uint8 images (N, H, W, C).
-    The states of G's random generators (hack 15) are put back afterwards: sampling never changes training."""
+def generate(g: keras.Model, z: np.ndarray, cfg: Config, classes: np.ndarray | None = None) -> np.ndarray:
+    """G in inference mode (BatchNorm moving statistics) on latents z (N, latent_dim), and for a class-conditional
+    G their classes (N,): uint8 images (N, H, W, C). The states of G's random generators (hack 15) are put back
+    afterwards: sampling never changes training."""
     generators = saved_variables(g)[len(g.weights):]
     states = [ops.copy(v.value) for v in generators]
     try:
-        return hacks.unscale_images(g.predict_on_batch(z), hacks=cfg.hacks)
+        inputs = g_inputs(z, None if classes is None else np.asarray(classes, np.int32))
+        return hacks.unscale_images(g.predict_on_batch(inputs), hacks=cfg.hacks)
     finally:
         for variable, state in zip(generators, states):
             variable.assign(state)

@@ -36,10 +36,10 @@ import keras
 import numpy as np
 
 from dcgan_cli import config as config_module
-from dcgan_cli.config import ARCHITECTURE, Config, ConfigError
+from dcgan_cli.config import ARCHITECTURE, CONDITIONAL_ARCHITECTURE, Config, ConfigError
 from dcgan_cli.state.draws import DrawState
 from dcgan_cli.files import fsync, one_line
-from dcgan_cli.nets.models import Models, build_generator, build_optimizers, saved_variables
+from dcgan_cli.nets.models import Classes, Models, build_generator, build_optimizers, saved_variables
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -69,7 +69,8 @@ class Restored:
 def architecture_hash(cfg: Config) -> str:
     """A short hash of the config values that fix the networks' layers and weight shapes."""
     flat = config_module.flatten(cfg)
-    return hashlib.sha256(json.dumps({key: flat[key] for key in ARCHITECTURE}).encode()).hexdigest()[:16]
+    keys = ARCHITECTURE + (CONDITIONAL_ARCHITECTURE if cfg.hacks.class_conditional else ())
+    return hashlib.sha256(json.dumps({key: flat[key] for key in keys}).encode()).hexdigest()[:16]
 
 
 def all_finite(models: Models) -> bool:
@@ -112,6 +113,8 @@ def save(run_dir: Path, *, step: int, models: Models, cfg: Config, draws: DrawSt
                  "backend": keras.backend.backend(),
                  "variables": {group: [[v.path, list(v.shape)] for v in variables]
                                for group, variables in groups.items()}}
+        if models.classes is not None:  # hack 21: what G's and D's class inputs mean
+            state["classes"] = models.classes.to_json()
         if score is not None:
             state["score"] = score
         if events is not None:
@@ -237,6 +240,16 @@ def has_ema(checkpoint: Path) -> bool:
         raise CheckpointError(f"cannot load weights.npz ({one_line(error)}). Received: {str(checkpoint)!r}") from None
 
 
+def saved_classes(checkpoint: Path) -> Classes | None:
+    """The classes a class-conditional checkpoint's G and D were trained on (hack 21), else None."""
+    saved = read_state(Path(checkpoint)).get("classes")
+    try:
+        return None if saved is None else Classes.from_json(saved)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"state.json's classes are unreadable ({one_line(error)}). "
+                              f"Received: {str(checkpoint)!r}") from None
+
+
 def load_generator(checkpoint: Path, *, raw: bool = False) -> tuple[Config, keras.Model]:
     """Rebuild G from a checkpoint's config and load its weights: the moving average where the checkpoint holds
     one, unless `raw` asks for the trained weights themselves."""
@@ -245,7 +258,7 @@ def load_generator(checkpoint: Path, *, raw: bool = False) -> tuple[Config, kera
     except ConfigError as error:
         raise CheckpointError(f"the checkpoint's config.yaml is unusable ({error.problems[0]}). "
                               f"Received: {str(checkpoint)!r}") from None
-    g = build_generator(cfg, np.random.default_rng(0))
+    g = build_generator(cfg, np.random.default_rng(0), saved_classes(checkpoint))
     _assign({"g": saved_variables(g)}, Path(checkpoint), sources={"g": EMA if has_ema(checkpoint) and not raw else "g"})
     return cfg, g
 
@@ -257,6 +270,9 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     if state.get("architecture") != architecture_hash(cfg):
         raise CheckpointError("the checkpoint was written for another architecture than this config's. "
                               f"Received: {str(checkpoint)!r}")
+    if models.classes is not None and saved_classes(checkpoint) != models.classes:
+        raise CheckpointError(f"the checkpoint's classes are not the data's (now: {', '.join(models.classes.names)}"
+                              f"). Received: {str(checkpoint)!r}")
     groups = _groups(models)
     averaged = EMA in groups and has_ema(checkpoint)
     # A checkpoint written without the moving average starts it from the restored G.

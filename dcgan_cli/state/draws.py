@@ -16,7 +16,8 @@ import numpy as np
 from keras import ops
 
 from dcgan_cli.data import sources
-from dcgan_cli.nets import hacks, losses
+from dcgan_cli.nets import hacks, losses, models
+from dcgan_cli.nets.models import Classes
 from dcgan_cli.config import Config
 
 SLOTS = 16  # keys per step; a step draws at most 15 times (indices, latents, permutation, 3 per D update, then
@@ -25,6 +26,11 @@ BATCH_SLOT = 0
 NOISE_SLOT = 10  # hack 14: the noise on D's input in update k of a step comes from slot NOISE_SLOT + k ...
 AUGMENT_SLOT = 13  # ... hack 20's augmentation from AUGMENT_SLOT + k ...
 G_UPDATE = 2  # ... and k = G_UPDATE in the G update
+# Draws added after those sixteen come from counters of their own, (seed, EXTRA_BASE + key * EXTRA_SLOTS + slot), so
+# every earlier draw keeps its key. The two ranges meet only past 134 million steps (2^31 / SLOTS).
+EXTRA_BASE = 2**31
+EXTRA_SLOTS = 8
+CLASS_SLOT = 0  # hack 21: the fake images' classes
 
 
 @dataclass(frozen=True)
@@ -39,17 +45,18 @@ class StepRandom:
     """The random draws of one step, each from the next key (seed, step * SLOTS + slot); the methods and arguments
     are NumPy's Generator's, so the hack functions take either. Float32 and int32 backend tensors."""
 
-    def __init__(self, generator: keras.random.SeedGenerator, seed: int, step, *, slot: int):
+    def __init__(self, generator: keras.random.SeedGenerator, seed: int, step, *, slot: int, extra: bool = False):
         self.generator, self.slot = generator, slot
         dtype = keras.backend.standardize_dtype(generator.state.dtype)
         self.dtype = dtype
-        # Keras' own seeds reinterpret a uint32 as int32 where the backend declares signed seeds (torch).
-        self.seed = ops.convert_to_tensor(np.array(seed, np.uint32).view(np.int32) if dtype == "int32" else seed,
-                                          dtype=dtype)
-        self.counter = ops.cast(step, dtype) * SLOTS
+        self.seed = _as_seed(seed, dtype)
+        self.slots = EXTRA_SLOTS if extra else SLOTS
+        self.counter = ops.cast(step, dtype) * self.slots
+        if extra:
+            self.counter = self.counter + _as_seed(EXTRA_BASE, dtype)
 
     def _next(self, draw):
-        assert self.slot < SLOTS, "a step draws at most SLOTS times"
+        assert self.slot < self.slots, "a step draws at most SLOTS (and EXTRA_SLOTS) times"
         key = ops.stack([self.seed, self.counter + ops.convert_to_tensor(self.slot, self.dtype)])
         self.slot += 1
         with keras.StatelessScope(state_mapping=[(self.generator.state, key)]):
@@ -67,6 +74,18 @@ class StepRandom:
     def integers(self, low, high, size):
         return self._next(lambda seed: keras.random.randint(_shape(size), low, high, dtype="int32", seed=seed))
 
+    def choice(self, probabilities, size: int):
+        """`size` indices drawn with the given probabilities (K,): int32 (size,)."""
+        logits = ops.log(ops.convert_to_tensor(np.asarray(probabilities, np.float32)))[None, :]  # (1, K)
+        return self._next(lambda seed: ops.cast(keras.random.categorical(logits, size, seed=seed)[0], "int32"))
+
+
+def _as_seed(value: int, dtype: str):
+    """A uint32 value as a tensor of the generator's dtype; Keras' own seeds reinterpret a uint32 as int32 where
+    the backend declares signed seeds (torch)."""
+    return ops.convert_to_tensor(np.array(value, np.uint32).view(np.int32) if dtype == "int32" else value,
+                                 dtype=dtype)
+
 
 def _shape(size) -> tuple[int, ...]:
     """NumPy's size argument (an int or a tuple) as Keras' shape tuple."""
@@ -76,16 +95,17 @@ def _shape(size) -> tuple[int, ...]:
 class Draws:
     """The run's generator of step draws, for a dataset of `count` images; the state is the seed and the step."""
 
-    def __init__(self, cfg: Config, *, count: int, seed: int | None = None):
-        self.cfg, self.count = cfg, count
+    def __init__(self, cfg: Config, *, count: int, seed: int | None = None, classes: Classes | None = None):
+        self.cfg, self.count, self.classes = cfg, count, classes
         self.seed = cfg.train.seed if seed is None else seed
         self.d_steps = hacks.d_steps(cfg.hacks)
         # Its own state is never advanced: each draw maps it to that draw's key.
         self.generator = keras.random.SeedGenerator(0, name="step_draws")
 
-    def random(self, key, *, slot: int) -> StepRandom:
-        """The draws of counter `key` (the step itself, or a D sub-step's: see key) from `slot` on."""
-        return StepRandom(self.generator, self.seed, key, slot=slot)
+    def random(self, key, *, slot: int, extra: bool = False) -> StepRandom:
+        """The draws of counter `key` (the step itself, or a D sub-step's: see key) from `slot` on, among the first
+        SLOTS or (`extra`) the EXTRA_SLOTS added later."""
+        return StepRandom(self.generator, self.seed, key, slot=slot, extra=extra)
 
     def key(self, step, sub: int | None):
         """The counter of D's sub-step `sub` of step `step` (hack 13; None: the last, whose latents G's update
@@ -117,14 +137,34 @@ class Draws:
     def real(self, source, step, *, resident: bool, sub: int | None = None):
         """The real batch of step `step` (its sub-step `sub`) in the model range (hack 7), float32 (N, H, W, C):
         gathered from the whole uint8 dataset `source` when resident, else taken from the step's batches the
-        streaming thread sent (step_index)."""
+        streaming thread sent (step_index). With hack 21 the source is a pair (images, labels)."""
+        images = source[0] if self.classes is not None else source
+        return hacks.scale_images(self._batch(images, step, resident=resident, sub=sub), hacks=self.cfg.hacks)
+
+    def _batch(self, source, step, *, resident: bool, sub: int | None):
+        """Step `step`'s (sub-step `sub`'s) rows of `source`: the whole dataset's (resident) or the streamed
+        batches'."""
         if resident:
-            source = ops.take(source, self.batch_index(step, sub), axis=0)
-        elif self.d_steps > 1:
+            return ops.take(source, self.batch_index(step, sub), axis=0)
+        if self.d_steps > 1:
             n = self.cfg.train.batch_size
             first = (self.d_steps - 1 if sub is None else sub) * n
-            source = source[first:first + n]
-        return hacks.scale_images(source, hacks=self.cfg.hacks)
+            return source[first:first + n]
+        return source
+
+    def classes_of(self, source, step, *, resident: bool, sub: int | None = None) -> tuple:
+        """Hack 21: the classes of step `step`'s (sub-step `sub`'s) real images (their labels, from the source's
+        labels) and of its fakes (drawn in CLASS_SLOT of the extra slots: uniformly, or as often as in the data
+        with hacks.class_draw: frequency), int32 (N,) each; (None, None) without the hack."""
+        if self.classes is None:
+            return None, None
+        real = ops.cast(self._batch(source[1], step, resident=resident, sub=sub), "int32")
+        random = self.random(self.key(step, sub), slot=CLASS_SLOT, extra=True)
+        n, count = self.cfg.train.batch_size, self.classes.count
+        if self.cfg.hacks.class_draw == "frequency":
+            frequencies = np.asarray(self.classes.counts, np.float64) / sum(self.classes.counts)
+            return real, random.choice(frequencies, n)
+        return real, random.integers(0, count, n)
 
     def d_input(self, images, step, *, update: int, sub: int | None = None):
         """D's input in update `update` of step `step`, sub-step `sub` (0 and 1: D's own, G_UPDATE: G's):
@@ -133,17 +173,19 @@ class Draws:
         images = hacks.diff_augment(images, self.random(key, slot=AUGMENT_SLOT + update), hacks=h)
         return hacks.instance_noise(images, self.random(key, slot=NOISE_SLOT + update), step, hacks=h)
 
-    def d_batches(self, real, fake, plan: tuple, step, sub: int | None = None) -> tuple:
+    def d_batches(self, real, fake, plan: tuple, step, sub: int | None = None, classes: tuple = (None, None)) -> tuple:
         """The D updates (x, targets) of step `step`, sub-step `sub` (d_batches), each x augmented and with
-        noise (d_input)."""
-        return tuple((self.d_input(x, step, update=k, sub=sub), targets) for k, (x, targets) in
-                     enumerate(d_batches(real, fake, plan)))
+        noise (d_input); with hack 21 (`classes`: the real and fake images' classes) x is [images, classes] and the
+        targets gain the class as a third column."""
+        return tuple((models.d_inputs(self.d_input(x, step, update=k, sub=sub), held), targets)
+                     for k, (x, held, targets) in enumerate(d_batches(real, fake, plan, classes)))
 
-    def g_inputs(self, z, fake, step):
-        """What the train_on_batch loop's GAN model takes in the G update (models.build_models): z, then hack 20's
-        draws for its D input, then hack 14's noise on it (the G update's noise on zeros shaped like the fakes)."""
+    def g_inputs(self, z, fake, step, classes=None):
+        """What the train_on_batch loop's GAN model takes in the G update (models.build_models): z, then hack 21's
+        classes of the fakes, then hack 20's draws for its D input, then hack 14's noise on it (the G update's
+        noise on zeros shaped like the fakes)."""
         h, key = self.cfg.hacks, self.key(step, None)
-        inputs = [z]
+        inputs = [z] if classes is None else [z, classes]
         if h.diff_augment:
             inputs.append(hacks.augment_draws(z.shape[0], self.random(key, slot=AUGMENT_SLOT + G_UPDATE)))
         if h.instance_noise:
@@ -173,8 +215,23 @@ def d_plan(n: int, rng, *, cfg: Config) -> tuple[tuple, ...]:
     return tuple(plan)
 
 
-def d_batches(real, fake, plan: tuple) -> tuple:
-    """Each D update's (x, targets): x taken from the pool concat(real, fake) of model-range images (2N, H, W, C)
-    by the plan's indices (d_plan), the fakes as they came (the compiled step detaches them first)."""
+def d_batches(real, fake, plan: tuple, classes: tuple = (None, None)) -> tuple:
+    """Each D update's (x, its classes or None, targets): x taken from the pool concat(real, fake) of model-range
+    images (2N, H, W, C) by the plan's indices (d_plan), the fakes as they came (the compiled step detaches them
+    first); with hack 21's `classes` (real's, fake's) the classes taken alike and appended to the targets."""
     pool = ops.concatenate([real, ops.cast(fake, real.dtype)], axis=0)
-    return tuple((ops.take(pool, index, axis=0), targets) for index, targets in plan)
+    if classes[0] is None:
+        return tuple((ops.take(pool, index, axis=0), None, targets) for index, targets in plan)
+    labels = ops.concatenate(classes, axis=0)  # (2N,)
+    batches = []
+    for index, targets in plan:
+        held = ops.take(labels, index, axis=0)  # (len,)
+        batches.append((ops.take(pool, index, axis=0), held,
+                        ops.concatenate([targets, ops.cast(held, "float32")[:, None]], axis=1)))  # (len, 3)
+    return tuple(batches)
+
+
+def g_targets(z, classes=None):
+    """G's targets in the G update: 1 (N, 1), and with hack 21 the fakes' classes as a second column (N, 2)."""
+    ones = ops.ones((z.shape[0], 1), "float32")
+    return ones if classes is None else ops.concatenate([ones, ops.cast(classes, "float32")[:, None]], axis=1)

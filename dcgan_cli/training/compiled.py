@@ -23,8 +23,8 @@ from dcgan_cli.nets import hacks
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
-from dcgan_cli.state.draws import G_UPDATE, Draws, d_sources
-from dcgan_cli.nets.models import Models, assign_ema, build_optimizers, ema_values
+from dcgan_cli.state.draws import G_UPDATE, Draws, d_sources, g_targets
+from dcgan_cli.nets.models import Models, assign_ema, build_optimizers, d_inputs, ema_values, g_inputs
 
 METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
 
@@ -120,15 +120,22 @@ class CompiledStep:
             return penalised()
         return ops.cond(hacks.r1_due(step, hacks=self.hacks), penalised, plain)
 
-    def _g_loss(self, output):
-        """G's loss, averaged: its objective on D's output for fakes, toward the label 1 (never smoothed). Scalar."""
-        return ops.mean(self.objective.g_loss(ops.ones_like(output), output))
+    def _g_loss(self, output, z, classes):
+        """G's loss, averaged: its objective on D's output for fakes, toward the label 1 (never smoothed; with hack
+        21 the fakes' classes go with it, draws.g_targets). Scalar."""
+        return ops.mean(self.objective.g_loss(g_targets(z, classes), output))
 
     def _inputs(self, source, step, sub: int):
-        """The real batch in the model range, the latents and the D plan of the step's D sub-step `sub`, drawn on
-        the device."""
+        """The real batch in the model range, the latents, the D plan and (hack 21) the real and fake images'
+        classes of the step's D sub-step `sub`, drawn on the device."""
         return (self.draws.real(source, step, resident=self.resident, sub=sub),
-                *self.draws.latents_and_plan(step, sub))
+                *self.draws.latents_and_plan(step, sub),
+                self.draws.classes_of(source, step, resident=self.resident, sub=sub))
+
+    @staticmethod
+    def _split(x):
+        """A D batch's images and classes (None without hack 21)."""
+        return (x[0], x[1]) if isinstance(x, list) else (x, None)
 
     def _pure_step(self, state, source, step):
         """JAX: the step as a pure function of the state."""
@@ -142,21 +149,23 @@ class CompiledStep:
 
         found = {}
         for sub in range(self.draws.d_steps):  # hack 13: D's sub-steps, each on its own batch, latents and labels
-            real, z, plan = self._inputs(source, step, sub)
+            real, z, plan, classes = self._inputs(source, step, sub)
+            g_in = g_inputs(z, classes[1])
             if sub == self.draws.d_steps - 1:
                 # G forward once for the G update, in training mode; its moving statistics move here.
                 fake, g_vjp, g_ntv = vjp(
-                    lambda g_trainable, z=z: g.stateless_call(g_trainable, g_ntv, z, training=True), g_tv)
+                    lambda g_trainable, g_in=g_in: g.stateless_call(g_trainable, g_ntv, g_in, training=True), g_tv)
             else:
-                fake, _ = g.stateless_call(g_tv, g_ntv, z, training=True)
+                fake, _ = g.stateless_call(g_tv, g_ntv, g_in, training=True)
 
             # (1) Update D on each batch of the plan.
-            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub),
+            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub, classes),
                                     self.sources):
+                x, x_classes = self._split(x)
 
-                def d_objective(d_trainable, x=x, y=y, d_ntv=d_ntv, d_opt=d_opt, held=held):
+                def d_objective(d_trainable, x=x, x_classes=x_classes, y=y, d_ntv=d_ntv, d_opt=d_opt, held=held):
                     def forward(images):
-                        return d.stateless_call(d_trainable, d_ntv, images, training=True)
+                        return d.stateless_call(d_trainable, d_ntv, d_inputs(images, x_classes), training=True)
 
                     loss, p, new_ntv = self._d_loss(forward, x, y, step, has_real="real" in held)
                     return scaled(d_optimizer, d_opt, loss), (new_ntv, p)
@@ -167,9 +176,9 @@ class CompiledStep:
 
         # (2) Update G through a frozen D: D's variables are only read, its new statistics dropped.
         def fake_objective(images):
-            d_input = self.draws.d_input(images, step, update=G_UPDATE)
+            d_input = d_inputs(self.draws.d_input(images, step, update=G_UPDATE), classes[1])
             p, _ = d.stateless_call(d_tv, d_ntv, d_input, training=self.bn_batch_statistics)
-            loss = self._g_loss(p)
+            loss = self._g_loss(p, z, classes[1])
             return scaled(g_optimizer, g_opt, loss), loss
 
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
@@ -187,22 +196,24 @@ class CompiledStep:
 
         found = {}
         for sub in range(self.draws.d_steps):  # hack 13: D's sub-steps, each on its own batch, latents and labels
-            real, z, plan = self._inputs(source, step, sub)
+            real, z, plan, classes = self._inputs(source, step, sub)
+            g_in = g_inputs(z, classes[1])
             if sub == self.draws.d_steps - 1:
                 # G forward once for the G update, in training mode; its moving statistics move here.
-                fake, g_vjp = forward_with_vjp(lambda z=z: g(z, training=True), g.trainable_variables)
+                fake, g_vjp = forward_with_vjp(lambda g_in=g_in: g(g_in, training=True), g.trainable_variables)
             else:
                 fake, _ = g.stateless_call([v.value for v in g.trainable_variables],
-                                           [v.value for v in g.non_trainable_variables], z, training=True)
+                                           [v.value for v in g.non_trainable_variables], g_in, training=True)
 
             # (1) Update D on each batch of the plan.
             d.trainable = True
-            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub),
+            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub, classes),
                                     self.sources):
+                x, x_classes = self._split(x)
 
-                def d_objective(x=x, y=y, held=held):
-                    loss, p, _ = self._d_loss(lambda images: (d(images, training=True), None), x, y, step,
-                                              has_real="real" in held)
+                def d_objective(x=x, x_classes=x_classes, y=y, held=held):
+                    loss, p, _ = self._d_loss(lambda images: (d(d_inputs(images, x_classes), training=True), None),
+                                              x, y, step, has_real="real" in held)
                     return loss, p
 
                 _, p, grads = gradients(d_objective, d.trainable_variables, d.optimizer)
@@ -213,7 +224,8 @@ class CompiledStep:
         d.trainable = False
 
         def fake_objective(images):
-            loss = self._g_loss(d(self.draws.d_input(images, step, update=G_UPDATE), training=True))
+            d_input = d_inputs(self.draws.d_input(images, step, update=G_UPDATE), classes[1])
+            loss = self._g_loss(d(d_input, training=True), z, classes[1])
             return g_optimizer.scale_loss(loss), loss
 
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)

@@ -59,9 +59,12 @@ class Feed:
     train.device_data_fraction of the device's memory (each step gathers its batch there), else each step's batch,
     gathered on the host and sent by a prefetching thread while the previous step runs."""
 
-    def __init__(self, images: np.ndarray, step_draws: draws.Draws, *, cfg: Config):
+    def __init__(self, images: np.ndarray, step_draws: draws.Draws, *, cfg: Config, labels: np.ndarray | None = None):
         self.images, self.last = images, cfg.train.steps
+        self.labels = None if labels is None else np.asarray(labels, np.int32)  # hack 21: sent with the images
         self.placed = backend.place_dataset(images, fraction=cfg.train.device_data_fraction)
+        if self.placed is not None and self.labels is not None:
+            self.placed = (self.placed, keras.ops.convert_to_tensor(self.labels))
         self.batch_index = compile_function(step_draws.step_index)
         self.prefetcher: Prefetcher | None = None
 
@@ -70,7 +73,8 @@ class Feed:
         return self.placed is not None
 
     def __call__(self, step: int):
-        """Step `step`'s source: the resident dataset, or its own batches (d_steps * N, H, W, C)."""
+        """Step `step`'s source: the resident dataset, or its own batches (d_steps * N, H, W, C); with labels, a
+        pair (images, labels) of either."""
         if self.resident:
             return self.placed
         if self.prefetcher is None:
@@ -79,7 +83,9 @@ class Feed:
 
     def _batch(self, step: int):
         index = keras.ops.convert_to_numpy(self.batch_index(backend.int32_argument(step)))
-        return backend.distribute_batch(self.images[index])
+        if self.labels is None:
+            return backend.distribute_batch(self.images[index])
+        return backend.distribute_batch(self.images[index]), backend.distribute_batch(self.labels[index])
 
     def close(self) -> None:
         if self.prefetcher is not None:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from dcgan_cli.state import checkpoint, draws
 from dcgan_cli.config import Config
-from dcgan_cli.nets.models import Models
+from dcgan_cli.nets.models import Classes, Models
 from dcgan_cli.training.monitor import Monitor, Trip, rollbacks
 from dcgan_cli.training.plots import read_metrics
 from dcgan_cli.training.probes import Probe
@@ -24,9 +24,10 @@ class Health:
     with every monitor.check_every steps, and the rollbacks made so far."""
 
     def __init__(self, cfg: Config, real_images: np.ndarray, sample_latents: np.ndarray, log: RunLog, *,
-                 start: int):
+                 start: int, classes: Classes | None = None, real_labels: np.ndarray | None = None):
         self.cfg, self.log = cfg, log
-        self.probe = Probe(cfg, real_images, sample_latents) if cfg.monitor.check_every else None
+        self.probe = (Probe(cfg, real_images, sample_latents, classes=classes, real_labels=real_labels)
+                      if cfg.monitor.check_every else None)
         self.restart(start)
 
     def restart(self, start: int) -> None:
@@ -98,4 +99,4 @@ def roll_back(cfg: Config, models: Models, request: RollBack, health: Health, *,
                            draws=draws.DrawState(seed, restored.step), sample_latents=restored.sample_latents,
                            name=request.target.name, events=len(health.log.events))
     health.restart(restored.step)
-    return restored.step, draws.Draws(cfg, count=count, seed=seed), path
+    return restored.step, draws.Draws(cfg, count=count, seed=seed, classes=models.classes), path

@@ -13,7 +13,8 @@ from dcgan_cli.nets import hacks
 from dcgan_cli.backend import compile_function, input_gradient
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
-from dcgan_cli.nets.models import Models, generate
+from dcgan_cli.nets.models import Classes, Models, d_inputs, g_inputs, generate
+from dcgan_cli.state.draws import g_targets
 
 REAL_IMAGES = 500  # real images whose mean pairwise distance the samples' is compared with
 PROBE_STREAM = 3  # they are drawn by numpy's generator seeded with [train.seed, PROBE_STREAM]
@@ -24,7 +25,8 @@ class Probe:
     """The monitor's measurements for one run: the samples' diversity on the sample grids' fixed latents, and the
     gradient norms on a fixed real batch and those latents (hard labels, BatchNorm as in training)."""
 
-    def __init__(self, cfg: Config, real_images: np.ndarray, latents: np.ndarray):
+    def __init__(self, cfg: Config, real_images: np.ndarray, latents: np.ndarray, *, classes: Classes | None = None,
+                 real_labels: np.ndarray | None = None):
         self.cfg, self.latents = cfg, latents
         rng = np.random.default_rng([cfg.train.seed, PROBE_STREAM])
         chosen = np.sort(rng.choice(len(real_images), min(REAL_IMAGES, len(real_images)), replace=False))
@@ -32,6 +34,9 @@ class Probe:
         self.real_distance = max(mean_pairwise_distance(real), 1e-12)
         self.real_batch = hacks.scale_images(real[:GRADIENT_BATCH], hacks=cfg.hacks)
         self.z = latents[:GRADIENT_BATCH]
+        # Hack 21: the real images' own classes, and the latents' cycling through the classes.
+        self.latent_classes = None if classes is None else classes.balanced(len(latents))
+        self.real_classes = None if classes is None else real_labels[chosen][:GRADIENT_BATCH].astype(np.int32)
         self._squared_norms: Callable | None = None
 
     def __call__(self, models: Models) -> dict[str, float]:
@@ -41,7 +46,7 @@ class Probe:
     def diversity(self, g: keras.Model) -> float:
         """G's samples' mean pairwise distance (inference mode, the fixed latents) as a share of the real
         images': about 1 for a generator as varied as the data, far below for a collapsed one."""
-        return mean_pairwise_distance(generate(g, self.latents, self.cfg)) / self.real_distance
+        return mean_pairwise_distance(generate(g, self.latents, self.cfg, self.latent_classes)) / self.real_distance
 
     def gradient_norms(self, models: Models) -> dict[str, float]:
         """The global L2 norms of the gradients of D's loss (an all-real and an all-fake batch, labels 1 and 0)
@@ -54,7 +59,9 @@ class Probe:
         d_squared, g_squared = self._squared_norms(
             *(_values(variables) for variables in (g.trainable_variables, g.non_trainable_variables,
                                                    d.trainable_variables, d.non_trainable_variables)),
-            ops.convert_to_tensor(self.real_batch), ops.convert_to_tensor(self.z))
+            ops.convert_to_tensor(self.real_batch), ops.convert_to_tensor(self.z),
+            *([] if self.real_classes is None else [ops.convert_to_tensor(self.real_classes),
+                                                    ops.convert_to_tensor(self.latent_classes[:len(self.z)])]))
         return {"d_grad_norm": float(np.sqrt(ops.convert_to_numpy(d_squared))),
                 "g_grad_norm": float(np.sqrt(ops.convert_to_numpy(g_squared)))}
 
@@ -64,21 +71,23 @@ class Probe:
         d_training = self.cfg.model.d_bn_in_g_update == "batch"
         objective = hacks.objective(self.cfg.hacks)
 
-        def squared_norms(g_tv, g_ntv, d_tv, d_ntv, real, z):
-            fake, _ = g.stateless_call(g_tv, g_ntv, z, training=True)
+        def squared_norms(g_tv, g_ntv, d_tv, d_ntv, real, z, real_classes=None, fake_classes=None):
+            fake, _ = g.stateless_call(g_tv, g_ntv, g_inputs(z, fake_classes), training=True)
 
             def d_objective(values):
                 loss = 0.0
-                for x, label in ((real, 1.0), (ops.stop_gradient(fake), 0.0)):
-                    p, _ = d.stateless_call(values, d_ntv, x, training=True)
-                    targets = ops.concatenate([ops.full_like(p, label)] * 2, axis=1)  # label, source
+                for x, classes, label in ((real, real_classes, 1.0), (ops.stop_gradient(fake), fake_classes, 0.0)):
+                    p, _ = d.stateless_call(values, d_ntv, d_inputs(x, classes), training=True)
+                    targets = ops.full((x.shape[0], 2), label)  # label, source
+                    if classes is not None:  # hack 21: the class as a third column
+                        targets = ops.concatenate([targets, ops.cast(classes, "float32")[:, None]], axis=1)
                     loss = loss + ops.mean(objective.d_loss(targets, p))
                 return loss, None
 
             def g_objective(values):
-                images, _ = g.stateless_call(values, g_ntv, z, training=True)
-                p, _ = d.stateless_call(d_tv, d_ntv, images, training=d_training)
-                return ops.mean(objective.g_loss(ops.ones_like(p), p)), None
+                images, _ = g.stateless_call(values, g_ntv, g_inputs(z, fake_classes), training=True)
+                p, _ = d.stateless_call(d_tv, d_ntv, d_inputs(images, fake_classes), training=d_training)
+                return ops.mean(objective.g_loss(g_targets(z, fake_classes), p)), None
 
             return (_squared(input_gradient(d_objective, d_tv)[2]), _squared(input_gradient(g_objective, g_tv)[2]))
 

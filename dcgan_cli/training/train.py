@@ -32,6 +32,7 @@ from dcgan_cli.training.feed import Feed
 from dcgan_cli.files import write_atomically
 from dcgan_cli.training.health import Health, RollBack, roll_back
 from dcgan_cli.nets.models import (
+    Classes,
     Models,
     assign_ema,
     build_models,
@@ -39,6 +40,7 @@ from dcgan_cli.nets.models import (
     calibrate_ema,
     ema_values,
     generate,
+    g_inputs,
 )
 from dcgan_cli.training.runlog import RunLog
 from dcgan_cli.signals import StopRequest
@@ -73,7 +75,8 @@ class Interrupted(TrainingError):
 def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) -> Callable:
     """The train_on_batch loop's inputs of a step as one compiled call on the device, (source, step) -> (D's
     batches, G's inputs): the real batch gathered and scaled, the latents and D's plan drawn, and G's fakes pooled
-    with the real images into each D update's (x, targets) (Draws.d_batches; G's inputs: Draws.g_inputs). G runs
+    with the real images into each D update's (x, targets) (Draws.d_batches; G's inputs: Draws.g_inputs; with
+    hack 21 the classes of both go with them, and G's targets carry the fakes' classes). G runs
     in training mode (batch statistics, as in the DCGAN reference) and statelessly: its moving statistics move
     once per step, in the G update on the same z."""
     def prepare(trainable, non_trainable, source, step):
@@ -81,9 +84,10 @@ def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) ->
         for sub in range(step_draws.d_steps):  # hack 13: each D sub-step its own batch, latents and labels
             real = step_draws.real(source, step, resident=resident, sub=sub)
             z, plan = step_draws.latents_and_plan(step, sub)
-            fake, _ = g.stateless_call(trainable, non_trainable, z, training=True)
-            batches += step_draws.d_batches(real, fake, plan, step, sub)
-        return batches, step_draws.g_inputs(z, fake, step)
+            classes = step_draws.classes_of(source, step, resident=resident, sub=sub)  # hack 21: (real, fake)
+            fake, _ = g.stateless_call(trainable, non_trainable, g_inputs(z, classes[1]), training=True)
+            batches += step_draws.d_batches(real, fake, plan, step, sub, classes)
+        return batches, step_draws.g_inputs(z, fake, step, classes[1]), draws.g_targets(z, classes[1])
 
     compiled = compile_function(prepare)
 
@@ -108,19 +112,19 @@ def update_d(models: Models, batches: tuple, *, cfg: Config) -> dict[str, float]
     return logs
 
 
-def update_g(models: Models, inputs) -> float:
-    """(2) Update G on latents z (N, latent_dim), or [z, the noise on D's input] with hack 14 (Draws.g_inputs),
-    through a frozen D, toward D's "real" label (always 1, never smoothed). Returns G's loss."""
+def update_g(models: Models, inputs, targets) -> float:
+    """(2) Update G on latents z (N, latent_dim), or [z, the fakes' classes (hack 21), hack 20's draws, the noise
+    on D's input (hack 14)] (Draws.g_inputs), through a frozen D, toward D's "real" label (always 1, never
+    smoothed; `targets`, draws.g_targets). Returns G's loss."""
     models.d.trainable = False
-    z = inputs[0] if isinstance(inputs, list) else inputs
-    target = np.ones((z.shape[0], 1), dtype=np.float32)
-    return models.gan.train_on_batch(inputs, target, return_dict=True)["loss"]
+    return models.gan.train_on_batch(inputs, targets, return_dict=True)["loss"]
 
 
-def train_step(models: Models, batches: tuple, g_inputs, *, cfg: Config) -> dict[str, float]:
-    """One step on its D batches and G's inputs (step_preparer): (1) update D, (2) update G on the same z."""
+def train_step(models: Models, batches: tuple, g_inputs, g_targets, *, cfg: Config) -> dict[str, float]:
+    """One step on its D batches and G's inputs and targets (step_preparer): (1) update D, (2) update G on the
+    same z."""
     logs = update_d(models, batches, cfg=cfg)
-    logs["g_loss"] = update_g(models, g_inputs)
+    logs["g_loss"] = update_g(models, g_inputs, g_targets)
     return {key: float(logs[key]) for key in METRICS}
 
 
@@ -148,19 +152,20 @@ class _SplitLoop:
 
     reads_every_step = True
 
-    def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
+    def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws,
+                 labels: np.ndarray | None):
         # Built before the first update: TensorFlow would otherwise trace each update twice, once to create the
         # optimizers' slots and once more without (half a second each on a small model).
         build_optimizers(models)
         self.models, self.cfg = models, cfg
-        self.feed = Feed(images, step_draws, cfg=cfg)
+        self.feed = Feed(images, step_draws, cfg=cfg, labels=labels)
         self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident)
         self.update_ema = ema_updater(models, decay=cfg.train.ema_decay) if models.g_ema is not None else None
         self.sums = dict.fromkeys(METRICS, 0.0)
 
     def step(self, step: int) -> None:
-        batches, g_inputs = self.prepare(self.feed(step), step)
-        logs = train_step(self.models, batches, g_inputs, cfg=self.cfg)
+        batches, g_inputs, g_targets = self.prepare(self.feed(step), step)
+        logs = train_step(self.models, batches, g_inputs, g_targets, cfg=self.cfg)
         if self.update_ema is not None:
             self.update_ema(step)
         for key in METRICS:
@@ -184,10 +189,11 @@ class _CompiledLoop:
 
     reads_every_step = False
 
-    def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws):
+    def __init__(self, models: Models, cfg: Config, images: np.ndarray, step_draws: draws.Draws,
+                 labels: np.ndarray | None):
         from dcgan_cli.training.compiled import CompiledStep
 
-        self.feed = Feed(images, step_draws, cfg=cfg)
+        self.feed = Feed(images, step_draws, cfg=cfg, labels=labels)
         self.compiled = CompiledStep(models, cfg, step_draws, resident=self.feed.resident,
                                      jit_compile=backend.use_xla(cfg.train.jit_compile))
 
@@ -266,6 +272,14 @@ class _BestKeeper:
         return record, new_best
 
 
+def sample_grid(models: Models, latents: np.ndarray, cfg: Config) -> np.ndarray:
+    """The grid of the sampler's images of the fixed latents; with hack 21 one row per class (Classes.grid)."""
+    if models.classes is None:
+        return images.grid(generate(models.sampler, latents, cfg))
+    z, classes, cols = models.classes.grid(latents)
+    return images.grid(generate(models.sampler, z, cfg, classes), cols=cols)
+
+
 def _due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
@@ -302,20 +316,23 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
     keras.utils.set_random_seed(cfg.train.seed)
     rng = np.random.default_rng(cfg.train.seed)
     dataset = sources.load_dataset(cfg, progress=cfg.output.progress)
+    classes = Classes.of(dataset) if cfg.hacks.class_conditional else None  # hack 21
     scorer = TrainingScorer(cfg, dataset) if cfg.output.eval_every else None
     with backend.data_parallel(cfg.train.distribution == "data_parallel", batch_size=cfg.train.batch_size) as count:
         if count > 1:
             print(f"data parallel over {count} devices: {', '.join(backend.local_devices())}", file=sys.stderr)
         with backend.precision(cfg.train.mixed_precision):
-            models = build_models(cfg, rng)
-        _train(cfg, models, dataset.images, rng, run_dir=run_dir, resume=resume, scorer=scorer)
+            models = build_models(cfg, rng, classes)
+        _train(cfg, models, dataset.images, None if classes is None else dataset.labels, rng, run_dir=run_dir,
+               resume=resume, scorer=scorer)
     return run_dir
 
 
-def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.Generator, *, run_dir: Path,
-           resume: bool, scorer: TrainingScorer | None) -> None:
-    """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop. The host's `rng`
-    has drawn the initial weights; it draws the sample grids' latents here, the steps' draws come from the device."""
+def _train(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np.ndarray | None,
+           rng: np.random.Generator, *, run_dir: Path, resume: bool, scorer: TrainingScorer | None) -> None:
+    """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop (`real_labels`:
+    the images' classes, for hack 21). The host's `rng` has drawn the initial weights; it draws the sample grids'
+    latents here, the steps' draws come from the device."""
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
     start, resumed_from, seed, events = 0, None, cfg.train.seed, 0
     checkpoint.remove_temporaries(run_dir)
@@ -329,23 +346,25 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, rng: np.random.
         write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
         log = RunLog(run_dir, cfg, start=start, events=events)
     keeper = _BestKeeper(scorer, run_dir, resume=resume) if scorer is not None else None
-    health = Health(cfg, real_images, sample_latents, log, start=start)
-    step_draws = draws.Draws(cfg, count=len(real_images), seed=seed)
+    health = Health(cfg, real_images, sample_latents, log, start=start, classes=models.classes,
+                    real_labels=real_labels)
+    step_draws = draws.Draws(cfg, count=len(real_images), seed=seed, classes=models.classes)
     try:
-        _loop(cfg, models, real_images, step_draws, sample_latents, run_dir=run_dir, start=start,
+        _loop(cfg, models, real_images, real_labels, step_draws, sample_latents, run_dir=run_dir, start=start,
               resumed_from=resumed_from, keeper=keeper, log=log, health=health)
     finally:
         log.close()
 
 
-def _loop(cfg: Config, models: Models, real_images: np.ndarray, step_draws: draws.Draws,
-          sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
+def _loop(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np.ndarray | None,
+          step_draws: draws.Draws, sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
           keeper: _BestKeeper | None, log: RunLog, health: Health) -> None:
     """Steps start+1 .. train.steps, with logging, sample grids, scores and the best checkpoint, checkpoints, the
     monitor and its rollbacks, and clean stops; the loop's prefetching thread, if any, is stopped however they
     end."""
     while True:
-        loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images, step_draws)
+        loop = (_CompiledLoop if cfg.train.loop == "compiled" else _SplitLoop)(models, cfg, real_images, step_draws,
+                                                                                real_labels)
         try:
             _steps(cfg, models, loop, step_draws, sample_latents, run_dir=run_dir, start=start,
                    resumed_from=resumed_from, keeper=keeper, log=log, health=health)
@@ -407,7 +426,7 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
             if sampling or saving or evaluating or probing:
                 loop.sync()
                 if models.g_ema is not None and (sampling or saving or evaluating):
-                    calibrate_ema(models.g_ema, cfg)
+                    calibrate_ema(models.g_ema, cfg, models.classes)
             scored, new_best = keeper(models, step=step) if evaluating else (None, None)
             record = {"step": step}
             if logged:
@@ -431,7 +450,7 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
             if sampling:
                 grid_path = run_dir / "samples" / f"step_{step:06d}.png"
                 with _writing(grid_path, last_saved):
-                    picture = images.grid(generate(models.sampler, sample_latents, cfg))
+                    picture = sample_grid(models, sample_latents, cfg)
                     images.save_png(picture, grid_path)
                     log.grid(step, picture)
             if (saving or new_best) and not checkpoint.all_finite(models):
