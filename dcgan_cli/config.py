@@ -112,6 +112,9 @@ class HacksConfig:
     conditioning: str = setting("projection", choices=("projection", "auxiliary"))  # D's use of the class:
     #                                           projection (Miyato & Koyama 2018) or an auxiliary classifier (AC-GAN)
     aux_weight: float = setting(1.0, low=0.0)  # the auxiliary classifier's cross-entropy weight in D's and G's losses
+    g_conditioning: str = setting("batch_norm", choices=("batch_norm", "concat"))  # G's use of the class:
+    #                                           class-conditional BatchNorm gains and biases, or an embedding
+    #                                           concatenated to z
     class_draw: str = setting("uniform", choices=("uniform", "frequency"))  # fake images' classes: uniform, or as
     #                                           often as in the data
 
@@ -390,6 +393,9 @@ def _cross_checks(config: Config) -> list[str]:
     if config.hacks.class_conditional and not config.data.labels:
         problems.append("hacks.class_conditional: needs data.labels: true (the classes G and D are given come from "
                         "the data). Received: true")
+    if config.hacks.class_conditional and config.hacks.g_conditioning == "batch_norm" and not config.hacks.batch_norm:
+        problems.append("hacks.g_conditioning: batch_norm puts the class into G's BatchNorm layers, and "
+                        "hacks.batch_norm is off; use concat. Received: batch_norm")
     size = config.model.image_size
     if size % 2:
         problems.append("model.image_size: expected an even size (G doubles its base at least once). "
@@ -450,7 +456,7 @@ ARCHITECTURE = (
     "hacks.spectral_norm", "hacks.g_dropout",
 )
 # ... and with hack 21 on (left out when off, so checkpoints written before it keep their hash).
-CONDITIONAL_ARCHITECTURE = ("hacks.class_conditional", "hacks.conditioning")
+CONDITIONAL_ARCHITECTURE = ("hacks.class_conditional", "hacks.conditioning", "hacks.g_conditioning")
 
 
 def flatten(config: Config) -> dict[str, Any]:

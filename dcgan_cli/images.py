@@ -29,6 +29,23 @@ def grid(images: np.ndarray, *, cols: int | None = None, min_width: int = 512, p
     return canvas.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
+def label_rows(picture: np.ndarray, names: list[str]) -> np.ndarray:
+    """A grid (rows of equal height, as `grid` makes it) with a column on its left that names each row, in
+    Pillow's default font on the separators' grey: uint8 (H, label width + W, C)."""
+    from PIL import ImageDraw, ImageFont
+
+    height, _, channels = picture.shape
+    font = ImageFont.load_default()
+    width = 8 + max(int(font.getlength(name)) for name in names)
+    column = Image.new("L", (width, height), 96)
+    draw = ImageDraw.Draw(column)
+    row = height / len(names)
+    for i, name in enumerate(names):
+        draw.text((width - 4, (i + 0.5) * row), name, fill=255, font=font, anchor="rm")
+    strip = np.asarray(column, dtype=np.uint8)[..., None].repeat(channels, axis=-1)  # (H, width, C)
+    return np.concatenate([strip, picture], axis=1)
+
+
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write one uint8 image (H, W, 1 or 3) as a PNG, via a temporary file so a crash never leaves half a file."""
     path = Path(path)

@@ -165,10 +165,15 @@ def test_an_unlabelled_folder_trains_with_label_free_scores_and_keeps_the_best(t
 
 @pytest.mark.parametrize("name", sorted(path.name for path in DIGITS_CONFIG.parent.glob("*.yaml")))
 def test_every_shipped_config_on_an_unlabelled_folder_passes_the_checks_before_decoding(name, unlabelled_folder):
-    """No shipped config asks for labels or for labelled features, so each one's scores resolve to rotation
-    features on a folder without class subfolders (the full run is the digits' test above)."""
+    """No shipped config asks for labelled features, and only the class-conditional ones for labels (refused
+    before decoding, naming data.labels), so every other one's scores resolve to rotation features on a folder
+    without class subfolders (the full run is the digits' test above)."""
     cfg = load_config(DIGITS_CONFIG.parent / name, ["data.name=folder", f"data.path={unlabelled_folder}"])
-    assert not cfg.data.labels and sources.probe_labels(cfg) is False
+    assert cfg.data.labels == cfg.hacks.class_conditional and sources.probe_labels(cfg) is False
+    if cfg.hacks.class_conditional:
+        with pytest.raises(sources.DataError, match="data.labels: .* has no class labels"):
+            sources.load_dataset(cfg, progress=False)
+        return
     scoring.preflight(cfg, cfg.output.eval_features, key="output.eval_features")
     assert cfg.output.eval_features in ("auto", "rotation")
 

@@ -92,6 +92,10 @@ def _r1_weightless(cfg: Config) -> str | None:
     return "hacks.r1_gamma is 0, so the penalty is 0" if cfg.hacks.r1_gamma == 0 else None
 
 
+def _unlabelled(cfg: Config) -> str | None:
+    return "data.labels is false, so there are no classes for G and D to see" if not cfg.data.labels else None
+
+
 FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("strided_conv", "hacks.strided_conv", True, False),
     Factor("transposed_conv", "hacks.transposed_conv", True, False),
@@ -114,6 +118,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("hinge_loss", "hacks.hinge_loss", True, False),
     Factor("r1_penalty", "hacks.r1_penalty", True, False, _r1_weightless),
     Factor("minibatch_std", "hacks.minibatch_std", True, False),
+    Factor("class_conditional", "hacks.class_conditional", True, False, _unlabelled),
     Factor("ema", "train.ema_decay", 0.999, 0.0),
 )}
 # --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on) and

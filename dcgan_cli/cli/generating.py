@@ -40,30 +40,68 @@ from dcgan_cli.config import ConfigError
               help="--interpolate: along the great circle (keeps Gaussian latents' norm) or a straight line.")
 @click.option("--gif", type=click.Path(dir_okay=False, path_type=Path),
               help="--interpolate: also an animated GIF, one frame per step of the walks.")
+@click.option("--class", "class_name",
+              help="A class-conditional G (hacks.class_conditional): draw only this class (its name, or its index), "
+                   "also along --interpolate's walks.")
+@click.option("--per-class", type=click.IntRange(min=1),
+              help="A class-conditional G: instead of --n images, a grid of this many per class, one labelled row "
+                   "per class.")
 @raw_option
 def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: Path | None, truncate: float | None,
-           walks: int | None, frames: int, method: str, gif: Path | None, raw: bool) -> None:
+           walks: int | None, frames: int, method: str, gif: Path | None, class_name: str | None,
+           per_class: int | None, raw: bool) -> None:
     """Generate images from a checkpoint into a grid PNG (and optionally one PNG per image), or with --interpolate,
-    walks between latents as a grid with one walk per row (and optionally an animated GIF)."""
+    walks between latents as a grid with one walk per row (and optionally an animated GIF). A class-conditional G
+    draws its classes as often as its training data had them, or only --class, or --per-class rows."""
     if gif is not None and walks is None:
         raise UserError(f"--gif animates the walks of --interpolate; give --interpolate K too. Received: {str(gif)!r}")
+    if per_class is not None and (walks is not None or class_name is not None):
+        raise UserError(f"--per-class draws every class in rows of its own; it goes with neither --interpolate nor "
+                        f"--class. Received: --per-class {per_class}")
     start_keras()
     import numpy as np
 
     from dcgan_cli import images
     from dcgan_cli.nets import sampling
     from dcgan_cli.nets.models import generate
+    from dcgan_cli.state import checkpoint
 
     found, cfg, g = generator(checkpoint_path, raw=raw)
+    classes = checkpoint.saved_classes(found)
+    if classes is None and (class_name is not None or per_class is not None):
+        option = "--class" if class_name is not None else "--per-class"
+        raise UserError(f"{option}: {found} holds an unconditional G (hacks.class_conditional was off), which "
+                        f"cannot be asked for a class. Received: {option} {class_name or per_class}")
+    try:
+        chosen = None if class_name is None else classes.index(class_name)
+    except ValueError as error:
+        raise UserError(f"--class: {error}. Received: {class_name!r}") from None
     rng = np.random.default_rng(seed)
-    if walks is None:
-        pictures = generate(g, sampling.latents(rng, count, cfg, truncate=truncate), cfg)
+
+    def labels(n: int):
+        """The classes of n images: --class's, else drawn as often as in the data (None: an unconditional G)."""
+        if classes is None:
+            return None
+        return np.full(n, chosen, np.int32) if chosen is not None else classes.drawn(rng, n)
+
+    if per_class is not None:
+        z = sampling.latents(rng, classes.count * per_class, cfg, truncate=truncate)
+        pictures = generate(g, z, cfg, np.repeat(np.arange(classes.count, dtype=np.int32), per_class))
+        with writing(out):
+            images.save_png(images.label_rows(images.grid(pictures, cols=per_class), list(classes.names)), out)
+        click.echo(f"wrote {out} ({per_class} images of each of {classes.count} classes from {found})", err=True)
+    elif walks is None:
+        z = sampling.latents(rng, count, cfg, truncate=truncate)
+        pictures = generate(g, z, cfg, labels(count))
         with writing(out):
             images.save_grid(pictures, out)
-        click.echo(f"wrote {out} ({count} images from {found})", err=True)
+        what = f" of class {classes.names[chosen]}" if chosen is not None else ""
+        click.echo(f"wrote {out} ({count} images{what} from {found})", err=True)
     else:
         z = sampling.interpolation_latents(rng, walks, cfg, frames=frames, method=method, truncate=truncate)
-        pictures = generate(g, z.reshape(walks * frames, -1), cfg)
+        walk_classes = labels(walks)  # one class per walk, kept along it
+        pictures = generate(g, z.reshape(walks * frames, -1), cfg,
+                            None if walk_classes is None else np.repeat(walk_classes, frames))
         per_walk = pictures.reshape(walks, frames, *pictures.shape[1:])
         with writing(out):
             sampling.save_walks(per_walk, out)
@@ -85,18 +123,21 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
               show_default=True, help="The .keras file to write.")
 @raw_option
 def export(checkpoint_path: Path, out: Path, raw: bool) -> None:
-    """Write the generator as a standalone Keras model: latents in, images in [0, 255] out (the pixel scaling
-    baked in), loadable with plain Keras, without dcgan-cli; the latent's size and distribution are recorded in
-    the archive's dcgan.json."""
+    """Write the generator as a standalone Keras model: latents in (and a class-conditional G's classes), images
+    in [0, 255] out (the pixel scaling baked in), loadable with plain Keras, without dcgan-cli; the latent's size
+    and distribution, and the class names, are recorded in the archive's dcgan.json."""
     if out.suffix != ".keras":
         raise UserError(f"--out: Keras saves whole models as .keras files. Received: {str(out)!r}")
     start_keras()
     from dcgan_cli.nets import sampling
 
+    from dcgan_cli.state import checkpoint
+
     found, cfg, g = generator(checkpoint_path, raw=raw)
+    classes = checkpoint.saved_classes(found)
     with writing(out):
-        sampling.export(g, cfg, out)
-    info = sampling.export_info(cfg)
+        sampling.export(g, cfg, out, classes)
+    info = sampling.export_info(cfg, classes)
     click.echo(f"wrote {out} from {found}: input {info['input']}; output {info['output']}", err=True)
 
 

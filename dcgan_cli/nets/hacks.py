@@ -63,15 +63,18 @@ def activation(x, *, hacks: HacksConfig, leaky: bool, name: str):
     return layers.ReLU(name=name)(x)
 
 
-def batch_norm(x, *, hacks: HacksConfig, momentum: float, epsilon: float, frozen_statistics: str, name: str):
-    """Hack 4 (DCGAN): BatchNormalization between a convolution and its activation.
+def batch_norm(x, *, hacks: HacksConfig, momentum: float, epsilon: float, frozen_statistics: str, name: str,
+               affine: bool = True):
+    """Hack 4 (DCGAN): BatchNormalization between a convolution and its activation; without its own scale and
+    offset where hack 21's class_norm gives them (`affine` False).
 
     on:  BatchNorm(momentum, epsilon); frozen_statistics picks batch or moving statistics while frozen
     off: identity (no layer)
     """
     if not hacks.batch_norm:
         return x
-    return BatchNorm(momentum=momentum, epsilon=epsilon, frozen_statistics=frozen_statistics, name=name)(x)
+    return BatchNorm(momentum=momentum, epsilon=epsilon, frozen_statistics=frozen_statistics, center=affine,
+                     scale=affine, name=name)(x)
 
 
 def d_steps(hacks: HacksConfig) -> int:
@@ -198,19 +201,52 @@ def minibatch_std(x, *, hacks: HacksConfig, name: str):
 
 
 def class_input(z, classes, *, hacks: HacksConfig, count: int, rng: np.random.Generator, name: str):
-    """Hack 21 (class_conditional; ganhacks 16, "if you have labels, use them"), G's side: G is told the class of
-    the image to draw by a learned embedding of it, N(0, 1) at first like z, concatenated to z (Mirza & Osindero
-    2014). Without the hack nothing is drawn from `rng`, so the weights are today's.
+    """Hack 21 (class_conditional; ganhacks 16, "if you have labels, use them"), G's side with g_conditioning
+    concat: G is told the class of the image to draw by a learned embedding of it, N(0, 1) at first like z,
+    concatenated to z (Mirza & Osindero 2014). Without it nothing is drawn from `rng`, so the weights are today's.
 
-    on:  concat(z, Embedding(count, latent_dim)(classes))   (N, latent_dim), int (N,) -> (N, 2 * latent_dim)
-    off: z                                                   (N, latent_dim)
+    concat: concat(z, Embedding(count, latent_dim)(classes))   (N, latent_dim), int (N,) -> (N, 2 * latent_dim)
+    batch_norm (the class enters through class_norm), or off: z   (N, latent_dim)
     """
-    if not hacks.class_conditional:
+    if not (hacks.class_conditional and hacks.g_conditioning == "concat"):
         return z
     initializer = keras.initializers.RandomNormal(stddev=1.0, seed=int(rng.integers(2**31 - 1)))
     embedded = layers.Embedding(count, z.shape[-1], embeddings_initializer=initializer,
                                 name=f"{name}_embedding")(classes)  # (N, latent_dim)
-    return layers.Concatenate(name=name)([z, ops.cast(embedded, z.dtype)])  # (N, 2 * latent_dim)
+    return layers.Concatenate(name=name)([z, embedded])  # (N, 2 * latent_dim)
+
+
+def conditional_norm_off(hacks: HacksConfig) -> bool:
+    """Whether G's BatchNorm layers keep their own scale and offset: all but hack 21 with g_conditioning
+    batch_norm."""
+    return not (hacks.class_conditional and hacks.g_conditioning == "batch_norm")
+
+
+CLASS_NORM_STDDEV = 0.5  # hack 21's conditional BatchNorm: gains start ~ N(1, this), biases ~ N(0, this)
+
+
+def class_norm(x, classes, *, hacks: HacksConfig, count: int, rng: np.random.Generator, name: str):
+    """Hack 21, G's side with g_conditioning batch_norm: conditional BatchNorm (de Vries et al. 2017; Miyato &
+    Koyama 2018's generator): after a BatchNorm without its own scale and offset, each class's own learned gains
+    and biases, so the class modulates every block of G while z drives the content. They start at random, gains
+    ~ N(1, 0.5) and biases ~ N(0, 0.5), so each class differs from the first step, as BigGAN's class-dependent
+    gains do; started at exactly 1 and 0, G began blind to the class and stayed so (the digits, 1,500 steps:
+    every row of the per-class grid alike, even with AC-GAN's class loss). Seeds come from `rng`.
+
+    batch_norm: x * gain[class] + bias[class]     (N, h, w, c), int (N,) -> (N, h, w, c)
+    concat, or off: x                              (G's BatchNorm scales and offsets itself)
+    """
+    if conditional_norm_off(hacks):
+        return x
+    channels = x.shape[-1]
+    gains, biases = (keras.initializers.RandomNormal(mean, CLASS_NORM_STDDEV, seed=int(rng.integers(2**31 - 1)))
+                     for mean in (1.0, 0.0))
+    gain = layers.Embedding(count, channels, embeddings_initializer=gains, name=f"{name}_gain")(classes)  # (N, c)
+    bias = layers.Embedding(count, channels, embeddings_initializer=biases, name=f"{name}_bias")(classes)  # (N, c)
+    gain = layers.Reshape((1, 1, channels), name=f"{name}_gain_map")(gain)  # (N, 1, 1, c)
+    bias = layers.Reshape((1, 1, channels), name=f"{name}_bias_map")(bias)  # (N, 1, 1, c)
+    scaled = layers.Multiply(name=f"{name}_scaled")([x, gain])  # (N, h, w, c)
+    return layers.Add(name=f"{name}_shifted")([scaled, bias])  # (N, h, w, c)
 
 
 def class_head(features, score, classes, *, hacks: HacksConfig, count: int, rng: np.random.Generator):

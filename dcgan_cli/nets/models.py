@@ -41,6 +41,19 @@ class Classes:
     def from_json(cls, saved: dict) -> Classes:
         return cls(names=tuple(str(name) for name in saved["names"]), counts=tuple(int(n) for n in saved["counts"]))
 
+    def drawn(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n classes drawn from `rng` as often as the data has them: int32 (n,)."""
+        return rng.choice(self.count, size=n, p=np.asarray(self.counts, np.float64) / sum(self.counts)).astype(
+            np.int32)
+
+    def index(self, name: str) -> int:
+        """The index of the class called `name` (or given by its index); ValueError naming the classes."""
+        if name in self.names:
+            return self.names.index(name)
+        if name.isdigit() and int(name) < self.count:
+            return int(name)
+        raise ValueError(f"no class {name!r}; the classes are {', '.join(self.names)}")
+
     def balanced(self, n: int) -> np.ndarray:
         """n class indices cycling through the classes (0, 1, ..., K-1, 0, ...): int32 (n,)."""
         return (np.arange(n) % self.count).astype(np.int32)
@@ -154,23 +167,27 @@ def build_generator(cfg: Config, rng: np.random.Generator, classes: Classes | No
     widths = _filters(m.g_filters, m.max_filters, doublings)[::-1]  # widths[0] at the base, widest
     leaky = m.g_activation == "leaky_relu"
     # G is never frozen inside a training call, so its BN keeps Keras' own frozen behaviour.
-    norm = dict(hacks=h, momentum=m.bn_momentum, epsilon=m.bn_epsilon, frozen_statistics="moving")
+    norm = dict(hacks=h, momentum=m.bn_momentum, epsilon=m.bn_epsilon, frozen_statistics="moving",
+                affine=hacks.conditional_norm_off(h))
     conv = dict(hacks=h, kernel_size=m.kernel_size)
 
     z = keras.Input((m.latent_dim,), name="z")  # (N, latent_dim)
     label = _class_input(h, classes)  # int (N,) with hack 21, else None
-    x = hacks.class_input(z, label, hacks=h, count=classes.count if classes else 0, rng=rng,
-                          name="z_and_class")  # (N, latent_dim), or (N, 2 * latent_dim) with the class
+    count = classes.count if classes else 0
+    x = hacks.class_input(z, label, hacks=h, count=count, rng=rng,
+                          name="z_and_class")  # (N, latent_dim), or (N, 2 * latent_dim) concatenated
     x = layers.Dense(base * base * widths[0], use_bias=hacks.conv_bias(h),
                      kernel_initializer=hacks.kernel_initializer(h, rng), name="project")(x)  # (N, base*base*w0)
     x = layers.Reshape((base, base, widths[0]), name="reshape")(x)  # (N, base, base, w0)
     x = hacks.batch_norm(x, name="project_bn", **norm)  # (N, base, base, w0)
+    x = hacks.class_norm(x, label, hacks=h, count=count, rng=rng, name="project_bn_class")  # same shape
     x = hacks.activation(x, hacks=h, leaky=leaky, name="project_act")  # (N, base, base, w0)
     x = hacks.g_dropout(x, hacks=h, rng=rng, name="project_dropout")  # same shape
     for block, width in enumerate(widths[1:], start=1):
         x = hacks.upsample(x, filters=width, use_bias=hacks.conv_bias(h), initializer=hacks.kernel_initializer(h, rng),
                            name=f"up{block}", **conv)  # (N, base*2^block, base*2^block, width)
         x = hacks.batch_norm(x, name=f"up{block}_bn", **norm)  # same shape
+        x = hacks.class_norm(x, label, hacks=h, count=count, rng=rng, name=f"up{block}_bn_class")  # same shape
         x = hacks.activation(x, hacks=h, leaky=leaky, name=f"up{block}_act")  # same shape
         x = hacks.g_dropout(x, hacks=h, rng=rng, name=f"up{block}_dropout")  # same shape
     x = hacks.upsample(x, filters=m.channels, use_bias=True, initializer=hacks.kernel_initializer(h, rng),

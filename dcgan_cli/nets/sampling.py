@@ -15,6 +15,7 @@ from dcgan_cli.nets import hacks
 from dcgan_cli import images
 from dcgan_cli.config import Config
 from dcgan_cli.nets.layers import BatchNorm, SamplingDropout
+from dcgan_cli.nets.models import Classes
 
 METHODS = ("slerp", "linear")
 
@@ -92,8 +93,9 @@ EXPORT_INFO = "dcgan.json"  # the member of the exported .keras archive that rec
 
 def standalone_generator(g: keras.Model, cfg: Config) -> keras.Model:
     """G rebuilt from stock Keras layers only (its BatchNorm layers as keras.layers.BatchNormalization, identical in
-    inference), followed by the pixel scaling of hack 7 and a clip: z (N, latent_dim) -> float32 (N, H, W, C) in
-    [0, 255]; rounding and casting to uint8 gives `dcgan sample`'s images."""
+    inference), followed by the pixel scaling of hack 7 and a clip: z (N, latent_dim) (and a class-conditional G's
+    classes, int (N,)) -> float32 (N, H, W, C) in [0, 255]; rounding and casting to uint8 gives `dcgan sample`'s
+    images."""
     def stock(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, BatchNorm):
             config = layer.get_config()
@@ -109,21 +111,24 @@ def standalone_generator(g: keras.Model, cfg: Config) -> keras.Model:
              else keras.layers.Rescaling(255.0, name="to_pixels"))
     pixels = scale(clone.output)  # (N, H, W, C), [-1, 1] or [0, 1] -> [0, 255]
     pixels = keras.layers.ReLU(max_value=255.0, name="clip")(pixels)  # same shape, clipped to [0, 255]
-    return keras.Model(clone.input, pixels, name="dcgan_generator")
+    return keras.Model(clone.inputs if len(clone.inputs) > 1 else clone.input, pixels, name="dcgan_generator")
 
 
-def export_info(cfg: Config) -> dict:
-    """What a user of the exported model needs to know: the latent to feed it and what comes out."""
+def export_info(cfg: Config, classes: Classes | None = None) -> dict:
+    """What a user of the exported model needs to know: the latent (and the classes) to feed it and what comes
+    out."""
     latent = "normal(0, 1)" if cfg.hacks.gaussian_latent else "uniform(-1, 1)"
     size, channels = cfg.model.image_size, cfg.model.channels
+    z = f"float32 (N, {cfg.model.latent_dim}), each component ~ {latent}"
     return {"latent_dim": cfg.model.latent_dim, "latent_distribution": latent,
-            "input": f"float32 (N, {cfg.model.latent_dim}), each component ~ {latent}",
+            "input": z if classes is None else f"[z, class]: z {z}; class int32 (N,), an index into classes",
+            **({} if classes is None else {"classes": list(classes.names)}),
             "output": f"float32 (N, {size}, {size}, {channels}) in [0, 255]; np.rint(...).astype('uint8') for images",
             **({"dropout": "G's dropout (hacks.g_dropout) is stock Dropout here: off when sampling"}
                if cfg.hacks.g_dropout else {})}
 
 
-def export(g: keras.Model, cfg: Config, path: str | Path) -> Path:
+def export(g: keras.Model, cfg: Config, path: str | Path, classes: Classes | None = None) -> Path:
     """Save the standalone generator as a .keras file, atomically, with export_info as the archive's dcgan.json
     member (Keras ignores it when loading)."""
     path = Path(path)
@@ -132,7 +137,7 @@ def export(g: keras.Model, cfg: Config, path: str | Path) -> Path:
     try:
         model.save(temporary)
         with zipfile.ZipFile(temporary, "a") as archive:
-            archive.writestr(EXPORT_INFO, json.dumps(export_info(cfg), indent=1) + "\n")
+            archive.writestr(EXPORT_INFO, json.dumps(export_info(cfg, classes), indent=1) + "\n")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
