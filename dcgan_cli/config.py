@@ -117,6 +117,10 @@ class HacksConfig:
     #                                           concatenated to z
     class_draw: str = setting("uniform", choices=("uniform", "frequency"))  # fake images' classes: uniform, or as
     #                                           often as in the data
+    replay: bool = setting(False)  # 22 D's fake batches take replay_fraction of their images from a buffer of
+    #                                past fakes; off: only the step's own fakes
+    replay_size: int = setting(1024, low=1)  # past fakes the buffer holds (on the device, in the checkpoints)
+    replay_fraction: float = setting(0.5, low=0.0, high=1.0)  # the share of each fake batch taken from the buffer
 
 
 @dataclass(frozen=True)
@@ -396,6 +400,9 @@ def _cross_checks(config: Config) -> list[str]:
     if config.hacks.class_conditional and config.hacks.g_conditioning == "batch_norm" and not config.hacks.batch_norm:
         problems.append("hacks.g_conditioning: batch_norm puts the class into G's BatchNorm layers, and "
                         "hacks.batch_norm is off; use concat. Received: batch_norm")
+    if config.hacks.replay and config.hacks.replay_size < config.train.batch_size:
+        problems.append(f"hacks.replay_size: the buffer must hold at least one batch (train.batch_size "
+                        f"{config.train.batch_size}). Received: {config.hacks.replay_size}")
     size = config.model.image_size
     if size % 2:
         problems.append("model.image_size: expected an even size (G doubles its base at least once). "

@@ -96,6 +96,10 @@ def _unlabelled(cfg: Config) -> str | None:
     return "data.labels is false, so there are no classes for G and D to see" if not cfg.data.labels else None
 
 
+def _nothing_replayed(cfg: Config) -> str | None:
+    return "hacks.replay_fraction is 0, so no past fake is shown" if cfg.hacks.replay_fraction == 0 else None
+
+
 FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("strided_conv", "hacks.strided_conv", True, False),
     Factor("transposed_conv", "hacks.transposed_conv", True, False),
@@ -119,6 +123,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("r1_penalty", "hacks.r1_penalty", True, False, _r1_weightless),
     Factor("minibatch_std", "hacks.minibatch_std", True, False),
     Factor("class_conditional", "hacks.class_conditional", True, False, _unlabelled),
+    Factor("replay", "hacks.replay", True, False, _nothing_replayed),
     Factor("ema", "train.ema_decay", 0.999, 0.0),
 )}
 # --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on) and

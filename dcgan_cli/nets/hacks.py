@@ -283,6 +283,45 @@ def class_loss(objective: losses.Objective, *, hacks: HacksConfig) -> losses.Obj
     return objective
 
 
+def replay(fake, fake_classes, buffer: tuple, read, write, *, hacks: HacksConfig) -> tuple:
+    """Hack 22 (experience replay; ganhacks 8; Shrivastava et al. 2017, SimGAN's history of generated images): D's
+    fake batch takes round(replay_fraction * N) of its images (in front) from a buffer of past fakes, so D keeps
+    seeing what G drew before; then the step's own fakes are written into the buffer: into its empty places first,
+    then over places drawn at random, never two into one place. `fake` (N, H, W, C) in the model range, `fake_classes` (N,)
+    or None (hack 21), `buffer` the ReplayBuffer's values (images, classes, filled), `read` and `write` the step's
+    draws for them. At the first step the buffer is empty and the batch is the step's own. Returns D's fakes, their
+    classes and the buffer's new values.
+
+    on:  (past fakes + the step's, their classes, the buffer with the step's fakes in it)
+    off: (fake, fake_classes, buffer) unchanged
+    """
+    if not hacks.replay:
+        return fake, fake_classes, buffer
+    images, classes, filled = buffer
+    n, size = fake.shape[0], images.shape[0]
+    taken = min(n, round(hacks.replay_fraction * n))
+    fake = ops.cast(fake, images.dtype)
+    labels = ops.zeros((n,), "int32") if fake_classes is None else ops.cast(fake_classes, "int32")
+    if taken:
+        index = ops.cast(ops.floor(read.random(taken) * ops.cast(ops.maximum(filled, 1), "float32")), "int32")
+        index = ops.minimum(index, size - 1)  # (taken,) places among the filled ones
+        empty = ops.equal(filled, 0)
+        past = ops.where(empty, fake[:taken], ops.take(images, index, axis=0))  # (taken, H, W, C)
+        past_labels = ops.where(empty, labels[:taken], ops.take(classes, index, axis=0))  # (taken,)
+        shown = ops.concatenate([past, fake[taken:]], axis=0)  # (N, H, W, C)
+        shown_labels = ops.concatenate([past_labels, labels[taken:]], axis=0)  # (N,)
+    else:
+        shown, shown_labels = fake, labels
+    # The empty places in order first, then filled ones in a random order: N distinct places.
+    place = ops.arange(size, dtype="int32")
+    keys = ops.where(place >= filled, ops.cast(place - size, "float32"), write.random(size))  # (size,)
+    places = ops.cast(ops.argsort(keys)[:n], "int32")  # (N,)
+    images = ops.scatter_update(images, places[:, None], fake)
+    classes = ops.scatter_update(classes, places[:, None], labels)
+    filled = ops.minimum(filled + n, size)
+    return shown, None if fake_classes is None else shown_labels, (images, classes, filled)
+
+
 def conv_bias(hacks: HacksConfig) -> bool:
     """Whether a layer that batch norm may follow keeps its bias: BN's offset makes it redundant (hack 4 on)."""
     return not hacks.batch_norm

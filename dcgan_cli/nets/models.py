@@ -66,6 +66,28 @@ class Classes:
                 np.repeat(np.arange(self.count, dtype=np.int32), cols), cols)
 
 
+class ReplayBuffer:
+    """Hack 22's store of past fakes on the device: images (replay_size, H, W, C) in the model range, their classes
+    (replay_size,) (hack 21's; zeros without it) and how many places are filled (int32), as Keras variables, so a
+    checkpoint keeps them and a resumed run replays what the uninterrupted one would."""
+
+    def __init__(self, size: int, shape: tuple[int, ...]):
+        self.images = keras.Variable(np.zeros((size, *shape), np.float32), trainable=False, name="replay_images")
+        self.classes = keras.Variable(np.zeros((size,), np.int32), trainable=False, name="replay_classes")
+        self.filled = keras.Variable(np.zeros((), np.int32), trainable=False, name="replay_filled")
+
+    @property
+    def variables(self) -> list:
+        return [self.images, self.classes, self.filled]
+
+    def values(self) -> tuple:
+        return tuple(v.value for v in self.variables)
+
+    def assign(self, values: tuple) -> None:
+        for variable, value in zip(self.variables, values):
+            variable.assign(value)
+
+
 @dataclass(frozen=True)
 class Models:
     """The models of a run; `gan` is z -> D(G(z)) and shares its layers with `g` and `d`; `g_ema`, with
@@ -76,6 +98,7 @@ class Models:
     gan: keras.Model
     g_ema: keras.Model | None = None
     classes: Classes | None = None  # hack 21: G takes (z, class) and D (image, class)
+    replay: ReplayBuffer | None = None  # hack 22: the past fakes D's fake batches draw from
 
     @property
     def sampler(self) -> keras.Model:
@@ -262,7 +285,9 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
         # Its own initializer seeds, so `rng` draws what it draws without the average; then G's values.
         g_ema = build_generator(cfg, np.random.default_rng(0), classes)
         g_ema.set_weights(g.get_weights())
-    return Models(g=g, d=d, gan=gan, g_ema=g_ema, classes=classes if cfg.hacks.class_conditional else None)
+    replay = ReplayBuffer(cfg.hacks.replay_size, tuple(g.output.shape[1:])) if cfg.hacks.replay else None
+    return Models(g=g, d=d, gan=gan, g_ema=g_ema, classes=classes if cfg.hacks.class_conditional else None,
+                  replay=replay)
 
 
 

@@ -44,6 +44,7 @@ from dcgan_cli.nets.models import Classes, Models, build_generator, build_optimi
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 EMA = "g_ema"  # the weights.npz group of the moving average of G's variables
+REPLAY = "replay"  # ... and of hack 22's buffer of past fakes
 MARKER = "COMPLETE"
 FORMAT = 2  # 2: the step draws come from the device generator (draws.DrawState); 1 kept a host state
 _NAME = re.compile(r"^step_(\d{6,})$")
@@ -86,6 +87,8 @@ def _groups(models: Models) -> dict[str, list]:
               "g_optimizer": models.gan.optimizer.variables, "d_optimizer": models.d.optimizer.variables}
     if models.g_ema is not None:
         groups[EMA] = saved_variables(models.g_ema)
+    if models.replay is not None:  # hack 22: the past fakes, so a resume replays what the whole run would
+        groups[REPLAY] = models.replay.variables
     return groups
 
 
@@ -233,9 +236,14 @@ def _assign(groups: dict[str, list], checkpoint: Path, *, sources: dict[str, str
 
 def has_ema(checkpoint: Path) -> bool:
     """Whether a checkpoint holds a moving average of G's weights (train.ema_decay)."""
+    return _holds(checkpoint, EMA)
+
+
+def _holds(checkpoint: Path, group: str) -> bool:
+    """Whether a checkpoint's weights.npz holds the variables of `group`."""
     try:
         with np.load(Path(checkpoint) / "weights.npz", allow_pickle=False) as saved:
-            return any(key.startswith(f"{EMA}/") for key in saved.files)
+            return any(key.startswith(f"{group}/") for key in saved.files)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"cannot load weights.npz ({one_line(error)}). Received: {str(checkpoint)!r}") from None
 
@@ -275,8 +283,11 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
                               f"). Received: {str(checkpoint)!r}")
     groups = _groups(models)
     averaged = EMA in groups and has_ema(checkpoint)
-    # A checkpoint written without the moving average starts it from the restored G.
-    _assign({name: variables for name, variables in groups.items() if name != EMA or averaged}, checkpoint)
+    # A checkpoint written without the moving average starts it from the restored G; one without hack 22's buffer
+    # (the switch turned on for the resume) leaves it empty.
+    replayed = REPLAY in groups and _holds(checkpoint, REPLAY)
+    _assign({name: variables for name, variables in groups.items()
+             if (name != EMA or averaged) and (name != REPLAY or replayed)}, checkpoint)
     if EMA in groups and not averaged:
         models.g_ema.set_weights(models.g.get_weights())
     try:

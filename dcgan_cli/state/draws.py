@@ -31,6 +31,7 @@ G_UPDATE = 2  # ... and k = G_UPDATE in the G update
 EXTRA_BASE = 2**31
 EXTRA_SLOTS = 8
 CLASS_SLOT = 0  # hack 21: the fake images' classes
+REPLAY_READ_SLOT, REPLAY_WRITE_SLOT = 1, 2  # hack 22: the buffer's places read, and written once full
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,15 @@ class Draws:
         h, key = self.cfg.hacks, self.key(step, sub)
         images = hacks.diff_augment(images, self.random(key, slot=AUGMENT_SLOT + update), hacks=h)
         return hacks.instance_noise(images, self.random(key, slot=NOISE_SLOT + update), step, hacks=h)
+
+    def replay(self, fake, fake_classes, buffer: tuple | None, step, sub: int | None = None) -> tuple:
+        """Hack 22 on step `step`'s (sub-step `sub`'s) fakes: D's fakes, their classes and the replay buffer's new
+        values (hacks.replay), its places drawn in REPLAY_READ_SLOT and REPLAY_WRITE_SLOT of the extra slots."""
+        if buffer is None:
+            return fake, fake_classes, None
+        key = self.key(step, sub)
+        return hacks.replay(fake, fake_classes, buffer, self.random(key, slot=REPLAY_READ_SLOT, extra=True),
+                            self.random(key, slot=REPLAY_WRITE_SLOT, extra=True), hacks=self.cfg.hacks)
 
     def d_batches(self, real, fake, plan: tuple, step, sub: int | None = None, classes: tuple = (None, None)) -> tuple:
         """The D updates (x, targets) of step `step`, sub-step `sub` (d_batches), each x augmented and with

@@ -92,7 +92,8 @@ class CompiledStep:
         m.d.trainable = True
         return (m.g.trainable_variables, m.g.non_trainable_variables, m.d.trainable_variables,
                 m.d.non_trainable_variables, m.d.optimizer.variables, m.gan.optimizer.variables,
-                m.g_ema.trainable_variables if m.g_ema is not None else [])
+                m.g_ema.trainable_variables if m.g_ema is not None else [],
+                m.replay.variables if m.replay is not None else [])
 
     def _read_state(self) -> tuple:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
@@ -141,7 +142,8 @@ class CompiledStep:
         """JAX: the step as a pure function of the state."""
         g, d = self.models.g, self.models.d
         d_optimizer, g_optimizer = self.models.d.optimizer, self.models.gan.optimizer
-        g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, sums = state
+        g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, replay, sums = state
+        buffer = tuple(replay) if replay else None  # hack 22
 
         def scaled(optimizer, optimizer_values, loss):
             with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_values))):
@@ -158,8 +160,9 @@ class CompiledStep:
             else:
                 fake, _ = g.stateless_call(g_tv, g_ntv, g_in, training=True)
 
-            # (1) Update D on each batch of the plan.
-            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub, classes),
+            # (1) Update D on each batch of the plan (hack 22: its fakes partly from the buffer of past ones).
+            shown, shown_classes, buffer = self.draws.replay(ops.stop_gradient(fake), classes[1], buffer, step, sub)
+            for (x, y), held in zip(self.draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes)),
                                     self.sources):
                 x, x_classes = self._split(x)
 
@@ -187,7 +190,8 @@ class CompiledStep:
 
         # (3) The moving average of G's weights, when kept.
         ema = ema_values(ema, g_tv, decay=self.ema_decay, step=step)
-        return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, sums + _stack(found)
+        replay = list(buffer) if buffer is not None else []
+        return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, replay, sums + _stack(found)
 
     def _stateful_step(self, source, step):
         """TensorFlow and torch: the step on the Keras variables, in place."""
@@ -195,6 +199,7 @@ class CompiledStep:
         g_optimizer = self.models.gan.optimizer
 
         found = {}
+        buffer = None if self.models.replay is None else self.models.replay.values()  # hack 22
         for sub in range(self.draws.d_steps):  # hack 13: D's sub-steps, each on its own batch, latents and labels
             real, z, plan, classes = self._inputs(source, step, sub)
             g_in = g_inputs(z, classes[1])
@@ -205,9 +210,10 @@ class CompiledStep:
                 fake, _ = g.stateless_call([v.value for v in g.trainable_variables],
                                            [v.value for v in g.non_trainable_variables], g_in, training=True)
 
-            # (1) Update D on each batch of the plan.
+            # (1) Update D on each batch of the plan (hack 22: its fakes partly from the buffer of past ones).
             d.trainable = True
-            for (x, y), held in zip(self.draws.d_batches(real, ops.stop_gradient(fake), plan, step, sub, classes),
+            shown, shown_classes, buffer = self.draws.replay(ops.stop_gradient(fake), classes[1], buffer, step, sub)
+            for (x, y), held in zip(self.draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes)),
                                     self.sources):
                 x, x_classes = self._split(x)
 
@@ -234,4 +240,6 @@ class CompiledStep:
         # (3) The moving average of G's weights, when kept.
         if self.models.g_ema is not None:
             assign_ema(self.models, decay=self.ema_decay, step=step)
+        if buffer is not None:
+            self.models.replay.assign(buffer)
         self.sums.assign(self.sums.value + _stack(found))

@@ -34,6 +34,7 @@ from dcgan_cli.training.health import Health, RollBack, roll_back
 from dcgan_cli.nets.models import (
     Classes,
     Models,
+    ReplayBuffer,
     assign_ema,
     build_models,
     build_optimizers,
@@ -72,29 +73,37 @@ class Interrupted(TrainingError):
         self.signum = signum
 
 
-def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool) -> Callable:
+def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool,
+                  replay: ReplayBuffer | None = None) -> Callable:
     """The train_on_batch loop's inputs of a step as one compiled call on the device, (source, step) -> (D's
     batches, G's inputs): the real batch gathered and scaled, the latents and D's plan drawn, and G's fakes pooled
     with the real images into each D update's (x, targets) (Draws.d_batches; G's inputs: Draws.g_inputs; with
     hack 21 the classes of both go with them, and G's targets carry the fakes' classes). G runs
     in training mode (batch statistics, as in the DCGAN reference) and statelessly: its moving statistics move
-    once per step, in the G update on the same z."""
-    def prepare(trainable, non_trainable, source, step):
+    once per step, in the G update on the same z. With hack 22 D's fakes come partly from `replay`, which the call
+    then updates."""
+    def prepare(trainable, non_trainable, source, step, buffer):
         batches = ()
         for sub in range(step_draws.d_steps):  # hack 13: each D sub-step its own batch, latents and labels
             real = step_draws.real(source, step, resident=resident, sub=sub)
             z, plan = step_draws.latents_and_plan(step, sub)
             classes = step_draws.classes_of(source, step, resident=resident, sub=sub)  # hack 21: (real, fake)
             fake, _ = g.stateless_call(trainable, non_trainable, g_inputs(z, classes[1]), training=True)
-            batches += step_draws.d_batches(real, fake, plan, step, sub, classes)
-        return batches, step_draws.g_inputs(z, fake, step, classes[1]), draws.g_targets(z, classes[1])
+            shown, shown_classes, buffer = step_draws.replay(fake, classes[1], buffer, step, sub)  # hack 22
+            batches += step_draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes))
+        return batches, step_draws.g_inputs(z, fake, step, classes[1]), draws.g_targets(z, classes[1]), buffer
 
     compiled = compile_function(prepare)
 
     def call(source, step: int) -> tuple:
         trainable = [v.value for v in g.trainable_variables]
         non_trainable = [v.value for v in g.non_trainable_variables]
-        return compiled(trainable, non_trainable, backend.distribute_batch(source), backend.int32_argument(step))
+        buffer = None if replay is None else replay.values()
+        *inputs, buffer = compiled(trainable, non_trainable, backend.distribute_batch(source),
+                                   backend.int32_argument(step), buffer)
+        if replay is not None:
+            replay.assign(buffer)
+        return tuple(inputs)
 
     return call
 
@@ -159,7 +168,7 @@ class _SplitLoop:
         build_optimizers(models)
         self.models, self.cfg = models, cfg
         self.feed = Feed(images, step_draws, cfg=cfg, labels=labels)
-        self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident)
+        self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident, replay=models.replay)
         self.update_ema = ema_updater(models, decay=cfg.train.ema_decay) if models.g_ema is not None else None
         self.sums = dict.fromkeys(METRICS, 0.0)
 
