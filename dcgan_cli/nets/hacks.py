@@ -297,7 +297,8 @@ def replay(fake, fake_classes, buffer: tuple, read, write, *, hacks: HacksConfig
     """
     if not hacks.replay:
         return fake, fake_classes, buffer
-    images, classes, filled = buffer
+    images, classes, filled = (ops.convert_to_tensor(value, dtype) for value, dtype in
+                               zip(buffer, ("float32", "int32", "int32")))
     n, size = fake.shape[0], images.shape[0]
     taken = min(n, round(hacks.replay_fraction * n))
     fake = ops.cast(fake, images.dtype)
@@ -314,7 +315,8 @@ def replay(fake, fake_classes, buffer: tuple, read, write, *, hacks: HacksConfig
         shown, shown_labels = fake, labels
     # The empty places in order first, then filled ones in a random order: N distinct places.
     place = ops.arange(size, dtype="int32")
-    keys = ops.where(place >= filled, ops.cast(place - size, "float32"), write.random(size))  # (size,)
+    keys = ops.where(ops.greater_equal(place, filled), ops.cast(place - size, "float32"),
+                     write.random(size))  # (size,)
     places = ops.cast(ops.argsort(keys)[:n], "int32")  # (N,)
     images = ops.scatter_update(images, places[:, None], fake)
     classes = ops.scatter_update(classes, places[:, None], labels)
