@@ -352,3 +352,17 @@ def test_a_perfect_generator_scores_the_classifiers_own_accuracy():
     wrong = scoring.conditional_scores(ref.extractor, lambda index, n: real_images_of((index + 1) % 10, n),
                                        Classes.of(dataset), dataset, count=1000)
     assert wrong["conditional_accuracy"] < 0.1 and wrong["intra_fd"] > 5 * found["intra_fd"]
+
+
+def test_the_switch_changes_the_architecture_hash_only_when_on():
+    import hashlib
+
+    from dcgan_cli.config import ARCHITECTURE, flatten
+
+    off = load_config(None, TINY)
+    flat = flatten(off)
+    before = hashlib.sha256(json.dumps({key: flat[key] for key in ARCHITECTURE}).encode()).hexdigest()[:16]
+    assert checkpoint.architecture_hash(off) == before, "checkpoints written before hack 21 still resume"
+    hashes = {checkpoint.architecture_hash(conditional_cfg(f"hacks.conditioning={c}", f"hacks.g_conditioning={g}"))
+              for c in ("projection", "auxiliary") for g in ("batch_norm", "concat")}
+    assert len(hashes) == 4 and before not in hashes
