@@ -366,3 +366,11 @@ def test_the_switch_changes_the_architecture_hash_only_when_on():
     hashes = {checkpoint.architecture_hash(conditional_cfg(f"hacks.conditioning={c}", f"hacks.g_conditioning={g}"))
               for c in ("projection", "auxiliary") for g in ("batch_norm", "concat")}
     assert len(hashes) == 4 and before not in hashes
+
+
+def test_an_ablation_run_of_a_conditional_config_measures_its_diversity(conditional_run):
+    from dcgan_cli.ablate import worker
+
+    run = conditional_run("compiled", "projection")
+    diversity = worker._diversity(run / "checkpoints" / "step_000004", conditional_cfg(), seed=0)
+    assert np.isfinite(diversity) and diversity > 0

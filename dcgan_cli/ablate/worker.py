@@ -102,12 +102,16 @@ def _final_losses(directory: Path) -> dict[str, float]:
 
 
 def _diversity(found: Path, cfg: Config, *, seed: int) -> float:
-    """The generated images' mean pairwise distance as a share of the real images' (DIVERSITY_IMAGES of each)."""
+    """The generated images' mean pairwise distance as a share of the real images' (DIVERSITY_IMAGES of each); a
+    class-conditional G's (hack 21) images are of classes drawn as often as the data has them."""
     _, g = checkpoint.load_generator(found)
     dataset = sources.load_dataset(cfg, progress=False)
-    latents = np.concatenate(list(scoring.drawn_latents(cfg, DIVERSITY_IMAGES, np.random.default_rng(seed))))
+    rng = np.random.default_rng(seed)
+    latents = np.concatenate(list(scoring.drawn_latents(cfg, DIVERSITY_IMAGES, rng)))
+    classes = scoring.drawn_classes(checkpoint.saved_classes(found), DIVERSITY_IMAGES, rng)
     real = dataset.images[np.sort(real_order(len(dataset.images), dataset_key(dataset))[:DIVERSITY_IMAGES])]
-    return round(mean_pairwise_distance(generate(g, latents, cfg)) / max(mean_pairwise_distance(real), 1e-12), 4)
+    fakes = generate(g, latents, cfg, classes)
+    return round(mean_pairwise_distance(fakes) / max(mean_pairwise_distance(real), 1e-12), 4)
 
 
 def _final_grid(directory: Path) -> str | None:
