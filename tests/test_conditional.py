@@ -151,7 +151,7 @@ def test_the_projection_score_is_the_plain_score_plus_the_class_embedding_times_
     np.testing.assert_allclose(found, 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-6)
 
 
-def test_the_auxiliary_losses_add_the_weighted_class_cross_entropy():
+def test_the_auxiliary_losses_add_the_weighted_class_cross_entropy_ds_on_real_images_gs_on_fakes():
     h = dataclasses.replace(conditional_cfg("hacks.conditioning=auxiliary", "hacks.aux_weight=0.5").hacks)
     objective = hacks.objective(h)
     p = np.array([[0.8], [0.3]], np.float32)
@@ -161,8 +161,9 @@ def test_the_auxiliary_losses_add_the_weighted_class_cross_entropy():
     log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     ce = -log_softmax[[0, 1], [0, 2]]
     bce = -(d_targets[:, 0] * np.log(p[:, 0]) + (1 - d_targets[:, 0]) * np.log(1 - p[:, 0]))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(objective.d_loss(d_targets, output)), bce + 0.5 * ce,
-                               rtol=1e-5)
+    real = d_targets[:, 1]  # D's class term counts on its real images only
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(objective.d_loss(d_targets, output)),
+                               bce + 0.5 * ce * real, rtol=1e-5)
     g_targets = np.array([[1, 0], [1, 2]], np.float32)  # 1, class
     np.testing.assert_allclose(keras.ops.convert_to_numpy(objective.g_loss(g_targets, output)),
                                -np.log(p[:, 0]) + 0.5 * ce, rtol=1e-5)

@@ -272,8 +272,8 @@ def class_head(features, score, classes, *, hacks: HacksConfig, count: int, rng:
 
 def class_loss(objective: losses.Objective, *, hacks: HacksConfig) -> losses.Objective:
     """Hack 21's losses. With the auxiliary classifier, D's output is (N, 1 + count): its usual output, then the
-    class logits, and both losses add aux_weight times the logits' cross-entropy against the image's class, on
-    real and fake images alike (Odena et al.).
+    class logits, and both losses add aux_weight times the logits' cross-entropy against the image's class: D's on
+    its real images, G's on its fakes (losses.auxiliary says why not D's on fakes too, as Odena et al. do).
 
     auxiliary: losses.auxiliary(objective, weight=aux_weight)
     projection, or off: objective (the class acts through D's score)
