@@ -375,3 +375,15 @@ def test_an_ablation_run_of_a_conditional_config_measures_its_diversity(conditio
     run = conditional_run("compiled", "projection")
     diversity = worker._diversity(run / "checkpoints" / "step_000004", conditional_cfg(), seed=0)
     assert np.isfinite(diversity) and diversity > 0
+
+
+def test_a_conditional_checkpoint_without_its_classes_is_a_clean_error(conditional_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(conditional_run("compiled", "projection") / "checkpoints" / "step_000004", broken)
+    state = json.loads((broken / "state.json").read_text())
+    del state["classes"]
+    (broken / "state.json").write_text(json.dumps(state))
+    result = run_cli("sample", "--checkpoint", str(broken), "--out", str(tmp_path / "x.png"))
+    assert result.exit_code == 2 and "names no classes" in result.output and "Received: " in result.output

@@ -86,7 +86,7 @@ def sample(checkpoint_path: Path, count: int, seed: int, out: Path, individual: 
 
     if per_class is not None:
         z = sampling.latents(rng, classes.count * per_class, cfg, truncate=truncate)
-        pictures = generate(g, z, cfg, np.repeat(np.arange(classes.count, dtype=np.int32), per_class))
+        pictures = generate(g, z, cfg, classes.rows(per_class))
         with writing(out):
             images.save_png(images.label_rows(images.grid(pictures, cols=per_class), list(classes.names)), out)
         click.echo(f"wrote {out} ({per_class} images of each of {classes.count} classes from {found})", err=True)

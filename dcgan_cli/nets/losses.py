@@ -93,6 +93,13 @@ def _float32(x):
     return ops.cast(x, "float32")
 
 
+def with_class(targets, classes):
+    """Targets (N, T) with hack 21's classes (N,) as one more column (N, T + 1); unchanged when `classes` is None."""
+    if classes is None:
+        return targets
+    return ops.concatenate([targets, ops.cast(classes, "float32")[:, None]], axis=1)
+
+
 def class_cross_entropy(classes, logits):
     """-log softmax(logits)[class] of class logits (N, K) against class indices (N,) (any dtype): per sample (N,)."""
     logits = ops.cast(logits, "float32")

@@ -41,10 +41,18 @@ class Classes:
     def from_json(cls, saved: dict) -> Classes:
         return cls(names=tuple(str(name) for name in saved["names"]), counts=tuple(int(n) for n in saved["counts"]))
 
+    @property
+    def frequencies(self) -> np.ndarray:
+        """Each class's share of the training images: float64 (K,)."""
+        return np.asarray(self.counts, np.float64) / sum(self.counts)
+
     def drawn(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n classes drawn from `rng` as often as the data has them: int32 (n,)."""
-        return rng.choice(self.count, size=n, p=np.asarray(self.counts, np.float64) / sum(self.counts)).astype(
-            np.int32)
+        return rng.choice(self.count, size=n, p=self.frequencies).astype(np.int32)
+
+    def rows(self, per_class: int) -> np.ndarray:
+        """Every class `per_class` times in a row, class by class (0, 0, ..., 1, 1, ...): int32 (K * per_class,)."""
+        return np.repeat(np.arange(self.count, dtype=np.int32), per_class)
 
     def index(self, name: str) -> int:
         """The index of the class called `name` (or given by its index); ValueError naming the classes."""
@@ -62,8 +70,7 @@ class Classes:
         """A grid of one row per class on the first n_samples // K fixed latents, the same latents in every row:
         (z (K * cols, latent_dim), classes int32 (K * cols,), cols)."""
         cols = max(1, len(latents) // self.count)
-        return (np.tile(latents[:cols], (self.count, 1)),
-                np.repeat(np.arange(self.count, dtype=np.int32), cols), cols)
+        return np.tile(latents[:cols], (self.count, 1)), self.rows(cols), cols
 
 
 class ReplayBuffer:

@@ -266,7 +266,11 @@ def load_generator(checkpoint: Path, *, raw: bool = False) -> tuple[Config, kera
     except ConfigError as error:
         raise CheckpointError(f"the checkpoint's config.yaml is unusable ({error.problems[0]}). "
                               f"Received: {str(checkpoint)!r}") from None
-    g = build_generator(cfg, np.random.default_rng(0), saved_classes(checkpoint))
+    classes = saved_classes(checkpoint)
+    if cfg.hacks.class_conditional and classes is None:
+        raise CheckpointError("the checkpoint's config has hacks.class_conditional on but its state.json names no "
+                              f"classes, so its G cannot be rebuilt. Received: {str(checkpoint)!r}")
+    g = build_generator(cfg, np.random.default_rng(0), classes)
     _assign({"g": saved_variables(g)}, Path(checkpoint), sources={"g": EMA if has_ema(checkpoint) and not raw else "g"})
     return cfg, g
 

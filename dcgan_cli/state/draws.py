@@ -163,8 +163,7 @@ class Draws:
         random = self.random(self.key(step, sub), slot=CLASS_SLOT, extra=True)
         n, count = self.cfg.train.batch_size, self.classes.count
         if self.cfg.hacks.class_draw == "frequency":
-            frequencies = np.asarray(self.classes.counts, np.float64) / sum(self.classes.counts)
-            return real, random.choice(frequencies, n)
+            return real, random.choice(self.classes.frequencies, n)
         return real, random.integers(0, count, n)
 
     def d_input(self, images, step, *, update: int, sub: int | None = None):
@@ -236,12 +235,10 @@ def d_batches(real, fake, plan: tuple, classes: tuple = (None, None)) -> tuple:
     batches = []
     for index, targets in plan:
         held = ops.take(labels, index, axis=0)  # (len,)
-        batches.append((ops.take(pool, index, axis=0), held,
-                        ops.concatenate([targets, ops.cast(held, "float32")[:, None]], axis=1)))  # (len, 3)
+        batches.append((ops.take(pool, index, axis=0), held, losses.with_class(targets, held)))  # (len, 3)
     return tuple(batches)
 
 
 def g_targets(z, classes=None):
     """G's targets in the G update: 1 (N, 1), and with hack 21 the fakes' classes as a second column (N, 2)."""
-    ones = ops.ones((z.shape[0], 1), "float32")
-    return ones if classes is None else ops.concatenate([ones, ops.cast(classes, "float32")[:, None]], axis=1)
+    return losses.with_class(ops.ones((z.shape[0], 1), "float32"), classes)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli.nets import hacks
+from dcgan_cli.nets import hacks, losses
 from dcgan_cli.backend import compile_function, input_gradient
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
@@ -78,9 +78,7 @@ class Probe:
                 loss = 0.0
                 for x, classes, label in ((real, real_classes, 1.0), (ops.stop_gradient(fake), fake_classes, 0.0)):
                     p, _ = d.stateless_call(values, d_ntv, d_inputs(x, classes), training=True)
-                    targets = ops.full((x.shape[0], 2), label)  # label, source
-                    if classes is not None:  # hack 21: the class as a third column
-                        targets = ops.concatenate([targets, ops.cast(classes, "float32")[:, None]], axis=1)
+                    targets = losses.with_class(ops.full((x.shape[0], 2), label), classes)  # label, source(, class)
                     loss = loss + ops.mean(objective.d_loss(targets, p))
                 return loss, None
 
