@@ -44,7 +44,9 @@ class DataConfig:
     name: str = setting("digits", choices=DATASETS)  # which dataset (see docs/datasets.md)
     path: str | None = setting(None)  # folder, npz, npy: the image folder or array file; mnist, fashion_mnist,
     #                                   cifar10: local dataset files, so nothing is downloaded
-    limit: int | None = setting(None, low=1)  # use only the first N images; null = all
+    limit: int | None = setting(None, low=1)  # use only N images (see subset); null = all
+    subset: str = setting("first", choices=("first", "balanced"))  # which `limit` images: the first N, or the
+    #                                           first of each class in turn (needs class labels)
     labels: bool = setting(False)  # load the class labels too, and refuse a dataset that has none
     cache_dir: str | None = setting(None)  # decoded-folder cache; null = $XDG_CACHE_HOME/dcgan-cli or ~/.cache/dcgan-cli
 
@@ -121,6 +123,16 @@ class HacksConfig:
     #                                past fakes; off: only the step's own fakes
     replay_size: int = setting(1024, low=1)  # past fakes the buffer holds (on the device, in the checkpoints)
     replay_fraction: float = setting(0.5, low=0.0, high=1.0)  # the share of each fake batch taken from the buffer
+    adaptive_augment: bool = setting(False)  # 23 hack 20's operations each applied with a probability p that
+    #                                          adapts to D's overfitting (ADA); off: none (hack 20: always)
+    ada_target: float = setting(0.6, low=0.0, high=1.0)  # p rises while r_t = E[sign(D's raw score on reals)] is
+    #                                          above this, and falls while it is below
+    ada_interval: int = setting(4, low=1)  # steps over which r_t is measured; p moves once per interval
+    ada_kimg: float = setting(100.0, low=0.0)  # thousands of real images over which p can go from 0 to 1
+    lecam: bool = setting(False)  # 24 LeCam: D's scores on reals pulled toward the moving average of its scores on
+    #                               fakes, and the other way round (Tseng et al. 2021); off: none
+    lecam_weight: float = setting(0.01, low=0.0)  # the regulariser's weight in D's loss
+    lecam_decay: float = setting(0.99, low=0.0, high=1.0, high_open=True)  # the moving averages' decay per step
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,11 @@ class MonitorConfig:
     collapse_checks: int = setting(2, low=1)  # ... at this many checks in a row
     collapse_mode_drop: int = setting(3, low=1)  # ... or (output.eval_every) the modes covered this many below
     #                                  the run's best so far
+    d_overfits: bool = setting(True)  # rule: D tells its training images apart too surely (ADA's r_t)
+    d_overfits_sign: float = setting(0.9, low=0.0, high=1.0)  # ... the logged mean of sign(D's raw score on
+    #                                  reals) above this
+    d_overfits_logs: int = setting(5, low=1)  # ... for this many consecutive logs (output.log_every apart)
+    d_overfits_after: int = setting(1000, low=0)  # ... judged after this step (D beats G's first images on any data)
     grad_norm: bool = setting(True)  # rule: D's or G's gradient norm above max_grad_norm
     max_grad_norm: float = setting(1000.0, low=0.0)  # ... the bound (global L2 norm of the loss's gradient)
     rollback_lr_factor: float = setting(0.5, low=0.0, high=1.0)  # rollback: multiply D's learning rate by this
@@ -243,6 +260,20 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def with_overrides(config: Config, overrides: Iterable[str]) -> Config:
+    """`config` with `SECTION.KEY=VALUE` overrides applied and everything checked again, as load_config does."""
+    problems: list[str] = []
+    changed = _build(_apply_overrides(to_dict(config), overrides, problems), problems)
+    if problems:
+        raise ConfigError(problems)
+    return changed
+
+
+def problems_of(config: Config) -> list[str]:
+    """The problems of a config built by replacing values (ablation variants), which involve more than one value."""
+    return _cross_checks(config)
 
 
 def _read_file(path: Path, problems: list[str]) -> dict:
@@ -403,6 +434,12 @@ def _cross_checks(config: Config) -> list[str]:
     if config.hacks.replay and config.hacks.replay_size < config.train.batch_size:
         problems.append(f"hacks.replay_size: the buffer must hold at least one batch (train.batch_size "
                         f"{config.train.batch_size}). Received: {config.hacks.replay_size}")
+    if config.hacks.adaptive_augment and config.hacks.diff_augment:
+        problems.append("hacks.adaptive_augment: applies hack 20's operations with an adaptive probability, and "
+                        "hacks.diff_augment applies them always; turn one off. Received: true")
+    if config.hacks.adaptive_augment and config.hacks.ada_kimg <= 0:
+        problems.append("hacks.ada_kimg: expected a number of thousands of images above 0. "
+                        f"Received: {config.hacks.ada_kimg}")
     size = config.model.image_size
     if size % 2:
         problems.append("model.image_size: expected an even size (G doubles its base at least once). "

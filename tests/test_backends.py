@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["tests/test_train.py", "tests/test_compiled.py", "tests/test_evaluate.py", "tests/test_draws.py",
          "tests/test_hacks.py", "tests/test_ema.py", "tests/test_health.py", "tests/test_more_hacks.py",
-         "tests/test_conditional.py", "tests/test_replay.py"]
-# Four processes per backend: the core loop, then hacks 12-15, 16-20 and 21 on, each hack by its own tests.
+         "tests/test_conditional.py", "tests/test_replay.py", "tests/test_adaptive.py"]
+# Five processes per backend: the core loop, then hacks 12-15, 16-20, 21-22 and 23 on, each hack by its own tests.
 GROUPS = {
     "core": "test_d_update_trains_d_only or test_in_the_g_update or test_fakes_come_from or "
             "test_d_and_g_updates_touch_only or test_both_loops_agree or test_the_compiled_loop_resumes or "
@@ -35,13 +35,15 @@ GROUPS = {
     "hacks 21-": "test_g_and_d_take_the_class or test_fake_classes_depend or test_both_loops_train_the_same_cond or "
                  "test_conditional_batch_norm or "
                  "test_a_conditional_run_resumes or test_replay",
+    "hacks 23-": "test_p_rises or test_both_loops_agree_on_weights_and_state or test_p_and_lecams or "
+                 "test_p_0_is or test_lecam_matches",
 }
 # Each hack from 12 on, and the tests that check it by itself (on by itself, both loops, against hand values).
 HACK_TESTS = {"ttur": "test_ttur", "train_d_more": "test_train_d_more", "instance_noise": "test_instance_noise",
               "g_dropout": "test_g_dropout", "spectral_norm": "test_spectral_norm", "hinge_loss": "test_hinge",
               "r1_penalty": "test_r1_changes", "minibatch_std": "test_minibatch_std",
               "diff_augment": "test_diff_augment", "class_conditional": "test_both_loops_train_the_same_cond",
-              "replay": "test_replay"}
+              "replay": "test_replay", "adaptive_augment": "test_p_rises", "lecam": "test_lecam_matches"}
 JAX_ONLY = {"core": " or test_the_jax_step_reuses"}
 
 

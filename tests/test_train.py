@@ -61,7 +61,8 @@ def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separ
         d_after, g_after = snapshot(models.d), snapshot(models.g)
         assert changed(d_before, d_after) == set(d_before), "every D weight and statistic moves on a D update"
         assert changed(g_before, g_after) == set(), "G stays put on a D update"
-        assert set(logs) == {"d_loss_real", "d_loss_fake", "d_real_mean", "d_fake_mean"}
+        assert set(logs) == {"d_loss_real", "d_loss_fake", "d_real_mean", "d_fake_mean", "d_real_sign",
+                             "d_real_score", "d_fake_score"}
 
 
 def test_the_naive_keras2_recipe_leaves_d_untrained(tiny_overrides):
@@ -115,7 +116,8 @@ def test_train_step_reports_every_metric_per_source(tiny_overrides, separate):
     cfg, models, prepare, batches, g_side = setup(tiny_overrides, f"hacks.separate_batches={separate}",
                                              "hacks.label_smoothing=false", "hacks.noisy_labels=false")
     logs = train.train_step(models, batches, *g_side, cfg=cfg)
-    assert set(logs) == set(train.METRICS) and all(np.isfinite(v) for v in logs.values())
+    assert set(logs) == {*train.METRICS, "d_real_score", "d_fake_score"} and all(np.isfinite(v) for v in logs.values())
+    assert (logs["d_real_mean"] > 0.5) == (logs["d_real_score"] > 0), "the raw score is the probability's logit"
     assert 0 < logs["d_real_mean"] < 1 and 0 < logs["d_fake_mean"] < 1
     # with hard labels, D's loss on each source is -log D(x) and -log(1 - D(G(z))) averaged: both positive
     assert logs["d_loss_real"] > 0 and logs["d_loss_fake"] > 0

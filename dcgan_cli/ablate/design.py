@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dcgan_cli.config import Config, differences, flatten, replace_value
+from dcgan_cli.config import Config, differences, flatten, problems_of, replace_value
 
 DESIGNS = ("leave-one-out", "one-at-a-time", "together", "factorial")
 FACTORIAL_LIMIT = 6  # factorial designs of more factors (2^7 = 128 variants and up) need --yes
@@ -100,6 +100,10 @@ def _nothing_replayed(cfg: Config) -> str | None:
     return "hacks.replay_fraction is 0, so no past fake is shown" if cfg.hacks.replay_fraction == 0 else None
 
 
+def _lecam_weightless(cfg: Config) -> str | None:
+    return "hacks.lecam_weight is 0" if cfg.hacks.lecam_weight == 0 else None
+
+
 FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("strided_conv", "hacks.strided_conv", True, False),
     Factor("transposed_conv", "hacks.transposed_conv", True, False),
@@ -124,6 +128,8 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("minibatch_std", "hacks.minibatch_std", True, False),
     Factor("class_conditional", "hacks.class_conditional", True, False, _unlabelled),
     Factor("replay", "hacks.replay", True, False, _nothing_replayed),
+    Factor("adaptive_augment", "hacks.adaptive_augment", True, False),
+    Factor("lecam", "hacks.lecam", True, False, _lecam_weightless),
     Factor("ema", "train.ema_decay", 0.999, 0.0),
 )}
 # --factors all: the eleven hacks and D's BN statistics; --factors new: the stabilisers after them (hacks 12 on) and
@@ -237,6 +243,10 @@ def variants(base: Config, factors: list[Factor], *, design: str, everything: bo
     for combination in itertools.product(*[(values[f.path], f.switched(values[f.path])) for f in live]):
         changes = tuple((f.path, v) for f, v in zip(live, combination) if v != values[f.path])
         cfg = Variant("", changes).apply(base)
+        refused = problems_of(cfg)
+        if refused:  # two switches that exclude each other (DiffAugment and adaptive augmentation)
+            notes.append(f"left out {'+'.join(by_path[p].name for p, _ in changes)}: {refused[0]}")
+            continue
         # A factor another one makes inert (D's BN statistics without BN) gives a duplicate of a variant made already.
         effective = tuple(sorted((p, v) for p, v in changes if by_path[p].inert(cfg) is None))
         if effective in seen:

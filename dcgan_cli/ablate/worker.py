@@ -74,7 +74,8 @@ def _run(directory: Path) -> dict:
         evaluation = spec["evaluation"]
         _, scored = scoring.evaluate_checkpoint(
             final, count=evaluation["count"], features=evaluation["features"], seed=evaluation["seed"],
-            inception_weights=evaluation["inception_weights"], progress=False)
+            inception_weights=evaluation["inception_weights"], overrides=evaluation.get("overrides", ()),
+            progress=False)
         scoring.write_result(final / scoring.SCORES_FILE, scored)
         diversity = _diversity(final, cfg, seed=evaluation["seed"])
         result.update(step=checkpoint.read_state(final)["step"], features=scored["features"],
@@ -98,7 +99,7 @@ def collapsed(diversity: float, scores: dict, *, floor: float) -> bool:
 def _final_losses(directory: Path) -> dict[str, float]:
     """The last logged losses and D outputs (means over the last log window)."""
     logs = [record for record in read_metrics(directory) if "d_loss_real" in record]
-    return {key: logs[-1][key] for key in training.METRICS} if logs else {}
+    return {key: logs[-1][key] for key in training.METRICS if key in logs[-1]} if logs else {}
 
 
 def _diversity(found: Path, cfg: Config, *, seed: int) -> float:

@@ -49,6 +49,9 @@ from dcgan_cli.cli.common import (
               help="The study's directory [default: runs/<config name>-<design>]. The same command continues it.")
 @click.option("--n", "count", type=click.IntRange(min=10), default=5000, show_default=True,
               help="Images of each run's final generator to score.")
+@click.option("--score-set", "score_overrides", multiple=True, metavar="data.KEY=VALUE",
+              help="Score the runs against other data than they trained on, e.g. --score-set data.limit=null: a "
+                   "small training subset's runs against the whole folder. Repeatable.")
 @features_option
 @inception_option
 @click.option("--plan", is_flag=True, help="Write the study's directory and print one shell command per run "
@@ -59,7 +62,7 @@ from dcgan_cli.cli.common import (
 @click.option("--yes", is_flag=True, help="Run a factorial design of more than 6 factors.")
 def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, design: str, seeds: int,
            jobs: int | None, executor: str, address: str | None, cpus_per_run: int, gpus_per_run: float,
-           run_dir: Path | None, count: int, features: str | None, inception_weights: Path | None, plan: bool,
+           run_dir: Path | None, count: int, score_overrides: tuple[str, ...], features: str | None, inception_weights: Path | None, plan: bool,
            report_dir: Path | None, yes: bool) -> None:
     """Measure which hacks matter: train each variant of a base config with several seeds, score every run, and
     write a report (report.md, results.csv, report.png, samples.png). Interrupted, the same command continues."""
@@ -84,7 +87,7 @@ def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, d
         from dcgan_cli.ablate import runner
 
         evaluation = runner.evaluation_plan(base, count=count, features=features,
-                                            inception_weights=inception_weights)
+                                            inception_weights=inception_weights, overrides=score_overrides)
         planned = studies.extended(studies.Study(
             root=root, design=design, factors=tuple(f.name for f in varied), seeds=seeds, variants=tuple(made),
             reference=reference, base=base, evaluation=evaluation))

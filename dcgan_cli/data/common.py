@@ -27,6 +27,18 @@ class Dataset:
     cache: Path | None = None  # the decoded-images cache file, when there is one
 
 
+def balanced_indices(labels: np.ndarray, limit: int) -> np.ndarray:
+    """data.subset balanced: the sorted indices of `limit` items of a dataset whose classes are `labels` (N,), the
+    first of each class in turn, so each of K classes gets limit / K (one more for the first limit mod K classes; a
+    class with too few gives all it has)."""
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), np.int64)  # each item's place among its class's items
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        rank[where] = np.arange(len(where))
+    return np.sort(np.lexsort((labels, rank))[:limit])
+
+
 def cache_root(cache_dir: str | Path | None) -> Path:
     """Where decoded folders and evaluation caches go: data.cache_dir, else $XDG_CACHE_HOME/dcgan-cli, else
     ~/.cache/dcgan-cli."""

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from dcgan_cli.data.common import DataError, Dataset, cache_root, fit_image
+from dcgan_cli.data.common import DataError, Dataset, balanced_indices, cache_root, fit_image
 from dcgan_cli.files import exclusive, write_atomically
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
@@ -41,14 +41,24 @@ def list_images(root: Path) -> list[tuple[str, int, int]]:
     return found
 
 
-def listed(root: str | Path, *, limit: int | None) -> tuple[Path, list[tuple[str, int, int]]]:
-    """The folder and its first `limit` image files (list_images), or a DataError naming data.path."""
+def listed(root: str | Path, *, limit: int | None,
+           subset: str = "first") -> tuple[Path, list[tuple[str, int, int]]]:
+    """The folder and `limit` of its image files (list_images): the first ones, or with `subset` balanced the
+    first of each class subfolder in turn (common.balanced_indices); or a DataError naming data.path."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"data.path: no such folder. Received: {str(root)!r}")
     if not root.is_dir():
         raise DataError(f"data.path: expected a folder of images for data.name folder. Received: {str(root)!r}")
-    files = list_images(root)[:limit]
+    files = list_images(root)
+    if subset == "balanced" and limit is not None and files:
+        names = class_folders(files)
+        if len(names) < 2:
+            raise DataError("data.subset: balanced needs class subfolders (at least two) to balance; use first. "
+                            f"Received: {str(root)!r}")
+        folders = [name.split("/", 1)[0] for name, _, _ in files]
+        files = [files[i] for i in balanced_indices(np.array([names.index(f) for f in folders]), limit)]
+    files = files[:limit]
     if not files:
         raise DataError(f"data.path: no image files ({', '.join(e[1:] for e in EXTENSIONS)}) under this folder. "
                         f"Received: {str(root)!r}")
@@ -63,9 +73,9 @@ def class_folders(files: list[tuple[str, int, int]]) -> list[str]:
 
 
 def load(root: str | Path, *, size: int, channels: int, limit: int | None, cache_dir: str | Path | None,
-         progress: bool, log: Callable[[str], None]) -> Dataset:
-    """Every image under `root` as uint8 (N, size, size, channels), from the cache when it is current."""
-    root, files = listed(root, limit=limit)
+         progress: bool, log: Callable[[str], None], subset: str = "first") -> Dataset:
+    """The images under `root` (listed) as uint8 (N, size, size, channels), from the cache when it is current."""
+    root, files = listed(root, limit=limit, subset=subset)
     cache = cache_root(cache_dir)
     key = _key(root, files, size, channels)
     stem = cache / f"folder-{key}"

@@ -15,7 +15,7 @@ import numpy as np
 
 from dcgan_cli.config import Config
 from dcgan_cli.data import arrays, folder, keras_sets
-from dcgan_cli.data.common import DataError, Dataset, fit_array, to_uint8
+from dcgan_cli.data.common import DataError, Dataset, balanced_indices, fit_array, to_uint8
 from dcgan_cli.files import to_stderr
 
 __all__ = ["DataError", "Dataset", "load_dataset", "probe_labels", "batch_indices", "sample_batch", "describe"]
@@ -30,35 +30,50 @@ def probe_labels(cfg: Config) -> bool | None:
     an .npy never; None where only loading the data tells (an .npz, local or downloaded MNIST and CIFAR-10)."""
     d = cfg.data
     if d.name == "folder":
-        return len(folder.class_folders(folder.listed(d.path, limit=d.limit)[1])) >= 2
+        return len(folder.class_folders(folder.listed(d.path, limit=d.limit, subset=d.subset)[1])) >= 2
     if d.name in ALWAYS_LABELLED:
         return True
     return False if d.name == "npy" else None
 
 
 def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], None] = to_stderr) -> Dataset:
-    """The configured dataset, sized to the model, limited to data.limit images, with labels where it has them."""
+    """The configured dataset, sized to the model, limited to data.limit images (data.subset: the first, or as
+    many of each class), with labels where it has them."""
     d, m = cfg.data, cfg.model
     if d.labels and probe_labels(cfg) is False:
         raise DataError(_no_labels(str(d.path)))
     if d.name == "folder":
         dataset = folder.load(d.path, size=m.image_size, channels=m.channels, limit=d.limit, cache_dir=d.cache_dir,
-                              progress=progress, log=log)
+                              progress=progress, log=log, subset=d.subset)
     elif d.name == "digits":
         images, labels = _fitted_digits(m.image_size, m.channels)
-        dataset = Dataset(images=images[:d.limit], labels=labels[:d.limit], class_names=None, source=DIGITS)
+        chosen = _chosen(labels, cfg, source=DIGITS)
+        dataset = Dataset(images=images[chosen], labels=labels[chosen], class_names=None, source=DIGITS)
     else:
         raw, labels, source = _arrays(cfg)
-        raw = to_uint8(raw[:d.limit], source=source)
         if labels is not None:
-            labels = np.asarray(labels).reshape(-1)[:d.limit].astype(np.int64)
+            labels = np.asarray(labels).reshape(-1).astype(np.int64)
             if len(labels) != len(raw):
                 raise DataError(f"{source}: {len(raw)} images but {len(labels)} labels. Received: {d.path!r}")
+        chosen = _chosen(labels, cfg, source=source)
+        raw = to_uint8(raw[chosen], source=source)
+        labels = None if labels is None else labels[chosen]
         images = fit_array(raw, size=m.image_size, channels=m.channels)
         dataset = Dataset(images=images, labels=labels, class_names=None, source=source)
     if d.labels and dataset.labels is None:
         raise DataError(_no_labels(dataset.source))
     return dataset
+
+
+def _chosen(labels: np.ndarray | None, cfg: Config, *, source: str):
+    """Which images of an array source data.limit and data.subset keep: a slice of the first, or balanced indices."""
+    d = cfg.data
+    if d.subset == "first" or d.limit is None:
+        return slice(d.limit)
+    if labels is None:
+        raise DataError(f"data.subset: balanced needs class labels to balance, and {source} has none; use first. "
+                        "Received: 'balanced'")
+    return balanced_indices(labels, d.limit)
 
 
 def _no_labels(source: str) -> str:

@@ -17,7 +17,7 @@ from keras import layers, ops
 
 from dcgan_cli.nets import losses
 from dcgan_cli.config import HacksConfig
-from dcgan_cli.nets.layers import AUGMENT_DRAWS, BatchNorm, MinibatchStdDev, SamplingDropout, SpectralNorm
+from dcgan_cli.nets.layers import AUGMENT_DRAWS, AUGMENT_OPS, BatchNorm, MinibatchStdDev, SamplingDropout, SpectralNorm
 from dcgan_cli.nets.layers import diff_augment as augment
 
 
@@ -118,6 +118,61 @@ def augment_draws(n: int, rng):
     return rng.uniform(0.0, 1.0, (n, AUGMENT_DRAWS))
 
 
+def adaptive_augment(images, rng, gates, p, *, hacks: HacksConfig):
+    """Hack 23 (Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data", ADA): hack 20's
+    operations on every D input, real and fake, in D's updates and the G update, each operation applied to each
+    image with probability p, the strength that adapt() moves with D's overfitting. `rng` draws the operations'
+    magnitudes (those of hack 20), `gates` whether each applies; p is a float32 scalar in [0, 1].
+
+    on:  layers.diff_augment(images, hack 20's draws, on = gates.uniform(0, 1, (N, 5)) < p)   same shape
+    off: images unchanged
+    """
+    if not hacks.adaptive_augment:
+        return images
+    n = images.shape[0]
+    return augment(images, augment_draws(n, rng), augment_gates(n, gates, p))
+
+
+def augment_gates(n: int, rng, p):
+    """Which of hack 23's operations apply to each of n images at strength p: float32 (n, AUGMENT_OPS), 1 or 0."""
+    return ops.cast(rng.uniform(0.0, 1.0, (n, AUGMENT_OPS)) < p, "float32")
+
+
+ADAPTIVE_STATE = ("augment_p", "sign_sum", "real_average", "fake_average")  # models.AdaptiveState's values
+
+
+def adapt(state, real_sign, real_score, fake_score, step, *, hacks: HacksConfig, batch_size: int):
+    """Hacks 23 and 24 after step `step`'s D updates, on the float32 state (4,) (ADAPTIVE_STATE), given D's mean
+    sign of its raw score on the step's real batch, and its mean raw scores on the real and the fake batch.
+
+    Hack 23 (ADA): the signs are summed over ada_interval steps; at the interval's end r_t = their mean, and p
+    moves by sign(r_t - ada_target) * batch_size * ada_interval / (1000 * ada_kimg), clipped to [0, 1]: from 0 to
+    1 in ada_kimg thousand images at the most. Off: p and the sum stay 0.
+    Hack 24 (LeCam): the averages move toward the step's scores, a <- lecam_decay a + (1 - lecam_decay) score.
+    Off: they stay 0.
+    """
+    p, sign_sum, real_average, fake_average = (state[k] for k in range(len(ADAPTIVE_STATE)))
+    if hacks.adaptive_augment:
+        sign_sum = sign_sum + ops.cast(real_sign, "float32")
+        due = ops.equal(ops.mod(step, hacks.ada_interval), 0)
+        r_t = sign_sum / float(hacks.ada_interval)
+        rate = batch_size * hacks.ada_interval / (1000.0 * hacks.ada_kimg)
+        moved = ops.clip(p + ops.sign(r_t - hacks.ada_target) * rate, 0.0, 1.0)
+        p, sign_sum = ops.where(due, moved, p), ops.where(due, 0.0, sign_sum)
+    if hacks.lecam:
+        decay = hacks.lecam_decay
+        real_average = decay * real_average + (1.0 - decay) * ops.cast(real_score, "float32")
+        fake_average = decay * fake_average + (1.0 - decay) * ops.cast(fake_score, "float32")
+    return ops.stack([ops.cast(v, "float32") for v in (p, sign_sum, real_average, fake_average)])
+
+
+def augment_strength(state, *, hacks: HacksConfig):
+    """The augmentation strength D's inputs get: hack 23's p from the state (4,), else 1 with hack 20, else 0."""
+    if hacks.adaptive_augment:
+        return state[0]
+    return 1.0 if hacks.diff_augment else 0.0
+
+
 def noise_std(step, *, hacks: HacksConfig):
     """Hack 14's standard deviation at `step`: instance_noise_std falling linearly to 0 at instance_noise_steps."""
     fraction = ops.cast(step, "float32") / float(hacks.instance_noise_steps)
@@ -154,7 +209,7 @@ def objective(hacks: HacksConfig) -> losses.Objective:
     on:  D ends in its raw score; D: y max(0, 1 - s) + (1 - y) max(0, 1 + s), G: -s   (losses.HINGE)
     off: D ends in a sigmoid; binary cross-entropy for both                         (losses.CROSS_ENTROPY)
     """
-    return class_loss(losses.HINGE if hacks.hinge_loss else losses.CROSS_ENTROPY, hacks=hacks)
+    return lecam(class_loss(losses.HINGE if hacks.hinge_loss else losses.CROSS_ENTROPY, hacks=hacks), hacks=hacks)
 
 
 def d_output(x, *, hacks: HacksConfig):
@@ -268,6 +323,19 @@ def class_head(features, score, classes, *, hacks: HacksConfig, count: int, rng:
                                 name="class_embedding")(classes)  # (N, F)
     projected = ops.sum(ops.cast(embedded, features.dtype) * features, axis=1, keepdims=True)  # (N, 1)
     return layers.Add(name="projected_score")([score, projected]), None  # (N, 1)
+
+
+def lecam(objective: losses.Objective, *, hacks: HacksConfig) -> losses.Objective:
+    """Hack 24 (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under Limited Data"): D's raw
+    scores on real images pulled toward the moving average of its scores on fakes, and the other way round, so
+    D's outputs cannot drift apart on a training set it memorises. The averages (adapt) come in D's targets.
+
+    on:  D's loss + lecam_weight * (s - fake_average)^2 on reals, (s - real_average)^2 on fakes   (losses.lecam)
+    off: D's loss unchanged
+    """
+    if not hacks.lecam:
+        return objective
+    return losses.lecam(objective, weight=hacks.lecam_weight)
 
 
 def class_loss(objective: losses.Objective, *, hacks: HacksConfig) -> losses.Objective:

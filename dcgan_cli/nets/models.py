@@ -12,7 +12,7 @@ from keras import layers, ops
 from dcgan_cli.nets import hacks, losses
 from dcgan_cli.config import Config
 from dcgan_cli.data.common import Dataset
-from dcgan_cli.nets.layers import AUGMENT_DRAWS, DiffAugment
+from dcgan_cli.nets.layers import AUGMENT_DRAWS, AUGMENT_OPS, DiffAugment
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,26 @@ class ReplayBuffer:
             variable.assign(value)
 
 
+class AdaptiveState:
+    """Hack 23's strength p and its running sum of D's signs on reals, and hack 24's moving averages of D's raw
+    scores on real and fake images (hacks.ADAPTIVE_STATE), as one float32 Keras variable (4,): on the device, in
+    every checkpoint, so a resumed run adapts as the uninterrupted one would."""
+
+    def __init__(self) -> None:
+        self.state = keras.Variable(np.zeros(len(hacks.ADAPTIVE_STATE), np.float32), trainable=False,
+                                    name="adaptive_state")
+
+    @property
+    def variables(self) -> list:
+        return [self.state]
+
+    def value(self):
+        return self.state.value
+
+    def assign(self, value) -> None:
+        self.state.assign(value)
+
+
 @dataclass(frozen=True)
 class Models:
     """The models of a run; `gan` is z -> D(G(z)) and shares its layers with `g` and `d`; `g_ema`, with
@@ -106,6 +126,7 @@ class Models:
     g_ema: keras.Model | None = None
     classes: Classes | None = None  # hack 21: G takes (z, class) and D (image, class)
     replay: ReplayBuffer | None = None  # hack 22: the past fakes D's fake batches draw from
+    adaptive: AdaptiveState | None = None  # hacks 23 and 24: the augmentation strength and LeCam's averages
 
     @property
     def sampler(self) -> keras.Model:
@@ -275,8 +296,10 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
     label = _class_input(cfg.hacks, classes)  # int (N,) with hack 21, else None
     inputs = [z] if label is None else [z, label]
     image = g(g_inputs(z, label))  # (N, size, size, channels)
-    if cfg.hacks.diff_augment:  # hack 20: the G update's D input is augmented by the step's draws, an input here
-        draws = keras.Input((AUGMENT_DRAWS,), name="augment_draws")  # (N, 7)
+    if cfg.hacks.diff_augment or cfg.hacks.adaptive_augment:  # hacks 20, 23: the G update's D input is augmented
+        #                                                          by the step's draws, an input here
+        width = AUGMENT_DRAWS + (AUGMENT_OPS if cfg.hacks.adaptive_augment else 0)
+        draws = keras.Input((width,), name="augment_draws")  # (N, 7), or (N, 12): the draws, which operations apply
         inputs, image = [*inputs, draws], DiffAugment(name="augmented")([image, draws])  # same shape
     if cfg.hacks.instance_noise:  # hack 14: the G update's D input gets the step's noise, an input here
         noise = keras.Input(g.output.shape[1:], name="d_input_noise")  # (N, size, size, channels)
@@ -293,8 +316,9 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
         g_ema = build_generator(cfg, np.random.default_rng(0), classes)
         g_ema.set_weights(g.get_weights())
     replay = ReplayBuffer(cfg.hacks.replay_size, tuple(g.output.shape[1:])) if cfg.hacks.replay else None
+    adaptive = AdaptiveState() if cfg.hacks.adaptive_augment or cfg.hacks.lecam else None
     return Models(g=g, d=d, gan=gan, g_ema=g_ema, classes=classes if cfg.hacks.class_conditional else None,
-                  replay=replay)
+                  replay=replay, adaptive=adaptive)
 
 
 

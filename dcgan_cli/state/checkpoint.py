@@ -45,6 +45,7 @@ CHECKPOINTS = "checkpoints"
 BEST = "best"
 EMA = "g_ema"  # the weights.npz group of the moving average of G's variables
 REPLAY = "replay"  # ... and of hack 22's buffer of past fakes
+ADAPTIVE = "adaptive"  # ... and of hack 23's augmentation strength and hack 24's averages
 MARKER = "COMPLETE"
 FORMAT = 2  # 2: the step draws come from the device generator (draws.DrawState); 1 kept a host state
 _NAME = re.compile(r"^step_(\d{6,})$")
@@ -89,6 +90,8 @@ def _groups(models: Models) -> dict[str, list]:
         groups[EMA] = saved_variables(models.g_ema)
     if models.replay is not None:  # hack 22: the past fakes, so a resume replays what the whole run would
         groups[REPLAY] = models.replay.variables
+    if models.adaptive is not None:  # hacks 23 and 24: the strength p and LeCam's averages go on where they were
+        groups[ADAPTIVE] = models.adaptive.variables
     return groups
 
 
@@ -288,10 +291,10 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     groups = _groups(models)
     averaged = EMA in groups and has_ema(checkpoint)
     # A checkpoint written without the moving average starts it from the restored G; one without hack 22's buffer
-    # (the switch turned on for the resume) leaves it empty.
-    replayed = REPLAY in groups and _holds(checkpoint, REPLAY)
+    # or hacks 23-24's state (a switch turned on for the resume) leaves them empty (p = 0, averages 0).
+    optional = {name for name in (REPLAY, ADAPTIVE) if name in groups and not _holds(checkpoint, name)}
     _assign({name: variables for name, variables in groups.items()
-             if (name != EMA or averaged) and (name != REPLAY or replayed)}, checkpoint)
+             if (name != EMA or averaged) and name not in optional}, checkpoint)
     if EMA in groups and not averaged:
         models.g_ema.set_weights(models.g.get_weights())
     try:

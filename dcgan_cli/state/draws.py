@@ -32,6 +32,7 @@ EXTRA_BASE = 2**31
 EXTRA_SLOTS = 8
 CLASS_SLOT = 0  # hack 21: the fake images' classes
 REPLAY_READ_SLOT, REPLAY_WRITE_SLOT = 1, 2  # hack 22: the buffer's places read, and written once full
+GATE_SLOT = 3  # hack 23: which operations apply to D's input in update k of a step come from GATE_SLOT + k
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,15 @@ class Draws:
             return real, random.choice(self.classes.frequencies, n)
         return real, random.integers(0, count, n)
 
-    def d_input(self, images, step, *, update: int, sub: int | None = None):
+    def d_input(self, images, step, *, update: int, sub: int | None = None, adaptive=None):
         """D's input in update `update` of step `step`, sub-step `sub` (0 and 1: D's own, G_UPDATE: G's):
-        augmented (hack 20), then with noise (hack 14)."""
+        augmented (hack 20, or hack 23 at the strength in the `adaptive` state), then with noise (hack 14)."""
         h, key = self.cfg.hacks, self.key(step, sub)
         images = hacks.diff_augment(images, self.random(key, slot=AUGMENT_SLOT + update), hacks=h)
+        if h.adaptive_augment:
+            images = hacks.adaptive_augment(images, self.random(key, slot=AUGMENT_SLOT + update),
+                                            self.random(key, slot=GATE_SLOT + update, extra=True),
+                                            hacks.augment_strength(adaptive, hacks=h), hacks=h)
         return hacks.instance_noise(images, self.random(key, slot=NOISE_SLOT + update), step, hacks=h)
 
     def replay(self, fake, fake_classes, buffer: tuple | None, step, sub: int | None = None) -> tuple:
@@ -182,21 +187,32 @@ class Draws:
         return hacks.replay(fake, fake_classes, buffer, self.random(key, slot=REPLAY_READ_SLOT, extra=True),
                             self.random(key, slot=REPLAY_WRITE_SLOT, extra=True), hacks=self.cfg.hacks)
 
-    def d_batches(self, real, fake, plan: tuple, step, sub: int | None = None, classes: tuple = (None, None)) -> tuple:
+    def d_batches(self, real, fake, plan: tuple, step, sub: int | None = None, classes: tuple = (None, None),
+                  adaptive=None) -> tuple:
         """The D updates (x, targets) of step `step`, sub-step `sub` (d_batches), each x augmented and with
         noise (d_input); with hack 21 (`classes`: the real and fake images' classes) x is [images, classes] and the
-        targets gain the class as a third column."""
-        return tuple((models.d_inputs(self.d_input(x, step, update=k, sub=sub), held), targets)
+        targets gain the class as a third column; with hack 24 they end in LeCam's averages from the `adaptive`
+        state (hacks.ADAPTIVE_STATE)."""
+        averages = adaptive[2:] if self.cfg.hacks.lecam else None
+        return tuple((models.d_inputs(self.d_input(x, step, update=k, sub=sub, adaptive=adaptive), held),
+                      losses.with_averages(targets, averages))
                      for k, (x, held, targets) in enumerate(d_batches(real, fake, plan, classes)))
 
-    def g_inputs(self, z, fake, step, classes=None):
+    def g_inputs(self, z, fake, step, classes=None, adaptive=None):
         """What the train_on_batch loop's GAN model takes in the G update (models.build_models): z, then hack 21's
-        classes of the fakes, then hack 20's draws for its D input, then hack 14's noise on it (the G update's
-        noise on zeros shaped like the fakes)."""
+        classes of the fakes, then hack 20's draws for its D input (with hack 23, followed by which operations
+        apply at the `adaptive` state's strength), then hack 14's noise on it (the G update's noise on zeros
+        shaped like the fakes)."""
         h, key = self.cfg.hacks, self.key(step, None)
         inputs = [z] if classes is None else [z, classes]
+        n = z.shape[0]
         if h.diff_augment:
-            inputs.append(hacks.augment_draws(z.shape[0], self.random(key, slot=AUGMENT_SLOT + G_UPDATE)))
+            inputs.append(hacks.augment_draws(n, self.random(key, slot=AUGMENT_SLOT + G_UPDATE)))
+        if h.adaptive_augment:
+            gates = hacks.augment_gates(n, self.random(key, slot=GATE_SLOT + G_UPDATE, extra=True),
+                                        hacks.augment_strength(adaptive, hacks=h))
+            draws = hacks.augment_draws(n, self.random(key, slot=AUGMENT_SLOT + G_UPDATE))
+            inputs.append(ops.concatenate([draws, gates], axis=1))  # (N, AUGMENT_DRAWS + AUGMENT_OPS)
         if h.instance_noise:
             zeros = ops.zeros_like(fake)
             inputs.append(hacks.instance_noise(zeros, self.random(key, slot=NOISE_SLOT + G_UPDATE), step, hacks=h))

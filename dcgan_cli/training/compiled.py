@@ -26,14 +26,17 @@ from dcgan_cli.config import Config
 from dcgan_cli.state.draws import G_UPDATE, Draws, d_sources, g_targets
 from dcgan_cli.nets.models import Models, assign_ema, build_optimizers, d_inputs, ema_values, g_inputs
 
-METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
+METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign", "augment_p")
 
 
 def _d_metrics(found: dict, held: tuple[str, ...], metrics: dict) -> None:
-    """Record D's loss and mean output on each source a batch holds (real, fake or both)."""
+    """Record D's loss, mean output and mean raw score on each source a batch holds (real, fake or both), and its
+    mean sign on the real images."""
     for source in held:
-        for name in (f"d_loss_{source}", f"d_{source}_mean"):
+        for name in (f"d_loss_{source}", f"d_{source}_mean", f"d_{source}_score"):
             found[name] = metrics[name]
+        if source == "real":
+            found["d_real_sign"] = metrics["d_real_sign"]
 
 
 def _stack(found: dict):
@@ -51,6 +54,7 @@ class CompiledStep:
         self.sources = d_sources(cfg)
         self.objective, self.hacks = hacks.objective(cfg.hacks), cfg.hacks
         self.ema_decay = cfg.train.ema_decay
+        self.batch_size = cfg.train.batch_size
         self.stateless = stateless_optimizers()
         if self.stateless:
             self.state = self._read_state()
@@ -93,7 +97,8 @@ class CompiledStep:
         return (m.g.trainable_variables, m.g.non_trainable_variables, m.d.trainable_variables,
                 m.d.non_trainable_variables, m.d.optimizer.variables, m.gan.optimizer.variables,
                 m.g_ema.trainable_variables if m.g_ema is not None else [],
-                m.replay.variables if m.replay is not None else [])
+                m.replay.variables if m.replay is not None else [],
+                m.adaptive.variables if m.adaptive is not None else [])
 
     def _read_state(self) -> tuple:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
@@ -142,8 +147,9 @@ class CompiledStep:
         """JAX: the step as a pure function of the state."""
         g, d = self.models.g, self.models.d
         d_optimizer, g_optimizer = self.models.d.optimizer, self.models.gan.optimizer
-        g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, replay, sums = state
+        g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, replay, adaptive, sums = state
         buffer = tuple(replay) if replay else None  # hack 22
+        adaptive_state = adaptive[0] if adaptive else None  # hacks 23, 24
 
         def scaled(optimizer, optimizer_values, loss):
             with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_values))):
@@ -162,8 +168,8 @@ class CompiledStep:
 
             # (1) Update D on each batch of the plan (hack 22: its fakes partly from the buffer of past ones).
             shown, shown_classes, buffer = self.draws.replay(ops.stop_gradient(fake), classes[1], buffer, step, sub)
-            for (x, y), held in zip(self.draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes)),
-                                    self.sources):
+            for (x, y), held in zip(self.draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes),
+                                                         adaptive_state), self.sources):
                 x, x_classes = self._split(x)
 
                 def d_objective(d_trainable, x=x, x_classes=x_classes, y=y, d_ntv=d_ntv, d_opt=d_opt, held=held):
@@ -179,7 +185,7 @@ class CompiledStep:
 
         # (2) Update G through a frozen D: D's variables are only read, its new statistics dropped.
         def fake_objective(images):
-            d_input = d_inputs(self.draws.d_input(images, step, update=G_UPDATE), classes[1])
+            d_input = d_inputs(self.draws.d_input(images, step, update=G_UPDATE, adaptive=adaptive_state), classes[1])
             p, _ = d.stateless_call(d_tv, d_ntv, d_input, training=self.bn_batch_statistics)
             loss = self._g_loss(p, z, classes[1])
             return scaled(g_optimizer, g_opt, loss), loss
@@ -188,10 +194,17 @@ class CompiledStep:
         (grads,) = g_vjp(d_fake)
         g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
 
-        # (3) The moving average of G's weights, when kept.
+        # (3) The moving average of G's weights, when kept; hacks 23 and 24 adapt to the step's D scores.
         ema = ema_values(ema, g_tv, decay=self.ema_decay, step=step)
         replay = list(buffer) if buffer is not None else []
-        return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, replay, sums + _stack(found)
+        adaptive = [self._adapt(adaptive_state, found, step)] if adaptive else []
+        found["augment_p"] = hacks.augment_strength(adaptive[0] if adaptive else None, hacks=self.hacks)
+        return g_tv, g_ntv, d_tv, d_ntv, d_opt, g_opt, ema, replay, adaptive, sums + _stack(found)
+
+    def _adapt(self, state, found: dict, step):
+        """The adaptive state after the step (hacks.adapt), from D's sign and scores recorded in `found`."""
+        return hacks.adapt(state, found["d_real_sign"], found["d_real_score"], found["d_fake_score"], step,
+                           hacks=self.hacks, batch_size=self.batch_size)
 
     def _stateful_step(self, source, step):
         """TensorFlow and torch: the step on the Keras variables, in place."""
@@ -200,6 +213,7 @@ class CompiledStep:
 
         found = {}
         buffer = None if self.models.replay is None else self.models.replay.values()  # hack 22
+        adaptive_state = None if self.models.adaptive is None else self.models.adaptive.value()  # hacks 23, 24
         for sub in range(self.draws.d_steps):  # hack 13: D's sub-steps, each on its own batch, latents and labels
             real, z, plan, classes = self._inputs(source, step, sub)
             g_in = g_inputs(z, classes[1])
@@ -213,8 +227,8 @@ class CompiledStep:
             # (1) Update D on each batch of the plan (hack 22: its fakes partly from the buffer of past ones).
             d.trainable = True
             shown, shown_classes, buffer = self.draws.replay(ops.stop_gradient(fake), classes[1], buffer, step, sub)
-            for (x, y), held in zip(self.draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes)),
-                                    self.sources):
+            for (x, y), held in zip(self.draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes),
+                                                         adaptive_state), self.sources):
                 x, x_classes = self._split(x)
 
                 def d_objective(x=x, x_classes=x_classes, y=y, held=held):
@@ -230,7 +244,7 @@ class CompiledStep:
         d.trainable = False
 
         def fake_objective(images):
-            d_input = d_inputs(self.draws.d_input(images, step, update=G_UPDATE), classes[1])
+            d_input = d_inputs(self.draws.d_input(images, step, update=G_UPDATE, adaptive=adaptive_state), classes[1])
             loss = self._g_loss(d(d_input, training=True), z, classes[1])
             return g_optimizer.scale_loss(loss), loss
 
@@ -242,4 +256,8 @@ class CompiledStep:
             assign_ema(self.models, decay=self.ema_decay, step=step)
         if buffer is not None:
             self.models.replay.assign(buffer)
+        if adaptive_state is not None:
+            adaptive_state = self._adapt(adaptive_state, found, step)
+            self.models.adaptive.assign(adaptive_state)
+        found["augment_p"] = hacks.augment_strength(adaptive_state, hacks=self.hacks)
         self.sums.assign(self.sums.value + _stack(found))

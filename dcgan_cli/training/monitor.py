@@ -19,7 +19,7 @@ from dcgan_cli.config import MonitorConfig
 from dcgan_cli.files import read_jsonl
 
 EVENTS = "events.jsonl"
-RULES = ("d_wins", "g_rising", "collapse", "non_finite", "grad_norm")
+RULES = ("d_wins", "g_rising", "collapse", "non_finite", "grad_norm", "d_overfits")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Monitor:
     def __init__(self, cfg: MonitorConfig):
         self.cfg = cfg
         self.d_wins, self.g_rising, self.collapse, self.modes = _Episode(), _Episode(), _Episode(), _Episode()
-        self.grads = _Episode()
+        self.grads, self.overfits = _Episode(), _Episode()
         self.g_history: list[tuple[int, float]] = []
         self.best_modes: int | None = None
 
@@ -75,6 +75,8 @@ class Monitor:
         step, trips = record["step"], []
         if "g_loss" in record:
             trips += self._d_wins(step, record) + self._g_rising(step, record["g_loss"])
+        if "d_real_sign" in record:
+            trips += self._d_overfits(step, record)
         if "probe" in record:
             trips += self._diversity(step, record["probe"]) + self._grad_norm(step, record["probe"])
         if "eval" in record and ("modes_covered" in record["eval"] or "bins_covered" in record["eval"]):
@@ -101,6 +103,19 @@ class Monitor:
                      f"{record['d_fake_mean']:.4f} < {c.d_wins_output:g} for {c.d_wins_logs} logs in a row since "
                      f"step {self.d_wins.since}",
                      {"d_loss_fake": record["d_loss_fake"], "d_fake_mean": record["d_fake_mean"]})]
+
+    def _d_overfits(self, step: int, record: dict) -> list[Trip]:
+        """ADA's overfitting measure r_t, the mean sign of D's raw score on its training images: near 1 when D
+        calls nearly every training image real with certainty, which on a small dataset means it has learnt them."""
+        c = self.cfg
+        r_t = record["d_real_sign"]
+        holds = r_t > c.d_overfits_sign and step > c.d_overfits_after
+        if not (c.d_overfits and self.overfits.see(holds, step, needed=c.d_overfits_logs)):
+            return []
+        return [Trip("d_overfits", step, self.overfits.since,
+                     f"D overfits its training images: r_t = mean sign of D's score on reals {r_t:.3f} > "
+                     f"{c.d_overfits_sign:g} for {c.d_overfits_logs} logs in a row since step {self.overfits.since}; "
+                     "try hacks.adaptive_augment", {"d_real_sign": r_t, "augment_p": record.get("augment_p")})]
 
     def _g_rising(self, step: int, g_loss: float) -> list[Trip]:
         c = self.cfg

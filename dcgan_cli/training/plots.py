@@ -16,7 +16,7 @@ from dcgan_cli.files import read_jsonl, write_atomically
 LOSSES = "losses.png"
 PROGRESS = "progress.gif"
 METRICS = "metrics.jsonl"
-RULE_COLOURS = {"collapse": "tab:red", "d_wins": "tab:purple", "g_rising": "tab:orange", "grad_norm": "tab:brown",
+RULE_COLOURS = {"collapse": "tab:red", "d_wins": "tab:purple", "g_rising": "tab:orange", "grad_norm": "tab:brown", "d_overfits": "tab:green",
                 "non_finite": "black"}
 
 
@@ -33,7 +33,8 @@ def _series(records: list[dict], key: str, group: str | None = None) -> tuple[li
 
 def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float | None = None) -> Path | None:
     """Write RUN/losses.png from its metrics and `events`: D's losses on real and fake images and G's, D's mean
-    outputs, and (when probed or scored) the samples' diversity and the training-time score; None when nothing was
+    outputs, D's overfitting measure r_t and the augmentation strength p, and (when probed or scored) the samples'
+    diversity and the training-time score; None when nothing was
     logged yet."""
     import matplotlib
 
@@ -45,6 +46,9 @@ def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float 
         return None
     panels = [("loss", [("d_loss_real", None, "D real"), ("d_loss_fake", None, "D fake"), ("g_loss", None, "G")]),
               ("D's mean output", [("d_real_mean", None, "D(x)"), ("d_fake_mean", None, "D(G(z))")])]
+    if any("d_real_sign" in r for r in records):
+        panels.append(("overfitting, augmentation", [("d_real_sign", None, "r_t: mean sign of D's score on reals"),
+                                                     ("augment_p", None, "augmentation strength p")]))
     if any("probe" in r for r in records):
         panels.append(("samples' diversity\n(share of real)", [("diversity", "probe", "diversity")]))
     scored = [r["eval"] for r in records if "eval" in r]

@@ -60,18 +60,20 @@ class Probe:
             *(_values(variables) for variables in (g.trainable_variables, g.non_trainable_variables,
                                                    d.trainable_variables, d.non_trainable_variables)),
             ops.convert_to_tensor(self.real_batch), ops.convert_to_tensor(self.z),
+            models.adaptive.value()[2:] if self.cfg.hacks.lecam else None,
             *([] if self.real_classes is None else [ops.convert_to_tensor(self.real_classes),
                                                     ops.convert_to_tensor(self.latent_classes[:len(self.z)])]))
         return {"d_grad_norm": float(np.sqrt(ops.convert_to_numpy(d_squared))),
                 "g_grad_norm": float(np.sqrt(ops.convert_to_numpy(g_squared)))}
 
     def _pure_squared_norms(self, models: Models) -> Callable:
-        """(G's and D's trainable and other values, a real batch, latents) -> the two gradients' squared norms."""
+        """(G's and D's trainable and other values, a real batch, latents, hack 24's averages or None) -> the two
+        gradients' squared norms."""
         g, d = models.g, models.d
         d_training = self.cfg.model.d_bn_in_g_update == "batch"
         objective = hacks.objective(self.cfg.hacks)
 
-        def squared_norms(g_tv, g_ntv, d_tv, d_ntv, real, z, real_classes=None, fake_classes=None):
+        def squared_norms(g_tv, g_ntv, d_tv, d_ntv, real, z, averages, real_classes=None, fake_classes=None):
             fake, _ = g.stateless_call(g_tv, g_ntv, g_inputs(z, fake_classes), training=True)
 
             def d_objective(values):
@@ -79,6 +81,7 @@ class Probe:
                 for x, classes, label in ((real, real_classes, 1.0), (ops.stop_gradient(fake), fake_classes, 0.0)):
                     p, _ = d.stateless_call(values, d_ntv, d_inputs(x, classes), training=True)
                     targets = losses.with_class(ops.full((x.shape[0], 2), label), classes)  # label, source(, class)
+                    targets = losses.with_averages(targets, averages)  # hack 24: (..., real and fake average)
                     loss = loss + ops.mean(objective.d_loss(targets, p))
                 return loss, None
 

@@ -32,6 +32,7 @@ from dcgan_cli.training.feed import Feed
 from dcgan_cli.files import write_atomically
 from dcgan_cli.training.health import Health, RollBack, roll_back
 from dcgan_cli.nets.models import (
+    AdaptiveState,
     Classes,
     Models,
     ReplayBuffer,
@@ -46,7 +47,7 @@ from dcgan_cli.nets.models import (
 from dcgan_cli.training.runlog import RunLog
 from dcgan_cli.signals import StopRequest
 
-METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")
+METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign", "augment_p")
 
 
 class TrainingError(Exception):
@@ -74,15 +75,15 @@ class Interrupted(TrainingError):
 
 
 def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool,
-                  replay: ReplayBuffer | None = None) -> Callable:
+                  replay: ReplayBuffer | None = None, adaptive: AdaptiveState | None = None) -> Callable:
     """The train_on_batch loop's inputs of a step as one compiled call on the device, (source, step) -> (D's
     batches, G's inputs): the real batch gathered and scaled, the latents and D's plan drawn, and G's fakes pooled
     with the real images into each D update's (x, targets) (Draws.d_batches; G's inputs: Draws.g_inputs; with
     hack 21 the classes of both go with them, and G's targets carry the fakes' classes). G runs
     in training mode (batch statistics, as in the DCGAN reference) and statelessly: its moving statistics move
     once per step, in the G update on the same z. With hack 22 D's fakes come partly from `replay`, which the call
-    then updates."""
-    def prepare(trainable, non_trainable, source, step, buffer):
+    then updates; hacks 23 and 24 read the `adaptive` state (the augmentation's strength, LeCam's averages)."""
+    def prepare(trainable, non_trainable, source, step, buffer, state):
         batches = ()
         for sub in range(step_draws.d_steps):  # hack 13: each D sub-step its own batch, latents and labels
             real = step_draws.real(source, step, resident=resident, sub=sub)
@@ -90,8 +91,9 @@ def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool,
             classes = step_draws.classes_of(source, step, resident=resident, sub=sub)  # hack 21: (real, fake)
             fake, _ = g.stateless_call(trainable, non_trainable, g_inputs(z, classes[1]), training=True)
             shown, shown_classes, buffer = step_draws.replay(fake, classes[1], buffer, step, sub)  # hack 22
-            batches += step_draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes))
-        return batches, step_draws.g_inputs(z, fake, step, classes[1]), draws.g_targets(z, classes[1]), buffer
+            batches += step_draws.d_batches(real, shown, plan, step, sub, (classes[0], shown_classes), state)
+        return (batches, step_draws.g_inputs(z, fake, step, classes[1], state), draws.g_targets(z, classes[1]),
+                buffer)
 
     compiled = compile_function(prepare)
 
@@ -99,8 +101,9 @@ def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool,
         trainable = [v.value for v in g.trainable_variables]
         non_trainable = [v.value for v in g.non_trainable_variables]
         buffer = None if replay is None else replay.values()
+        state = None if adaptive is None else adaptive.value()
         *inputs, buffer = compiled(trainable, non_trainable, backend.distribute_batch(source),
-                                   backend.int32_argument(step), buffer)
+                                   backend.int32_argument(step), buffer, state)
         if replay is not None:
             replay.assign(buffer)
         return tuple(inputs)
@@ -111,13 +114,15 @@ def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool,
 def update_d(models: Models, batches: tuple, *, cfg: Config) -> dict[str, float]:
     """(1) Update D on each of the step's batches (x, targets) (Draws.d_batches): all-real then all-fake, or one
     mixed batch (hack 9), with labels smoothed (hack 10) and flipped (hack 11), for each of its D sub-steps (hack
-    13). Returns D's loss and mean output per source (the last sub-step's)."""
+    13). Returns D's loss, mean output and mean raw score per source and its mean sign on reals (the last
+    sub-step's)."""
     models.d.trainable = True
     logs: dict[str, float] = {}
     for (x, targets), held in zip(batches, draws.d_sources(cfg) * hacks.d_steps(cfg.hacks), strict=True):
         out = models.d.train_on_batch(x, targets, return_dict=True)
         for source in held:
-            logs.update({f"d_loss_{source}": out[f"d_loss_{source}"], f"d_{source}_mean": out[f"d_{source}_mean"]})
+            names = (f"d_loss_{source}", f"d_{source}_mean", f"d_{source}_score")
+            logs.update({name: out[name] for name in names + (("d_real_sign",) if source == "real" else ())})
     return logs
 
 
@@ -131,10 +136,30 @@ def update_g(models: Models, inputs, targets) -> float:
 
 def train_step(models: Models, batches: tuple, g_inputs, g_targets, *, cfg: Config) -> dict[str, float]:
     """One step on its D batches and G's inputs and targets (step_preparer): (1) update D, (2) update G on the
-    same z."""
+    same z. The augmentation strength is hack 20's or 0; hack 23's comes from adapter()."""
     logs = update_d(models, batches, cfg=cfg)
     logs["g_loss"] = update_g(models, g_inputs, g_targets)
-    return {key: float(logs[key]) for key in METRICS}
+    logs["augment_p"] = 0.0 if cfg.hacks.adaptive_augment else hacks.augment_strength(None, hacks=cfg.hacks)
+    return {key: float(logs[key]) for key in (*METRICS, "d_real_score", "d_fake_score")}
+
+
+def adapter(models: Models, cfg: Config) -> Callable[[dict, int], float] | None:
+    """Hacks 23 and 24 in the train_on_batch loop: after step `step`, the adaptive state moves with D's signs and
+    scores on the step's batches (hacks.adapt) in one compiled call on the device; returns the new strength.
+    None without either hack."""
+    if models.adaptive is None:
+        return None
+    h, batch_size = cfg.hacks, cfg.train.batch_size
+    compiled = compile_function(lambda state, sign, real, fake, step: hacks.adapt(
+        state, sign, real, fake, step, hacks=h, batch_size=batch_size))
+
+    def adapt(logs: dict, step: int) -> float:
+        state = compiled(models.adaptive.value(), np.float32(logs["d_real_sign"]), np.float32(logs["d_real_score"]),
+                         np.float32(logs["d_fake_score"]), backend.int32_argument(step))
+        models.adaptive.assign(state)
+        return float(hacks.augment_strength(keras.ops.convert_to_numpy(state), hacks=h))
+
+    return adapt
 
 
 def ema_updater(models: Models, *, decay: float) -> Callable[[int], None]:
@@ -168,13 +193,17 @@ class _SplitLoop:
         build_optimizers(models)
         self.models, self.cfg = models, cfg
         self.feed = Feed(images, step_draws, cfg=cfg, labels=labels)
-        self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident, replay=models.replay)
+        self.prepare = step_preparer(models.g, step_draws, resident=self.feed.resident, replay=models.replay,
+                                     adaptive=models.adaptive)
+        self.adapt = adapter(models, cfg)
         self.update_ema = ema_updater(models, decay=cfg.train.ema_decay) if models.g_ema is not None else None
         self.sums = dict.fromkeys(METRICS, 0.0)
 
     def step(self, step: int) -> None:
         batches, g_inputs, g_targets = self.prepare(self.feed(step), step)
         logs = train_step(self.models, batches, g_inputs, g_targets, cfg=self.cfg)
+        if self.adapt is not None:
+            logs["augment_p"] = self.adapt(logs, step)
         if self.update_ema is not None:
             self.update_ema(step)
         for key in METRICS:
@@ -245,7 +274,8 @@ class _Window:
 
 def _postfix(means: dict[str, float]) -> str:
     return (f"D real {means['d_loss_real']:.3f} fake {means['d_loss_fake']:.3f} | G {means['g_loss']:.3f} | "
-            f"D(x) {means['d_real_mean']:.2f} D(G(z)) {means['d_fake_mean']:.2f} | "
+            f"D(x) {means['d_real_mean']:.2f} D(G(z)) {means['d_fake_mean']:.2f} | r_t {means['d_real_sign']:.2f} "
+            f"p {means['augment_p']:.2f} | "
             f"{means['images_per_s']:.0f} img/s")
 
 
