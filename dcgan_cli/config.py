@@ -48,6 +48,8 @@ class DataConfig:
     subset: str = setting("first", choices=("first", "balanced"))  # which `limit` images: the first N, or the
     #                                           first of each class in turn (needs class labels)
     labels: bool = setting(False)  # load the class labels too, and refuse a dataset that has none
+    holdout: int = setting(0, low=0)  # real images kept out of training, on which the monitor's d_overfits rule
+    #                                   compares D's output with its output on training images; 0 = none
     cache_dir: str | None = setting(None)  # decoded-folder cache; null = $XDG_CACHE_HOME/dcgan-cli or ~/.cache/dcgan-cli
 
 
@@ -204,11 +206,12 @@ class MonitorConfig:
     collapse_checks: int = setting(2, low=1)  # ... at this many checks in a row
     collapse_mode_drop: int = setting(3, low=1)  # ... or (output.eval_every) the modes covered this many below
     #                                  the run's best so far
-    d_overfits: bool = setting(True)  # rule: D tells its training images apart too surely (ADA's r_t)
-    d_overfits_sign: float = setting(0.9, low=0.0, high=1.0)  # ... the logged mean of sign(D's raw score on
-    #                                  reals) above this
-    d_overfits_logs: int = setting(5, low=1)  # ... for this many consecutive logs (output.log_every apart)
-    d_overfits_after: int = setting(1000, low=0)  # ... judged after this step (D beats G's first images on any data)
+    d_overfits: bool = setting(True)  # rule: D rates its training images above real ones it never saw (needs
+    #                                  data.holdout)
+    d_overfits_gap: float = setting(0.15, low=0.0, high=1.0)  # ... D's mean output on training images minus that on
+    #                                  the held-out ones above this
+    d_overfits_checks: int = setting(3, low=1)  # ... at this many checks in a row (monitor.check_every apart)
+    d_overfits_after: int = setting(500, low=0)  # ... judged after this step
     grad_norm: bool = setting(True)  # rule: D's or G's gradient norm above max_grad_norm
     max_grad_norm: float = setting(1000.0, low=0.0)  # ... the bound (global L2 norm of the loss's gradient)
     rollback_lr_factor: float = setting(0.5, low=0.0, high=1.0)  # rollback: multiply D's learning rate by this

@@ -163,25 +163,43 @@ def test_adaptive_augment_and_diff_augment_exclude_each_other():
         load_config(None, [*TINY, "hacks.adaptive_augment=true", "hacks.ada_kimg=0"])
 
 
-def stream(values: list[float]) -> list[dict]:
-    return [{"step": 1000 + 50 * (i + 1), "g_loss": 1.0, "d_loss_fake": 0.5, "d_fake_mean": 0.3, "d_real_sign": value}
-            for i, value in enumerate(values)]
+def stream(gaps: list[float]) -> list[dict]:
+    return [{"step": 100 * (i + 1), "probe": {"diversity": 0.9, "d_grad_norm": 1.0, "g_grad_norm": 1.0,
+                                              "d_holdout_gap": gap}} for i, gap in enumerate(gaps)]
 
 
-def trips(values: list[float], **settings) -> list:
+def trips(gaps: list[float], **settings) -> list:
     monitor = Monitor(MonitorConfig(**settings))
-    return [trip for record in stream(values) for trip in monitor.observe(record)]
+    return [trip for record in stream(gaps) for trip in monitor.observe(record)]
 
 
 def test_d_overfits_trips_on_an_overfitting_stream_and_stays_quiet_on_a_healthy_one():
-    healthy = [0.35, 0.5, 0.62, 0.55, 0.7, 0.48, 0.66, 0.58] * 5
-    overfitting = [0.5, 0.7, 0.85, 0.93, 0.95, 0.97, 0.98, 0.99, 0.99, 0.99]
+    healthy = [0.3, 0.2, 0.05, -0.02, 0.08, 0.12, 0.01, -0.05, 0.1, 0.14, 0.03, 0.09] * 3
+    overfitting = [0.3, 0.05, 0.08, 0.1, 0.18, 0.25, 0.31, 0.42, 0.5, 0.55]
     assert trips(healthy) == []
     found = trips(overfitting)
-    assert [(t.rule, t.step, t.since) for t in found] == [("d_overfits", 1400, 1200)]
-    assert "try hacks.adaptive_augment" in found[0].message
+    assert [(t.rule, t.step, t.since) for t in found] == [("d_overfits", 800, 600)]  # 0.18 at step 500: too early
+    assert "try hacks.adaptive_augment" in found[0].message and found[0].values == {"d_holdout_gap": 0.42}
     assert trips(overfitting, d_overfits=False) == []
-    assert trips(overfitting, d_overfits_after=2000) == [], "D's early lead over G's first images is not judged"
+    assert trips([0.5] * 5) == [], "judged only after d_overfits_after"
+
+
+def test_the_probe_measures_ds_output_on_training_and_held_out_images(tmp_path):
+    cfg = load_config(None, [*TINY, "data.holdout=16", "monitor.check_every=2"])
+    dataset = sources.load_dataset(cfg, progress=False)
+    assert len(dataset.images) == 1797 - 16 and dataset.held_out.shape == (16, 16, 16, 1)
+    assert not any((dataset.images == image).all(axis=(1, 2, 3)).any() for image in dataset.held_out[:4])
+    run = train.run(cfg, run_dir=tmp_path / "run")
+    gaps = [r["probe"]["d_holdout_gap"] for r in read_metrics(run) if "probe" in r]
+    assert len(gaps) == 2 and all(-1 < gap < 1 and gap != 0 for gap in gaps)
+    plain = [r["probe"] for r in read_metrics(train.run(load_config(None, [*TINY, "monitor.check_every=2"]),
+                                                        run_dir=tmp_path / "plain")) if "probe" in r]
+    assert all("d_holdout_gap" not in probe for probe in plain)
+
+
+def test_holding_out_every_image_is_refused():
+    with pytest.raises(sources.DataError, match=r"data.holdout: .*Received: 1797"):
+        sources.load_dataset(load_config(None, ["data.holdout=1797"]), progress=False)
 
 
 def test_a_balanced_subset_takes_the_first_of_each_class_in_turn(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,28 @@ class Dataset:
     class_names: tuple[str, ...] | None  # the name of each class index, where the source names them
     source: str  # where the images came from, for messages
     cache: Path | None = None  # the decoded-images cache file, when there is one
+    held_out: np.ndarray | None = None  # data.holdout: uint8 real images kept out of training (the monitor's)
+    held_out_labels: np.ndarray | None = None  # ... and their labels, where the source has them
+
+
+HOLDOUT_SEED = 20240  # the held-out images are the same for every train.seed, so runs compare alike
+
+
+def hold_out(dataset: Dataset, count: int) -> Dataset:
+    """data.holdout: `dataset` without `count` images chosen at random (a fixed seed), which come back as
+    held_out; unchanged for 0. A DataError when too few would be left to train on."""
+    if count == 0:
+        return dataset
+    total = len(dataset.images)
+    if count >= total:
+        raise DataError(f"data.holdout: holds out every image of the {total:,} there are, leaving none to train on. "
+                        f"Received: {count}")
+    chosen = np.zeros(total, bool)
+    chosen[np.random.default_rng(HOLDOUT_SEED).permutation(total)[:count]] = True
+    labels = dataset.labels
+    return dataclasses.replace(
+        dataset, images=np.asarray(dataset.images)[~chosen], labels=None if labels is None else labels[~chosen],
+        held_out=np.asarray(dataset.images)[chosen], held_out_labels=None if labels is None else labels[chosen])
 
 
 def balanced_indices(labels: np.ndarray, limit: int) -> np.ndarray:

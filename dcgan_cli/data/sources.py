@@ -15,7 +15,7 @@ import numpy as np
 
 from dcgan_cli.config import Config
 from dcgan_cli.data import arrays, folder, keras_sets
-from dcgan_cli.data.common import DataError, Dataset, balanced_indices, fit_array, to_uint8
+from dcgan_cli.data.common import DataError, Dataset, balanced_indices, fit_array, hold_out, to_uint8
 from dcgan_cli.files import to_stderr
 
 __all__ = ["DataError", "Dataset", "load_dataset", "probe_labels", "batch_indices", "sample_batch", "describe"]
@@ -62,7 +62,7 @@ def load_dataset(cfg: Config, *, progress: bool = True, log: Callable[[str], Non
         dataset = Dataset(images=images, labels=labels, class_names=None, source=source)
     if d.labels and dataset.labels is None:
         raise DataError(_no_labels(dataset.source))
-    return dataset
+    return hold_out(dataset, d.holdout)
 
 
 def _chosen(labels: np.ndarray | None, cfg: Config, *, source: str):

@@ -24,10 +24,11 @@ class Health:
     with every monitor.check_every steps, and the rollbacks made so far."""
 
     def __init__(self, cfg: Config, real_images: np.ndarray, sample_latents: np.ndarray, log: RunLog, *,
-                 start: int, classes: Classes | None = None, real_labels: np.ndarray | None = None):
+                 start: int, classes: Classes | None = None, real_labels: np.ndarray | None = None,
+                 held_out: tuple | None = None):
         self.cfg, self.log = cfg, log
-        self.probe = (Probe(cfg, real_images, sample_latents, classes=classes, real_labels=real_labels)
-                      if cfg.monitor.check_every else None)
+        self.probe = (Probe(cfg, real_images, sample_latents, classes=classes, real_labels=real_labels,
+                            held_out=held_out) if cfg.monitor.check_every else None)
         self.restart(start)
 
     def restart(self, start: int) -> None:

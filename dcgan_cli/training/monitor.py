@@ -75,10 +75,10 @@ class Monitor:
         step, trips = record["step"], []
         if "g_loss" in record:
             trips += self._d_wins(step, record) + self._g_rising(step, record["g_loss"])
-        if "d_real_sign" in record:
-            trips += self._d_overfits(step, record)
         if "probe" in record:
             trips += self._diversity(step, record["probe"]) + self._grad_norm(step, record["probe"])
+            if "d_holdout_gap" in record["probe"]:
+                trips += self._d_overfits(step, record["probe"]["d_holdout_gap"])
         if "eval" in record and ("modes_covered" in record["eval"] or "bins_covered" in record["eval"]):
             trips += self._modes(step, record["eval"])
         return trips
@@ -104,18 +104,17 @@ class Monitor:
                      f"step {self.d_wins.since}",
                      {"d_loss_fake": record["d_loss_fake"], "d_fake_mean": record["d_fake_mean"]})]
 
-    def _d_overfits(self, step: int, record: dict) -> list[Trip]:
-        """ADA's overfitting measure r_t, the mean sign of D's raw score on its training images: near 1 when D
-        calls nearly every training image real with certainty, which on a small dataset means it has learnt them."""
+    def _d_overfits(self, step: int, gap: float) -> list[Trip]:
+        """D's mean output on its training images minus that on real images it never saw (data.holdout): near 0
+        while D judges the distribution, large once it has learnt the training images themselves."""
         c = self.cfg
-        r_t = record["d_real_sign"]
-        holds = r_t > c.d_overfits_sign and step > c.d_overfits_after
-        if not (c.d_overfits and self.overfits.see(holds, step, needed=c.d_overfits_logs)):
+        holds = gap > c.d_overfits_gap and step > c.d_overfits_after
+        if not (c.d_overfits and self.overfits.see(holds, step, needed=c.d_overfits_checks)):
             return []
         return [Trip("d_overfits", step, self.overfits.since,
-                     f"D overfits its training images: r_t = mean sign of D's score on reals {r_t:.3f} > "
-                     f"{c.d_overfits_sign:g} for {c.d_overfits_logs} logs in a row since step {self.overfits.since}; "
-                     "try hacks.adaptive_augment", {"d_real_sign": r_t, "augment_p": record.get("augment_p")})]
+                     f"D overfits its training images: its mean output on them is {gap:.3f} above that on held-out "
+                     f"real images (> {c.d_overfits_gap:g}) at {c.d_overfits_checks} checks in a row since step "
+                     f"{self.overfits.since}; try hacks.adaptive_augment", {"d_holdout_gap": gap})]
 
     def _g_rising(self, step: int, g_loss: float) -> list[Trip]:
         c = self.cfg

@@ -47,8 +47,11 @@ def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float 
     panels = [("loss", [("d_loss_real", None, "D real"), ("d_loss_fake", None, "D fake"), ("g_loss", None, "G")]),
               ("D's mean output", [("d_real_mean", None, "D(x)"), ("d_fake_mean", None, "D(G(z))")])]
     if any("d_real_sign" in r for r in records):
-        panels.append(("overfitting, augmentation", [("d_real_sign", None, "r_t: mean sign of D's score on reals"),
-                                                     ("augment_p", None, "augmentation strength p")]))
+        lines = [("d_real_sign", None, "r_t: mean sign of D's score on reals"),
+                 ("augment_p", None, "augmentation strength p")]
+        if any("d_holdout_gap" in r.get("probe", {}) for r in records):
+            lines.append(("d_holdout_gap", "probe", "D(training) - D(held out)"))
+        panels.append(("overfitting, augmentation", lines))
     if any("probe" in r for r in records):
         panels.append(("samples' diversity\n(share of real)", [("diversity", "probe", "diversity")]))
     scored = [r["eval"] for r in records if "eval" in r]

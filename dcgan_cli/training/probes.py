@@ -26,7 +26,7 @@ class Probe:
     gradient norms on a fixed real batch and those latents (hard labels, BatchNorm as in training)."""
 
     def __init__(self, cfg: Config, real_images: np.ndarray, latents: np.ndarray, *, classes: Classes | None = None,
-                 real_labels: np.ndarray | None = None):
+                 real_labels: np.ndarray | None = None, held_out: tuple | None = None):
         self.cfg, self.latents = cfg, latents
         rng = np.random.default_rng([cfg.train.seed, PROBE_STREAM])
         chosen = np.sort(rng.choice(len(real_images), min(REAL_IMAGES, len(real_images)), replace=False))
@@ -38,10 +38,44 @@ class Probe:
         self.latent_classes = None if classes is None else classes.balanced(len(latents))
         self.real_classes = None if classes is None else real_labels[chosen][:GRADIENT_BATCH].astype(np.int32)
         self._squared_norms: Callable | None = None
+        # data.holdout: as many held-out real images as training ones (the first of the fixed real batch), with
+        # their classes under hack 21, for D's output on each (holdout_gap).
+        self.held_out = None
+        if held_out is not None and held_out[0] is not None:
+            n = min(len(held_out[0]), GRADIENT_BATCH)
+            self.held_out = (hacks.scale_images(np.asarray(held_out[0][:n]), hacks=cfg.hacks),
+                             None if classes is None else held_out[1][:n].astype(np.int32))
+        self._outputs: Callable | None = None
 
     def __call__(self, models: Models) -> dict[str, float]:
-        """{"diversity", "d_grad_norm", "g_grad_norm"} of the models' current variables."""
-        return {"diversity": self.diversity(models.g), **self.gradient_norms(models)}
+        """{"diversity", "d_grad_norm", "g_grad_norm"} of the models' current variables, and with data.holdout
+        "d_holdout_gap"."""
+        found = {"diversity": self.diversity(models.g), **self.gradient_norms(models)}
+        if self.held_out is not None:
+            found["d_holdout_gap"] = self.holdout_gap(models)
+        return found
+
+    def holdout_gap(self, models: Models) -> float:
+        """D's mean output (its belief that an image is real) on training images minus that on as many real images
+        it never trained on (data.holdout), each batch on its own statistics as D sees real batches in training:
+        near 0 while D judges the distribution, large once it has learnt its training images."""
+        d = models.d
+        objective = hacks.objective(self.cfg.hacks)
+        if self._outputs is None:
+            def outputs(d_tv, d_ntv, train, held, train_classes, held_classes):
+                def mean(x, classes):
+                    output, _ = d.stateless_call(d_tv, d_ntv, d_inputs(x, classes), training=True)
+                    return ops.mean(objective.probability(output))
+                return mean(train, train_classes) - mean(held, held_classes)
+
+            self._outputs = compile_function(outputs)
+        held, held_classes = self.held_out
+        n = len(held)
+        train_classes = None if self.real_classes is None else ops.convert_to_tensor(self.real_classes[:n])
+        gap = self._outputs(_values(d.trainable_variables), _values(d.non_trainable_variables),
+                            ops.convert_to_tensor(self.real_batch[:n]), ops.convert_to_tensor(held),
+                            train_classes, None if held_classes is None else ops.convert_to_tensor(held_classes))
+        return float(ops.convert_to_numpy(gap))
 
     def diversity(self, g: keras.Model) -> float:
         """G's samples' mean pairwise distance (inference mode, the fixed latents) as a share of the real

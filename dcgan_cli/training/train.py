@@ -363,14 +363,15 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
         with backend.precision(cfg.train.mixed_precision):
             models = build_models(cfg, rng, classes)
         _train(cfg, models, dataset.images, None if classes is None else dataset.labels, rng, run_dir=run_dir,
-               resume=resume, scorer=scorer)
+               resume=resume, scorer=scorer, held_out=(dataset.held_out, dataset.held_out_labels))
     return run_dir
 
 
 def _train(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np.ndarray | None,
-           rng: np.random.Generator, *, run_dir: Path, resume: bool, scorer: TrainingScorer | None) -> None:
+           rng: np.random.Generator, *, run_dir: Path, resume: bool, scorer: TrainingScorer | None,
+           held_out: tuple = (None, None)) -> None:
     """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop (`real_labels`:
-    the images' classes, for hack 21). The host's `rng` has drawn the initial weights; it draws the sample grids'
+    the images' classes, for hack 21; `held_out`: data.holdout's images and labels, for the monitor). The host's `rng` has drawn the initial weights; it draws the sample grids'
     latents here, the steps' draws come from the device."""
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
     start, resumed_from, seed, events = 0, None, cfg.train.seed, 0
@@ -386,7 +387,7 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np
         log = RunLog(run_dir, cfg, start=start, events=events)
     keeper = _BestKeeper(scorer, run_dir, resume=resume) if scorer is not None else None
     health = Health(cfg, real_images, sample_latents, log, start=start, classes=models.classes,
-                    real_labels=real_labels)
+                    real_labels=real_labels, held_out=held_out)
     step_draws = draws.Draws(cfg, count=len(real_images), seed=seed, classes=models.classes)
     try:
         _loop(cfg, models, real_images, real_labels, step_draws, sample_latents, run_dir=run_dir, start=start,
