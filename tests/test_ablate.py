@@ -110,6 +110,13 @@ def test_factorial_makes_every_distinct_combination_and_guards_large_designs():
     assert len(variants(BASE, parse_factors(seven)[0], design="factorial", allow_large=True)[0]) == 128
 
 
+def test_factorial_leaves_out_combinations_the_config_refuses_with_a_note():
+    made, _, _, notes = variants(BASE, parse_factors("diff_augment,adaptive_augment,lecam")[0], design="factorial")
+    assert sorted(names(made)) == sorted(["base", "lecam-on", "adaptive_augment-on", "adaptive_augment-on+lecam-on",
+                                          "diff_augment-on", "diff_augment-on+lecam-on"])
+    assert len(notes) == 2 and all(note.startswith("left out diff_augment+adaptive_augment") for note in notes)
+
+
 def test_unknown_and_inert_factors_are_named_with_a_suggestion():
     with pytest.raises(AblationError, match=r"unknown factor; did you mean 'batch_norm'\? Received: 'batchnorm'"):
         parse_factors("batchnorm")
@@ -337,13 +344,14 @@ def test_an_unlabelled_folder_is_ablated_in_rotation_features(tmp_path):
         Image.fromarray(image[..., 0]).save(pictures / f"{i:03d}.png")
     root = tmp_path / "study"
     result = invoke("ablate", "--config", DIGITS, "--factors", "ema", "--seeds", "1", "--n", "50", "--run-dir", root,
-                    *[arg for item in (*STUDY_SET, "data.name=folder", f"data.path={pictures}")
-                      for arg in ("--set", item)])
+                    *[arg for item in (*STUDY_SET, "data.name=folder", f"data.path={pictures}", "data.limit=120")
+                      for arg in ("--set", item)], "--score-set", "data.limit=null")
     assert result.exit_code == 0, result.output
     assert json.loads((root / study.PLAN).read_text())["evaluation"]["features"] == "rotation"
     for variant in ("base", "ema-0.999"):
         scored = json.loads((root / "variants" / variant / "seed0" / study.RESULT).read_text())
         assert scored["features"] == "rotation" and scored["status"] == "done"
+        assert ": 200 real images" in scored["real_set"], "trained on 120, scored against all 200 (--score-set)"
         assert {"frechet_distance", "ndb", "bins", "bins_covered", "precision", "recall"} <= set(scored["scores"])
     text = (root / "report.md").read_text()
     assert "the rotation network's features (no labels)" in text and "| bins covered | NDB |" in text
@@ -373,6 +381,8 @@ def test_ray_executor_on_a_local_instance(tmp_path):
     (["--factors", "batchnorm"], "did you mean 'batch_norm'"),
     (["--factors", "leaky_relu", "--set", "hacks.leaky_slope=0"], "leaky_relu cannot be varied"),
     (["--design", "factorial"], "12 factors make 4096 variants"),
+    (["--score-set", "model.d_filters=8"], "--score-set: only data.* can change"),
+    (["--score-set", "data.limit=0"], "--score-set: data.limit"),
 ])
 def test_mistakes_exit_2_before_any_run(tmp_path, args, message):
     result = invoke("ablate", "--config", DIGITS, "--run-dir", tmp_path / "study", *args)
