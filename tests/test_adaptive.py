@@ -97,10 +97,15 @@ def test_p_falls_to_zero_when_d_cannot_tell_real_from_fake():
     assert p[1] == pytest.approx(0.55) and p[-1] == 0.0 and all(a >= b for a, b in zip(p, p[1:]))
 
 
-def test_p_rises_on_a_d_that_memorises_a_tiny_real_set_and_both_loops_agree(adaptive_run):
+def test_p_rises_on_a_d_that_memorises_a_tiny_real_set(tmp_path):
+    cfg = adaptive_cfg("data.limit=8", "train.steps=16", "train.loop=compiled", "output.checkpoint_every=16")
+    p = logged(train.run(cfg, run_dir=tmp_path / "run"), "augment_p")
+    assert max(p) >= 0.8 and p[-1] > 0.0, f"D tells its 8 training images from G's (r_t above 0.6): {p}"
+
+
+def test_both_loops_move_p_alike_and_keep_it_in_the_checkpoint(adaptive_run):
     split, compiled = logged(adaptive_run("train_on_batch"), "augment_p"), logged(adaptive_run("compiled"), "augment_p")
-    assert split == pytest.approx(compiled, abs=1e-6)
-    assert split[-1] > 0.0, f"D memorises the tiny digits set (r_t above 0.6), so p must rise: {split}"
+    assert split == pytest.approx(compiled, abs=1e-6) and max(split) > 0.0
     state = saved(adaptive_run("compiled"), 4)["adaptive/0000"]
     assert state[0] == pytest.approx(split[-1]) and state[2] != 0.0 and state[3] != 0.0  # p, LeCam's averages
 

@@ -35,8 +35,8 @@ GROUPS = {
     "hacks 21-": "test_g_and_d_take_the_class or test_fake_classes_depend or test_both_loops_train_the_same_cond or "
                  "test_conditional_batch_norm or "
                  "test_a_conditional_run_resumes or test_replay",
-    "hacks 23-": "test_p_rises or test_both_loops_agree_on_weights_and_state or test_p_and_lecams or "
-                 "test_p_0_is or test_lecam_matches",
+    "hacks 23-": "test_p_rises or test_both_loops_move_p or test_both_loops_agree_on_weights_and_state or "
+                 "test_p_and_lecams or test_p_0_is or test_lecam_matches",
 }
 # Each hack from 12 on, and the tests that check it by itself (on by itself, both loops, against hand values).
 HACK_TESTS = {"ttur": "test_ttur", "train_d_more": "test_train_d_more", "instance_noise": "test_instance_noise",
