@@ -1,12 +1,16 @@
 """The score over training steps of a small-data study's runs (docs/results.md: Small folders).
 
     python bench/small_data.py STUDY [--n 1000] [--set data.limit=null] [--out small-data.png]
+    python bench/small_data.py --gap RUN [RUN ...] [--out gap.png]
 
 STUDY is a `dcgan ablate` directory whose runs kept their checkpoints (configs/ablate-small-folder.yaml keeps one
 every 500 steps). Every kept checkpoint of every finished run is scored with `dcgan evaluate`'s code, against the
 data the --set overrides name (by default data.limit=null: the whole folder a subset was drawn from, the real
 distribution rather than the training images), in the features the study scored in. It writes a CSV of every score
 and a plot of each variant's mean FD over steps with its runs' range, and prints the table.
+
+--gap plots what the monitor probed in runs trained with data.holdout: D's mean output on training images minus
+that on the held-out real images, with the augmentation strength p, over steps.
 """
 
 from __future__ import annotations
@@ -69,14 +73,47 @@ def plot(rows: list[dict], out: Path, *, title: str) -> None:
     plt.close(figure)
 
 
+def plot_gap(runs: list[Path], out: Path) -> None:
+    """D's output gap between training and held-out images (the d_overfits rule's measure) and p, over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from dcgan_cli.training.plots import read_metrics
+
+    figure, (gap_ax, p_ax) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    for run in runs:
+        records = read_metrics(run)
+        probed = [(r["step"], r["probe"]["d_holdout_gap"]) for r in records if "d_holdout_gap" in r.get("probe", {})]
+        logged = [(r["step"], r["augment_p"]) for r in records if "augment_p" in r]
+        gap_ax.plot(*zip(*probed), marker=".", label=run.name)
+        p_ax.plot(*zip(*logged), label=run.name)
+        print(f"{run.name}: largest gap {max(g for _, g in probed):.2f}, last {probed[-1][1]:.2f}; "
+              f"last p {logged[-1][1]:.2f}")
+    gap_ax.set_ylabel("D(training) - D(held out)")
+    p_ax.set_ylabel("augmentation strength p")
+    p_ax.set_xlabel("step")
+    for ax in (gap_ax, p_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", type=Path)
+    parser.add_argument("study", type=Path, nargs="?")
+    parser.add_argument("--gap", type=Path, nargs="+", help="runs trained with data.holdout to plot the gap of")
     parser.add_argument("--n", type=int, default=1000, help="images scored per checkpoint")
     parser.add_argument("--set", dest="overrides", action="append", default=None,
                         help="data.KEY=VALUE: the data scored against [default: data.limit=null]")
     parser.add_argument("--out", type=Path, default=Path("small-data.png"))
     args = parser.parse_args()
+    if args.gap:
+        plot_gap(args.gap, args.out)
+        return
     started = time.perf_counter()
     rows = scores(args.study, count=args.n, overrides=args.overrides or ["data.limit=null"])
     with args.out.with_suffix(".csv").open("w", newline="") as file:
