@@ -239,3 +239,10 @@ def test_a_balanced_subset_of_unlabelled_data_is_refused(tmp_path):
                              "data.subset=balanced"])
     with pytest.raises(sources.DataError, match=r"data.subset: balanced needs class labels.*Received: 'balanced'"):
         sources.load_dataset(cfg, progress=False)
+
+
+def test_p_r_t_and_the_gap_reach_tensorboard():
+    from dcgan_cli.training.tensorboard_log import scalar_tags
+
+    tags = scalar_tags({"step": 100, "augment_p": 0.25, "d_real_sign": 0.75, "probe": {"d_holdout_gap": 0.5}})
+    assert tags["augment/p"] == 0.25 and tags["d_output/real_sign"] == 0.75 and tags["health/d_holdout_gap"] == 0.5
