@@ -31,7 +31,8 @@ FIRST_COLUMN = {"domain": ("modes_covered", "modes", 1), "rotation": ("bins_cove
                 "inception": ("fid", "FID", 2)}  # the table's column after the verdict: key, heading, decimals
 SPACE_WORDS = {"domain": "the domain classifier's features", "rotation": "the rotation network's features (no labels)",
                "inception": "Inception features"}
-LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean")  # train.METRICS, spelled out
+LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign",
+          "augment_p")  # train.METRICS, spelled out
 #                                                                      here so the report needs no Keras
 CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", *SCORES, "diversity", "collapsed",
                *LOSSES, "step", "train_seconds", "directory")
