@@ -208,7 +208,7 @@ class MonitorConfig:
     #                                  the run's best so far
     d_overfits: bool = setting(True)  # rule: D rates its training images above real ones it never saw (needs
     #                                  data.holdout)
-    d_overfits_gap: float = setting(0.15, low=0.0, high=1.0)  # ... D's mean output on training images minus that on
+    d_overfits_gap: float = setting(0.35, low=0.0, high=1.0)  # ... D's mean output on training images minus that on
     #                                  the held-out ones above this
     d_overfits_checks: int = setting(3, low=1)  # ... at this many checks in a row (monitor.check_every apart)
     d_overfits_after: int = setting(500, low=0)  # ... judged after this step

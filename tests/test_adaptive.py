@@ -179,14 +179,15 @@ def trips(gaps: list[float], **settings) -> list:
 
 
 def test_d_overfits_trips_on_an_overfitting_stream_and_stays_quiet_on_a_healthy_one():
-    healthy = [0.3, 0.2, 0.05, -0.02, 0.08, 0.12, 0.01, -0.05, 0.1, 0.14, 0.03, 0.09] * 3
+    healthy = [0.3, 0.2, 0.05, -0.02, 0.08, 0.27, 0.01, -0.05, 0.24, 0.14, 0.03, 0.22] * 3  # like all 10,000 photos
     overfitting = [0.3, 0.05, 0.08, 0.1, 0.18, 0.25, 0.31, 0.42, 0.5, 0.55]
     assert trips(healthy) == []
     found = trips(overfitting)
-    assert [(t.rule, t.step, t.since) for t in found] == [("d_overfits", 800, 600)]  # 0.18 at step 500: too early
-    assert "try hacks.adaptive_augment" in found[0].message and found[0].values == {"d_holdout_gap": 0.42}
+    assert [(t.rule, t.step, t.since) for t in found] == [("d_overfits", 1000, 800)]
+    assert "try hacks.adaptive_augment" in found[0].message and found[0].values == {"d_holdout_gap": 0.55}
     assert trips(overfitting, d_overfits=False) == []
     assert trips([0.5] * 5) == [], "judged only after d_overfits_after"
+    assert [t.step for t in trips(overfitting, d_overfits_gap=0.15)] == [800], "a lower bound trips sooner"
 
 
 def test_the_probe_measures_ds_output_on_training_and_held_out_images(tmp_path):
