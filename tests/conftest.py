@@ -32,6 +32,7 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.update(thread_env(max(1, cores() // _WORKERS)))
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from dcgan_cli.config import load_config  # noqa: E402
@@ -103,3 +104,23 @@ def plain_run(tmp_path_factory):
         return made[loop]
 
     return run
+
+
+def saved_weights(run: Path, step: int) -> dict[str, np.ndarray]:
+    """The arrays of a run's step-`step` checkpoint (weights.npz), by group/index key."""
+    with np.load(run / "checkpoints" / f"step_{step:06d}" / "weights.npz") as found:
+        return {key: found[key] for key in found.files}
+
+
+def runs_per_loop(tmp_path_factory, config_of):
+    """get(loop): a run of config_of(loop) trained once per module and loop, for tests that only read it."""
+    from dcgan_cli.training import train
+
+    made: dict[str, Path] = {}
+
+    def get(loop: str) -> Path:
+        if loop not in made:
+            made[loop] = train.run(config_of(loop), run_dir=tmp_path_factory.mktemp(loop))
+        return made[loop]
+
+    return get

@@ -17,7 +17,7 @@ from dcgan_cli.training import train
 from dcgan_cli.training.monitor import Monitor
 from dcgan_cli.training.plots import read_metrics
 
-from conftest import TINY, crashed_copy
+from conftest import TINY, crashed_copy, runs_per_loop, saved_weights
 
 ADAPTIVE = ["hacks.adaptive_augment=true", "hacks.ada_interval=2", "hacks.ada_kimg=0.04", "hacks.lecam=true",
             "hacks.lecam_weight=0.5", "hacks.lecam_decay=0.5", "output.checkpoint_every=1",
@@ -28,25 +28,13 @@ def adaptive_cfg(*extra: str):
     return load_config(None, [*TINY, *ADAPTIVE, *extra])
 
 
-def saved(run: Path, step: int) -> dict[str, np.ndarray]:
-    with np.load(run / "checkpoints" / f"step_{step:06d}" / "weights.npz") as found:
-        return {key: found[key] for key in found.files}
-
-
 def logged(run: Path, key: str) -> list[float]:
     return [record[key] for record in read_metrics(run) if key in record]
 
 
 @pytest.fixture(scope="module")
 def adaptive_run(tmp_path_factory):
-    made: dict[str, Path] = {}
-
-    def get(loop: str) -> Path:
-        if loop not in made:
-            made[loop] = train.run(adaptive_cfg(f"train.loop={loop}"), run_dir=tmp_path_factory.mktemp(loop))
-        return made[loop]
-
-    return get
+    return runs_per_loop(tmp_path_factory, lambda loop: adaptive_cfg(f"train.loop={loop}"))
 
 
 def images(n: int = 6, side: int = 8, seed: int = 0) -> np.ndarray:
@@ -106,12 +94,12 @@ def test_p_rises_on_a_d_that_memorises_a_tiny_real_set(tmp_path):
 def test_both_loops_move_p_alike_and_keep_it_in_the_checkpoint(adaptive_run):
     split, compiled = logged(adaptive_run("train_on_batch"), "augment_p"), logged(adaptive_run("compiled"), "augment_p")
     assert split == pytest.approx(compiled, abs=1e-6) and max(split) > 0.0
-    state = saved(adaptive_run("compiled"), 4)["adaptive/0000"]
+    state = saved_weights(adaptive_run("compiled"), 4)["adaptive/0000"]
     assert state[0] == pytest.approx(split[-1]) and state[2] != 0.0 and state[3] != 0.0  # p, LeCam's averages
 
 
 def test_both_loops_agree_on_weights_and_state(adaptive_run):
-    split, compiled = saved(adaptive_run("train_on_batch"), 4), saved(adaptive_run("compiled"), 4)
+    split, compiled = saved_weights(adaptive_run("train_on_batch"), 4), saved_weights(adaptive_run("compiled"), 4)
     assert [key for key in split if not np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-5)] == []
 
 
@@ -120,7 +108,7 @@ def test_p_and_lecams_averages_resume_bit_for_bit(adaptive_run, tmp_path, loop):
     whole = adaptive_run(loop)
     crashed = crashed_copy(whole, after=1, to=tmp_path / "crashed")
     train.run(adaptive_cfg(f"train.loop={loop}"), run_dir=crashed, resume=True)
-    a, b = saved(whole, 4), saved(crashed, 4)
+    a, b = saved_weights(whole, 4), saved_weights(crashed, 4)
     assert [key for key in a if not np.array_equal(a[key], b[key])] == []
 
 
@@ -157,7 +145,7 @@ def test_lecam_averages_follow_ds_scores_at_their_decay():
 
 
 def test_lecam_changes_ds_update_and_adaptive_augment_the_inputs(adaptive_run, plain_run):
-    adapted, plain = saved(adaptive_run("compiled"), 1), saved(plain_run("compiled"), 1)
+    adapted, plain = saved_weights(adaptive_run("compiled"), 1), saved_weights(plain_run("compiled"), 1)
     assert not np.array_equal(adapted["d/0000"], plain["d/0000"])
 
 

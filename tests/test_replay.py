@@ -14,7 +14,7 @@ from dcgan_cli.nets import hacks
 from dcgan_cli.state import draws
 from dcgan_cli.training import train
 
-from conftest import TINY, crashed_copy
+from conftest import TINY, crashed_copy, runs_per_loop, saved_weights
 
 REPLAY = ["hacks.replay=true", "hacks.replay_size=12", "output.checkpoint_every=1", "output.keep_checkpoints=4"]
 
@@ -23,21 +23,9 @@ def replay_cfg(*extra: str):
     return load_config(None, [*TINY, *REPLAY, *extra])
 
 
-def saved(run: Path, step: int) -> dict[str, np.ndarray]:
-    with np.load(run / "checkpoints" / f"step_{step:06d}" / "weights.npz") as found:
-        return {key: found[key] for key in found.files}
-
-
 @pytest.fixture(scope="module")
 def replay_run(tmp_path_factory):
-    made: dict[str, Path] = {}
-
-    def get(loop: str) -> Path:
-        if loop not in made:
-            made[loop] = train.run(replay_cfg(f"train.loop={loop}"), run_dir=tmp_path_factory.mktemp(loop))
-        return made[loop]
-
-    return get
+    return runs_per_loop(tmp_path_factory, lambda loop: replay_cfg(f"train.loop={loop}"))
 
 
 def step_draws(seed: int = 0):
@@ -116,17 +104,17 @@ def test_replay_size_must_hold_a_batch():
 
 
 def test_replay_both_loops_agree_and_the_buffer_is_checkpointed(replay_run):
-    split, compiled = saved(replay_run("train_on_batch"), 4), saved(replay_run("compiled"), 4)
+    split, compiled = saved_weights(replay_run("train_on_batch"), 4), saved_weights(replay_run("compiled"), 4)
     assert [key for key in split if not np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6)] == []
-    assert [int(saved(replay_run("compiled"), step)["replay/0002"]) for step in (1, 2, 3)] == [8, 12, 12]
-    assert not np.array_equal(saved(replay_run("compiled"), 2)["replay/0000"],
-                              saved(replay_run("compiled"), 3)["replay/0000"])
+    assert [int(saved_weights(replay_run("compiled"), step)["replay/0002"]) for step in (1, 2, 3)] == [8, 12, 12]
+    assert not np.array_equal(saved_weights(replay_run("compiled"), 2)["replay/0000"],
+                              saved_weights(replay_run("compiled"), 3)["replay/0000"])
 
 
 def test_replay_changes_ds_training_and_not_before_there_is_a_past(replay_run, plain_run):
-    replayed, plain = saved(replay_run("compiled"), 1), saved(plain_run("compiled"), 1)
+    replayed, plain = saved_weights(replay_run("compiled"), 1), saved_weights(plain_run("compiled"), 1)
     assert all(np.array_equal(replayed[key], plain[key]) for key in plain), "step 1: nothing to replay yet"
-    replayed, plain = saved(replay_run("compiled"), 2), saved(plain_run("compiled"), 2)
+    replayed, plain = saved_weights(replay_run("compiled"), 2), saved_weights(plain_run("compiled"), 2)
     assert not np.array_equal(replayed["d/0000"], plain["d/0000"])
 
 
@@ -135,5 +123,5 @@ def test_replay_resumes_bit_for_bit(replay_run, tmp_path, loop):
     whole = replay_run(loop)
     crashed = crashed_copy(whole, after=2, to=tmp_path / "crashed")
     train.run(replay_cfg(f"train.loop={loop}"), run_dir=crashed, resume=True)
-    a, b = saved(whole, 4), saved(crashed, 4)
+    a, b = saved_weights(whole, 4), saved_weights(crashed, 4)
     assert [key for key in a if not np.array_equal(a[key], b[key])] == []
