@@ -3,7 +3,6 @@ fills with its own; the buffer is checkpointed, the two loops agree, and a run r
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import keras
 import numpy as np
