@@ -279,6 +279,26 @@ def problems_of(config: Config) -> list[str]:
     return _cross_checks(config)
 
 
+def checked_value(path: str, value: Any) -> Any:
+    """`value` for the key at SECTION.KEY as the loader's own check of that key accepts it (converted to its type),
+    without cross-checks; ConfigError with the loader's one-line problem (an unknown key gets a suggestion)."""
+    section, _, key = path.partition(".")
+    if section not in SECTIONS or not key or "." in key:
+        raise ConfigError([f"{path}: unknown key; expected SECTION.KEY with a section of {', '.join(SECTIONS)}"
+                           f"{_suggest(section, SECTIONS)}. Received: {path!r}"])
+    problems: list[str] = []
+    built = _build_section(section, {key: value}, problems)
+    if problems:
+        raise ConfigError(problems)
+    return getattr(built, key)
+
+
+def value_type(path: str) -> Any:
+    """The type hint of the known key at SECTION.KEY (bool, int, float, str, a tuple range, or an optional)."""
+    section, _, key = path.partition(".")
+    return typing.get_type_hints(SECTIONS[section])[key]
+
+
 def _read_file(path: Path, problems: list[str]) -> dict:
     """The file's top-level mapping; {} (with the problem recorded) when it cannot be read or is not a mapping."""
     try:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from filelock import FileLock
 from PIL import Image
 
-from dcgan_cli.ablate import executors, report, study, worker
+from dcgan_cli.ablate import compare, executors, report, study, worker
 from dcgan_cli.ablate.design import FACTORS, GROUPS, AblationError, parse_factors, variants
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
@@ -172,7 +172,7 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
 def test_a_diverged_run_is_finished_and_reported(tmp_path, monkeypatch):
     run = study.prepare(planned(tmp_path / "study"))[0]
 
-    def diverge(cfg, *, run_dir, resume):
+    def diverge(cfg, *, run_dir, resume, judge):
         raise worker.training.Diverged("training diverged at step 3: g_loss=nan")
 
     monkeypatch.setattr(worker.training, "run", diverge)
@@ -191,7 +191,7 @@ def test_collapse_rule():
 # ------------------------------------------------------------------ the report, from made-up results
 
 
-def fake_result(run: study.Run, fd: float, *, grid: bool = True) -> None:
+def fake_result(run: study.Run, fd: float, *, grid: bool = True, series: list | None = None) -> None:
     (run.directory / "samples").mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((20, 20), int(fd) % 255, dtype=np.uint8)).save(run.directory / "samples" / "last.png")
     result = {"variant": run.variant, "seed": run.seed, "train_seed": run.seed, "changes": "", "status": "done",
@@ -199,6 +199,8 @@ def fake_result(run: study.Run, fd: float, *, grid: bool = True) -> None:
               "losses": dict.fromkeys(report.LOSSES, 0.5), "grid": "samples/last.png" if grid else None,
               "scores": {"frechet_distance": fd, "modes_covered": 10, "classes": 10, "class_kl": 0.1,
                          "mean_confidence": 0.9, "precision": 0.5, "recall": 0.5}}
+    if series is not None:
+        result["series"] = series
     write_atomically(run.directory / study.RESULT, lambda file: file.write(json.dumps(result).encode()))
 
 
@@ -214,9 +216,9 @@ def test_report_tests_each_variant_against_the_reference(tmp_path):
     assert written.effects["adam-off"].verdict == "within noise"
     rows = report.table(written)
     assert len(rows) == 2 + 3 and rows[2].startswith("| base |") and rows[3].startswith("| batch_norm-off |")
-    assert "FD mean ± std" in rows[0] and "verdict" in rows[0] and "[95% CI]" in rows[0]
+    assert "FD (last 3) mean ± std" in rows[0] and "verdict" in rows[0] and "paired [95% CI]" in rows[0]
     text = (made.root / "report.md").read_text()
-    assert "| batch_norm-off | hacks.batch_norm: on -> off | 3/3 | 41.00 ± 1.00 | +30.50 [" in text
+    assert "| batch_norm-off | hacks.batch_norm: on -> off | 3/3 | 41.00 ± 1.00 | - | +30.50 [" in text
     assert "**batch_norm-off** (hacks.batch_norm: on -> off) raises the FD by 30.50" in text
     with open(made.root / "results.csv", newline="") as file:
         table = list(csv.DictReader(file))
@@ -225,6 +227,46 @@ def test_report_tests_each_variant_against_the_reference(tmp_path):
     for name in ("report.png", "samples.png"):
         with Image.open(made.root / name) as image:
             assert image.format == "PNG" and image.width > 400
+
+
+def test_runs_are_scored_by_their_last_checkpoints_and_compared_paired_by_seed(tmp_path):
+    """The seed moves every variant's score by up to 20 while the change lowers it by about 1 at each seed: Welch's
+    test over seeds cannot see that, pairing by seed can. Each run is scored by its last 3 scores from half-way on
+    (the final one wanders), and the spread of those is reported."""
+    made = planned(tmp_path / "study", seeds=3, factors="batch_norm")
+    study.prepare(made)
+    seed_effect = [0.0, 10.0, 20.0]
+    for run in made.runs():
+        level = 30.0 + seed_effect[run.seed] - (1.0 if run.variant == "batch_norm-off" else 0.0)
+        wander = [0.4, -0.2, -0.2] if run.seed == 1 else [0.2, -0.1, -0.1]
+        series = [[1, 99.0], [2, level + wander[0]], [3, level + wander[1]], [4, level + wander[2]]]
+        fake_result(run, level + wander[2] + (5.0 if run.variant == "base" and run.seed == 2 else 0.0), series=series)
+    written = report.write(made)
+    effect = written.effects["batch_norm-off"]
+    assert effect.verdict == "helps" and effect.pairs == 3 and effect.difference == pytest.approx(-1.0)
+    summaries = {v.name: v for v in written.variants}
+    assert summaries["base"].tails() == pytest.approx({0: 30.0, 1: 40.0, 2: 50.0})  # step 1 lies before half-way
+    assert summaries["base"].spread() == pytest.approx(np.mean([np.std([0.2, -0.1, -0.1], ddof=1)] * 2
+                                                               + [np.std([0.4, -0.2, -0.2], ddof=1)]))
+    unpaired = compare.welch(np.array(list(summaries["batch_norm-off"].tails().values())),
+                             np.array(list(summaries["base"].tails().values())))
+    assert unpaired.verdict == "within noise"
+    with open(made.root / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert float(rows[0]["tail_score"]) == pytest.approx(30.0) and float(rows[0]["tail_spread"]) > 0
+
+
+def test_a_run_without_a_series_is_scored_by_its_training_time_scores(tmp_path):
+    """Results written before runs kept their series are read from the run's own metrics.jsonl."""
+    made = planned(tmp_path / "study", seeds=1, factors="batch_norm")
+    study.prepare(made)
+    run = made.runs()[0]
+    fake_result(run, 50.0)
+    lines = [{"step": step, "eval": {"features": "domain", "frechet_distance": value}}
+             for step, value in ((1, 90.0), (2, 20.0), (3, 22.0), (4, 24.0))]
+    (run.directory / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    written = report.collect(made)
+    assert next(v for v in written.variants if v.name == "base").tails() == {0: pytest.approx(22.0)}
 
 
 def test_factorial_report_gives_each_factors_main_effect(tmp_path):

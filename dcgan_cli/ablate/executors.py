@@ -1,6 +1,8 @@
 """Where a study's runs execute: as separate processes on this machine (local), or as Ray tasks on a local Ray
-instance or an existing cluster (ray). Either way each run is `dcgan ablate-run DIR` in its own process, its
-threads capped so that parallel runs do not oversubscribe the cores.
+instance or an existing cluster (ray). Either way each run is a worker command (`dcgan ablate-run DIR`, or
+`dcgan tune-run DIR` for a tuning trial) in its own process, its threads capped so that parallel runs do not
+oversubscribe the cores. Runs are taken from their iterable only when a place is free, so a tuning study asks its
+sampler for the next trial as late as it can.
 
 Ray tasks may run on other machines: a task receives the run's directory as a tar archive (config, run.json and
 any checkpoints of an interrupted attempt), runs it in a temporary directory, and sends the directory back, which
@@ -19,15 +21,22 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Protocol
 
 from dcgan_cli.ablate.design import AblationError
-from dcgan_cli.ablate.study import LOG, Run
+from dcgan_cli.ablate.study import LOG
 
 BUSY = 3  # the exit code of a worker whose run directory another process holds
 POLL_S = 0.2
 
-Finished = Callable[[Run, int], None]  # (run, the worker's exit code)
+class Job(Protocol):
+    """What an executor runs: a directory the worker command takes (an ablation's run, a tuning trial)."""
+
+    directory: Path
+
+
+Finished = Callable[[Job, int], None]  # (job, the worker's exit code)
+WORKER = "ablate-run"
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -47,28 +56,31 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def worker_command(directory: Path, threads: int) -> list[str]:
-    return [sys.executable, "-m", "dcgan_cli", "ablate-run", str(directory), "--threads", str(threads)]
+def worker_command(directory: Path, threads: int, command: str = WORKER) -> list[str]:
+    return [sys.executable, "-m", "dcgan_cli", command, str(directory), "--threads", str(threads)]
 
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_local(runs: list[Run], *, jobs: int, threads: int, finished: Finished) -> None:
+def run_local(runs: Iterable[Job], *, jobs: int, threads: int, finished: Finished, command: str = WORKER) -> None:
     """Run `runs`, `jobs` at a time, each a process writing its output to its log.txt. Ctrl-C or SIGTERM asks
     every running worker (once, by SIGTERM) to checkpoint and stop, waits for them, and raises KeyboardInterrupt.
     SIGTERM, not SIGINT: a shell starts background jobs with SIGINT ignored, and that would be inherited."""
-    waiting = list(runs)
-    running: dict[subprocess.Popen, tuple[Run, object]] = {}
+    waiting, more = iter(runs), True
+    running: dict[subprocess.Popen, tuple[Job, object]] = {}
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                run = waiting.pop(0)
+        while more or running:
+            while more and len(running) < jobs:
+                run = next(waiting, None)
+                if run is None:
+                    more = False
+                    break
                 log = open(run.directory / LOG, "ab")
                 # A session of its own: a Ctrl-C at the terminal reaches only this process, which passes it on once.
-                process = subprocess.Popen(worker_command(run.directory, threads), stdout=log,
+                process = subprocess.Popen(worker_command(run.directory, threads, command), stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            env={**os.environ, **thread_env(threads)}, start_new_session=True)
                 running[process] = (run, log)
@@ -95,8 +107,8 @@ def ray_available() -> bool:
     return True
 
 
-def run_ray(runs: list[Run], *, address: str | None, cpus: float, gpus: float, threads: int, jobs: int | None,
-            finished: Finished) -> None:
+def run_ray(runs: Iterable[Job], *, address: str | None, cpus: float, gpus: float, threads: int, jobs: int | None,
+            finished: Finished, command: str = WORKER) -> None:
     """Run `runs` as Ray tasks of `cpus` CPUs and `gpus` GPUs each, at most `jobs` at once (None: as many as the
     cluster's resources allow). Without `address`, a local Ray instance is started whose servers listen on
     127.0.0.1 only, without its dashboard."""
@@ -110,13 +122,18 @@ def run_ray(runs: list[Run], *, address: str | None, cpus: float, gpus: float, t
     else:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_ray_run)
-    waiting = list(runs)
+    waiting, more = iter(runs), True
     pending: dict = {}
     try:
-        while waiting or pending:
-            while waiting and (jobs is None or len(pending) < jobs):
-                run = waiting.pop(0)
-                pending[task.remote(pack(run.directory), run.directory.name, threads)] = run
+        while more or pending:
+            while more and (jobs is None or len(pending) < jobs):
+                run = next(waiting, None)
+                if run is None:
+                    more = False
+                    break
+                pending[task.remote(pack(run.directory), run.directory.name, threads, command)] = run
+            if not pending:
+                break
             (ready,), _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(ready)
             try:
@@ -134,13 +151,13 @@ def run_ray(runs: list[Run], *, address: str | None, cpus: float, gpus: float, t
         ray.shutdown()
 
 
-def _ray_run(archive: bytes, name: str, threads: int) -> tuple[int, bytes]:
+def _ray_run(archive: bytes, name: str, threads: int, command: str) -> tuple[int, bytes]:
     """A Ray task: unpack a run directory into a temporary one, run the worker on it, send the directory back."""
     with tempfile.TemporaryDirectory(prefix="dcgan-ablate-") as scratch:
         directory = Path(scratch) / name
         unpack(archive, directory)
         with open(directory / LOG, "ab") as log:
-            code = subprocess.run(worker_command(directory, threads), stdout=log, stderr=subprocess.STDOUT,
+            code = subprocess.run(worker_command(directory, threads, command), stdout=log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, env={**os.environ, **thread_env(threads)}).returncode
         return code, pack(directory)
 

@@ -2,8 +2,9 @@
 variant's mean +- std over seeds, its difference from the reference with a 95% confidence interval and a verdict),
 report.png (the scores as bars with error bars, sorted by effect) and samples.png (each variant's final grid).
 
-The difference of means is tested with Welch's t-test (scipy), which assumes neither equal variances nor equal
-numbers of seeds, so a partial study is reported honestly: fewer seeds, wider intervals.
+Each run is scored by the mean of its last few scores (compare.py), and each variant is compared with the
+reference paired by seed; a partial study is reported honestly: fewer seeds, wider intervals. A factorial's main
+effects pool runs of different combinations, so they use Welch's t-test.
 """
 
 from __future__ import annotations
@@ -11,20 +12,18 @@ from __future__ import annotations
 import csv
 import io
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from dcgan_cli.ablate.compare import CONFIDENCE, TAIL, Effect, paired, spread, tail, training_series, welch
 from dcgan_cli.ablate.design import FACTORS, change_text
 from dcgan_cli.ablate.study import Study, finished
 from dcgan_cli.config import flatten
 from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
 from dcgan_cli.files import write_atomically
 
-CONFIDENCE = 0.95
 SCORES = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "fid", "kid", "ndb", "bins",
           "ndb_k", "bins_covered", "precision", "recall")
 FIRST_COLUMN = {"domain": ("modes_covered", "modes", 1), "rotation": ("bins_covered", "bins covered", 1),
@@ -34,18 +33,8 @@ SPACE_WORDS = {"domain": "the domain classifier's features", "rotation": "the ro
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign",
           "augment_p")  # train.METRICS, spelled out
 #                                                                      here so the report needs no Keras
-CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", *SCORES, "diversity", "collapsed",
-               *LOSSES, "step", "train_seconds", "directory")
-
-
-@dataclass
-class Effect:
-    """A variant's difference from the reference in the primary score (negative: better)."""
-
-    difference: float
-    low: float
-    high: float
-    verdict: str  # "helps", "hurts", "within noise", or why there is none
+CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", "tail_score", "tail_spread",
+               *SCORES, "diversity", "collapsed", *LOSSES, "step", "train_seconds", "directory")
 
 
 @dataclass
@@ -63,6 +52,16 @@ class VariantSummary:
 
     def values(self, key: str) -> np.ndarray:
         return np.array([r["scores"][key] for r in self.scored if key in r["scores"]], dtype=np.float64)
+
+    def tails(self) -> dict[int, float]:
+        """Each scored run's score over its last checkpoints (compare.tail), by seed."""
+        return {r["seed"]: float(np.mean(tail(r["series"], steps=r["step"]))) for r in self.scored}
+
+    def spread(self) -> float:
+        """The mean over runs of the spread of their last checkpoints' scores."""
+        spreads = [spread(r["series"], steps=r["step"]) for r in self.scored]
+        spreads = [value for value in spreads if math.isfinite(value)]
+        return float(np.mean(spreads)) if spreads else math.nan
 
     def diverged(self) -> int:
         return sum(r["status"] == "diverged" for r in self.results)
@@ -109,21 +108,35 @@ def collect(study: Study) -> Report:
         result = finished(run)
         row = {"variant": run.variant, "seed": run.seed, "directory": str(run.directory), "status": "not finished"}
         if result is not None:
+            if result["status"] == "done" and "series" not in result:  # written before runs kept their series
+                result["series"] = _older_series(result, run.directory,
+                                                 rescored=bool(study.evaluation.get("overrides")))
             summaries[run.variant].results.append({**result, "directory": run.directory})
             features = features or result.get("features")
             row.update({key: result.get(key) for key in ("train_seed", "status", "changes", "features", "diversity",
                                                          "collapsed", "step", "train_seconds")})
             row.update({key: value for key, value in result.get("scores", {}).items() if key in SCORES})
             row.update(result.get("losses", {}))
+            if result["status"] == "done":
+                row.update(tail_score=float(np.mean(tail(result["series"], steps=result["step"]))),
+                           tail_spread=spread(result["series"], steps=result["step"]))
         rows.append(row)
     report = Report(study=study, features=features, variants=list(summaries.values()), effects={}, runs=rows)
     reference = summaries[study.reference]
     for summary in report.variants:
         if summary.name != study.reference:
-            report.effects[summary.name] = _effect(summary, reference, report.metric[0])
+            report.effects[summary.name] = _effect(summary, reference)
     if study.design == "factorial":
         report.main_effects = _main_effects(report)
     return report
+
+
+def _older_series(result: dict, directory: Path, *, rescored: bool) -> list[list[float]]:
+    """A result written before the worker kept its series: the run's training-time scores in the study's space
+    (unless the study scored against other data than the runs trained on), else its final score alone."""
+    key = PRIMARY[result["features"]]
+    found = [] if rescored else training_series(directory, features=result["features"], key=key)
+    return found or [[result["step"], result["scores"][key]]]
 
 
 def _main_effects(report: Report) -> dict[str, Effect]:
@@ -142,28 +155,19 @@ def _main_effects(report: Report) -> dict[str, Effect]:
             (switched if value != values[factor.path] else kept).results.extend(summary.results)
         if flipped is not None:
             label = f"{factor.path}: {factor.word(values[factor.path])} -> {factor.word(flipped)}"
-            effects[label] = _effect(switched, kept, report.metric[0])
+            effects[label] = _effect(switched, kept, pair=False)
     return effects
 
 
-def _effect(variant: VariantSummary, reference: VariantSummary, key: str) -> Effect:
-    """Welch's t-test of the variant's primary score against the reference's; lower scores are better."""
-    a, b = variant.values(key), reference.values(key)
+def _effect(variant: VariantSummary, reference: VariantSummary, *, pair: bool = True) -> Effect:
+    """The variant's tail score against the reference's, paired by seed (or Welch's t-test for pooled runs of
+    different combinations); lower scores are better."""
     if variant.results and not variant.scored:
         return Effect(math.inf, math.inf, math.inf, "hurts (every run diverged)")
-    if len(a) < 2 or len(b) < 2:
-        return Effect(float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, math.nan, math.nan,
-                      "needs 2+ seeds each")
-    difference = float(a.mean() - b.mean())
-    if a.std() == 0 and b.std() == 0:
-        low = high = difference
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(CONFIDENCE)
-        low, high = float(interval.low), float(interval.high)
-    verdict = "helps" if high < 0 else "hurts" if low > 0 else "within noise"
-    return Effect(difference, low, high, verdict)
+    a, b = variant.tails(), reference.tails()
+    if pair:
+        return paired(a, b)
+    return welch(np.array(list(a.values())), np.array(list(b.values())))
 
 
 def _mean_std(values: np.ndarray, digits: int) -> str:
@@ -183,9 +187,10 @@ def table(report: Report) -> list[str]:
     digits = _digits(report)
     first, heading, decimals = FIRST_COLUMN[report.features or "domain"]
     extra = (heading, "NDB", "precision", "recall")
-    lines = [f"| variant | factors changed | runs | {short} mean ± std | Δ {short} vs {report.study.reference} "
-             f"[{CONFIDENCE:.0%} CI] | verdict | {' | '.join(extra)} | collapsed |",
-             "|---|---|---|---|---|---|" + "---|" * len(extra) + "---|"]
+    lines = [f"| variant | factors changed | runs | {short} (last {TAIL}) mean ± std | checkpoint spread | "
+             f"Δ {short} vs {report.study.reference}, paired [{CONFIDENCE:.0%} CI] | verdict | final {short} | "
+             f"{' | '.join(extra)} | collapsed |",
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(extra) + "---|"]
     for v in report.ordered():
         effect = report.effects.get(v.name)
         if v.name == report.study.reference:
@@ -201,16 +206,22 @@ def table(report: Report) -> list[str]:
                  _mean_std(v.values("precision"), 3), _mean_std(v.values("recall"), 3)]
         runs = f"{len(v.results)}/{v.planned}" + (f" ({v.diverged()} diverged)" if v.diverged() else "")
         changes = v.changes.replace("|", "/")
-        lines.append(f"| {v.name} | {changes} | {runs} | {_mean_std(v.values(name), digits)} | {delta} | "
-                     f"{verdict} | {' | '.join(cells)} | {v.collapsed()}/{len(v.results)} |")
+        spread_text = f"{v.spread():.{digits}f}" if math.isfinite(v.spread()) else "-"
+        lines.append(f"| {v.name} | {changes} | {runs} | {_mean_std(_tail_values(v), digits)} | {spread_text} | "
+                     f"{delta} | {verdict} | {_mean_std(v.values(name), digits)} | {' | '.join(cells)} | "
+                     f"{v.collapsed()}/{len(v.results)} |")
     return lines
+
+
+def _tail_values(v: VariantSummary) -> np.ndarray:
+    return np.array(list(v.tails().values()), dtype=np.float64)
 
 
 def findings(report: Report) -> list[str]:
     """What mattered, in words: each variant whose change helps or hurts, then those within noise."""
     name, short = report.metric
     digits = _digits(report)
-    reference = next(v for v in report.variants if v.name == report.study.reference).values(name)
+    reference = _tail_values(next(v for v in report.variants if v.name == report.study.reference))
     said, quiet = [], []
     for v in report.ordered():
         effect = report.effects.get(v.name)
@@ -245,12 +256,17 @@ def markdown(report: Report) -> str:
         f"- Base: data {study.base.data.name}, {study.base.model.image_size}x{study.base.model.image_size}, "
         f"{study.base.train.steps} steps of batch {study.base.train.batch_size}, train.loop "
         f"{study.base.train.loop}; seed k trains with train.seed {study.base.train.seed} + k.",
-        f"- Score: {short} ({name}, lower is better) of {evaluation['count']:,} images of each run's final "
-        f"generator in {space}, as `dcgan evaluate` gives it; NDB (of its k-means bins of the real features, how many "
+        f"- Score: {short} ({name}, lower is better) in {space}, averaged over each run's last {TAIL} scores from "
+        "half-way on: its training-time scores (output.eval_every) where they are in this space, else its kept "
+        f"checkpoints scored with {evaluation['count']:,} images each. The checkpoint spread is the standard "
+        "deviation of those scores within a run (the mean over runs): how much one checkpoint's score wanders. "
+        f"The final {short} is of {evaluation['count']:,} images of each run's final generator, as `dcgan "
+        "evaluate` gives it; NDB (of its k-means bins of the real features, how many "
         "hold a share of the images that differs from the real one), precision and recall beside it. A run counts "
         "as collapsed when its images' mean pairwise distance falls below half the real images' or when it covers "
         "at most half of the classes (with labels) or of the NDB bins (without).",
-        f"- Verdict: Welch's t-test over seeds; the change **helps** or **hurts** when the {CONFIDENCE:.0%} "
+        "- Verdict: the variants share their seeds, so each is compared with the reference seed by seed (a t "
+        f"interval on the per-seed differences); the change **helps** or **hurts** when the {CONFIDENCE:.0%} "
         "confidence interval of the difference excludes 0, else it is **within noise**. Each interval is for one "
         f"comparison: of {len(report.effects)} changes that did nothing, about {chance:.1f} would still get a "
         "verdict by chance, so one whose interval ends near 0 deserves more seeds (--seeds).",
@@ -292,36 +308,31 @@ def chart(report: Report, path: Path) -> None:
 
     name, short = report.metric
     shown = [v for v in report.ordered() if len(v.values(name))]
+    series = {name: _tail_values, "recall": lambda v: v.values("recall")}
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * max(len(shown), 2) + 1.6), sharey=True,
                              gridspec_kw={"width_ratios": [2, 1]})
     labels = [v.name for v in shown]
     colours = [COLOURS["reference"] if v.name == report.study.reference else
                COLOURS.get(report.effects[v.name].verdict, "#9aa5b1") for v in shown]
     for axis, key, title in ((axes[0], name, f"{short} (lower is better)"), (axes[1], "recall", "recall")):
-        means = [v.values(key).mean() for v in shown]
-        errors = [v.values(key).std(ddof=1) if len(v.values(key)) > 1 else 0.0 for v in shown]
+        means = [series[key](v).mean() for v in shown]
+        errors = [series[key](v).std(ddof=1) if len(series[key](v)) > 1 else 0.0 for v in shown]
         axis.barh(range(len(shown)), means, xerr=errors, color=colours, capsize=3)
         reference = next((v for v in shown if v.name == report.study.reference), None)
         if reference is not None:
-            axis.axvline(reference.values(key).mean(), color=COLOURS["reference"], linestyle="--", linewidth=1)
+            axis.axvline(series[key](reference).mean(), color=COLOURS["reference"], linestyle="--", linewidth=1)
         axis.set_title(title)
         axis.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(shown)), labels)
     axes[0].invert_yaxis()
     fig.suptitle(f"{report.study.design}: mean ± std over seeds; green helps, red hurts, grey within noise")
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def samples(report: Report, path: Path) -> None:
     """Each variant's final sample grid (its lowest finished seed), labelled, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    from PIL import Image
-
     grids = []
     for v in report.ordered():
         done = sorted((r for r in v.scored if r.get("grid")), key=lambda r: r["seed"])
@@ -329,23 +340,35 @@ def samples(report: Report, path: Path) -> None:
             first = done[0]
             score = first["scores"].get(report.metric[0])
             grids.append((f"{v.name}\nseed {first['seed']}: {report.metric[1]} {score:.{_digits(report)}f}",
-                          np.asarray(Image.open(first["directory"] / first["grid"]).convert("RGB"))))
+                          first["directory"] / first["grid"]))
+    grid_sheet(grids, path)
+
+
+def grid_sheet(grids: list[tuple[str, Path]], path: Path, *, columns: int = 5) -> None:
+    """Sample grids side by side, each under its title (nothing is written without one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from PIL import Image
+
     if not grids:
         return
-    columns = min(5, len(grids))
+    columns = min(columns, len(grids))
     rows = math.ceil(len(grids) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, (title, image) in zip(axes.flat, grids):
-        axis.imshow(image)
+    for axis, (title, image_path) in zip(axes.flat, grids):
+        with Image.open(image_path) as image:
+            axis.imshow(np.asarray(image.convert("RGB")))
         axis.set_title(title, fontsize=8)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=110))
 
 

@@ -83,7 +83,8 @@ class Study:
 
 
 def finished(run: Run) -> dict | None:
-    """The run's result, when it has finished (trained and scored, or diverged); None otherwise."""
+    """The run's result, when it has finished (trained and scored, diverged, or pruned by a tuning study); None
+    otherwise."""
     path = run.directory / RESULT
     if not path.is_file():
         return None
@@ -91,7 +92,7 @@ def finished(run: Run) -> dict | None:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return result if isinstance(result, dict) and result.get("status") in ("done", "diverged") else None
+    return result if isinstance(result, dict) and result.get("status") in ("done", "diverged", "pruned") else None
 
 
 def extended(study: Study) -> Study:
@@ -128,14 +129,19 @@ def prepare(study: Study) -> list[Run]:
         if finished(run):
             continue
         variant = study.variant(run.variant)
-        cfg = study.config(variant, run.seed)
-        run.directory.mkdir(parents=True, exist_ok=True)
-        write_atomically(run.directory / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
-        spec = {"variant": variant.name, "seed": run.seed, "train_seed": cfg.train.seed,
-                "changes": variant.describe(study.base), "evaluation": study.evaluation}
-        write_atomically(run.directory / SPEC, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))
+        plan_run(run.directory, study.config(variant, run.seed), variant=variant.name, seed=run.seed,
+                 changes=variant.describe(study.base), evaluation=study.evaluation)
         pending.append(run)
     return pending
+
+
+def plan_run(directory: Path, cfg: Config, *, variant: str, seed: int, changes: str, evaluation: dict) -> None:
+    """Write a run's config.yaml and run.json (what the worker needs besides the config)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomically(directory / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
+    spec = {"variant": variant, "seed": seed, "train_seed": cfg.train.seed, "changes": changes,
+            "evaluation": evaluation}
+    write_atomically(directory / SPEC, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))
 
 
 def _read_plan(root: Path) -> dict:

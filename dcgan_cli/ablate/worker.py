@@ -1,5 +1,7 @@
 """One run of a study, as `dcgan ablate-run DIR` runs it: train (resuming from the newest checkpoint), score the
-final generator as `dcgan evaluate` does, flag a collapse, and write result.json last.
+final generator as `dcgan evaluate` does, flag a collapse, and write result.json last. The result keeps the run's
+score over its last checkpoints too (compare.py): its training-time scores where they are in the study's feature
+space, else its kept checkpoints scored alike.
 
 A run directory is locked while a worker uses it, so two workers never train into the same one (a study started
 again while an orphaned run still finishes, or a job array submitted twice).
@@ -17,11 +19,12 @@ from filelock import FileLock, Timeout
 from dcgan_cli.state import checkpoint
 from dcgan_cli.data import sources
 from dcgan_cli.training import train as training
+from dcgan_cli.ablate import compare
 from dcgan_cli.ablate.design import AblationError
 from dcgan_cli.ablate.study import RESULT, SPEC
 from dcgan_cli.config import Config, load_config
 from dcgan_cli.evaluate import scoring
-from dcgan_cli.evaluate.features import dataset_key, real_order
+from dcgan_cli.evaluate.features import PRIMARY, dataset_key, real_order
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
 from dcgan_cli.files import write_atomically
 from dcgan_cli.nets.models import generate
@@ -36,8 +39,10 @@ class Busy(Exception):
     """Another process holds the run directory."""
 
 
-def run_one(directory: str | Path) -> dict:
-    """Train and score the run in `directory` (planned by study.prepare) unless its result exists; return it."""
+def run_one(directory: str | Path, *, judge: training.Judge | None = None) -> dict:
+    """Train and score the run in `directory` (planned by study.prepare) unless its result exists; return it.
+    `judge` (a tuning trial's pruner) sees each training-time score and may stop the run: its result says
+    "pruned", and its checkpoints stay."""
     directory = Path(directory)
     if not (directory / SPEC).is_file():
         raise AblationError(f"not a planned ablation run (no {SPEC}). Received: {str(directory)!r}")
@@ -47,12 +52,12 @@ def run_one(directory: str | Path) -> dict:
     except Timeout:
         raise Busy(f"another process is running this run already. Received: {str(directory)!r}") from None
     try:
-        return _run(directory)
+        return _run(directory, judge)
     finally:
         lock.release()
 
 
-def _run(directory: Path) -> dict:
+def _run(directory: Path, judge: training.Judge | None) -> dict:
     found = directory / RESULT
     if found.is_file():
         return json.loads(found.read_text(encoding="utf-8"))
@@ -63,10 +68,13 @@ def _run(directory: Path) -> dict:
     done = checkpoint.complete(directory)
     try:
         if not done or checkpoint.read_state(done[-1])["step"] < cfg.train.steps:
-            training.run(cfg, run_dir=directory, resume=True)
+            training.run(cfg, run_dir=directory, resume=True, judge=judge)
         result["status"] = "done"
     except training.Diverged as error:
         result.update(status="diverged", message=str(error), collapsed=True)
+    except training.Pruned as error:
+        result.update(status="pruned", message=str(error), step=checkpoint.read_state(
+            checkpoint.complete(directory)[-1])["step"], grid=_final_grid(directory))
     result["train_seconds"] = round(time.perf_counter() - started, 1)
     result["losses"] = _final_losses(directory)
     if result["status"] == "done":
@@ -78,13 +86,38 @@ def _run(directory: Path) -> dict:
             progress=False)
         scoring.write_result(final / scoring.SCORES_FILE, scored)
         diversity = _diversity(final, cfg, seed=evaluation["seed"])
-        result.update(step=checkpoint.read_state(final)["step"], features=scored["features"],
+        step = checkpoint.read_state(final)["step"]
+        result.update(step=step, features=scored["features"],
                       scores=scored["scores"], real_set=scored["real_set"], diversity=diversity,
+                      series=_series(directory, cfg, evaluation, final=(step, scored)),
                       collapsed=collapsed(diversity, scored["scores"], floor=cfg.monitor.collapse_diversity),
                       grid=_final_grid(directory))
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_atomically(found, lambda file: file.write((json.dumps(result, indent=1) + "\n").encode()))
     return result
+
+
+def _series(directory: Path, cfg: Config, evaluation: dict, *, final: tuple[int, dict]) -> list[list[float]]:
+    """[step, primary score] over the run: its training-time scores when they are in the study's feature space
+    and of the data it trained on, else each kept checkpoint scored as the final one was."""
+    step, scored = final
+    key = PRIMARY[scored["features"]]
+    if cfg.output.eval_every and not evaluation.get("overrides"):
+        found = compare.training_series(directory, features=scored["features"], key=key)
+        if found:
+            return found
+    series = []
+    for kept in checkpoint.complete(directory):
+        kept_step = checkpoint.read_state(kept)["step"]
+        if kept_step == step:
+            series.append([step, scored["scores"][key]])
+            continue
+        _, other = scoring.evaluate_checkpoint(
+            kept, count=evaluation["count"], features=evaluation["features"], seed=evaluation["seed"],
+            inception_weights=evaluation["inception_weights"], overrides=evaluation.get("overrides", ()),
+            progress=False)
+        series.append([kept_step, other["scores"][key]])
+    return series
 
 
 def collapsed(diversity: float, scores: dict, *, floor: float) -> bool:

@@ -66,6 +66,10 @@ class MonitorStopped(TrainingError):
     """The monitor stopped the run (monitor.action: stop, or rollback with none left), after a checkpoint."""
 
 
+class Pruned(TrainingError):
+    """The run's judge (a tuning study's pruner) stopped it after a training-time score, with a checkpoint."""
+
+
 class Interrupted(TrainingError):
     """SIGINT or SIGTERM stopped the run after a step, with a checkpoint written."""
 
@@ -283,12 +287,16 @@ EVAL_LOGGED = ("frechet_distance", "fid", "kid", "modes_covered", "classes", "cl
                "bins", "ndb_k", "bins_covered", "precision", "recall")  # what metrics.jsonl keeps of a score
 
 
+Judge = Callable[[int, float], bool]  # (step, the primary score then) -> stop the run now
+
+
 class _BestKeeper:
     """output.eval_every: scores G at its cadence and knows the best score so far (its feature space's primary
     score), which checkpoints/best holds (read back from it when a run resumes)."""
 
-    def __init__(self, scorer: TrainingScorer, run_dir: Path, *, resume: bool):
+    def __init__(self, scorer: TrainingScorer, run_dir: Path, *, resume: bool, judge: Judge | None = None):
         self.scorer = scorer
+        self.judge = judge
         best = checkpoint.best_score(run_dir) if resume else None
         same_space = best is not None and best["result"]["features"] == scorer.reference.features
         self.best = best if same_space else None  # a best from another feature space is not comparable
@@ -309,6 +317,10 @@ class _BestKeeper:
         self.note = (f" | {SCORE_NAMES[key][1]} {value:.4g}{f', {covered}' if covered else ''} "
                      f"(best {self.best['value']:.4g} @ {self.best['step']})")
         return record, new_best
+
+    def stops(self, step: int, record: dict) -> bool:
+        """Whether the judge, given this score, stops the run."""
+        return self.judge is not None and self.judge(step, record[self.scorer.reference.primary])
 
 
 def sample_grid(models: Models, latents: np.ndarray, cfg: Config) -> np.ndarray:
@@ -339,9 +351,10 @@ def _diverged(where: str, what: str, last: Path | None) -> Diverged:
                     "Try a lower hacks.learning_rate.")
 
 
-def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
+def run(cfg: Config, *, run_dir: str | Path, resume: bool = False, judge: Judge | None = None) -> Path:
     """Train into `run_dir` (config.yaml, samples/, checkpoints/, metrics.jsonl), from scratch or, with `resume`,
-    from its newest complete checkpoint (if any), continuing bit for bit where the interrupted run left off."""
+    from its newest complete checkpoint (if any), continuing bit for bit where the interrupted run left off.
+    `judge` sees each output.eval_every score and may stop the run early (Pruned)."""
     run_dir = Path(run_dir)
     cfg = config_module.replace_value(cfg, "output.run_dir", str(run_dir))
     if cfg.train.distribution != "off" and cfg.train.loop == "compiled" and keras.backend.backend() != "jax":
@@ -363,16 +376,17 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False) -> Path:
         with backend.precision(cfg.train.mixed_precision):
             models = build_models(cfg, rng, classes)
         _train(cfg, models, dataset.images, None if classes is None else dataset.labels, rng, run_dir=run_dir,
-               resume=resume, scorer=scorer, held_out=(dataset.held_out, dataset.held_out_labels))
+               resume=resume, scorer=scorer, held_out=(dataset.held_out, dataset.held_out_labels), judge=judge)
     return run_dir
 
 
 def _train(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np.ndarray | None,
            rng: np.random.Generator, *, run_dir: Path, resume: bool, scorer: TrainingScorer | None,
-           held_out: tuple = (None, None)) -> None:
+           held_out: tuple = (None, None), judge: Judge | None = None) -> None:
     """Restore the newest checkpoint when resuming, prepare the run directory, and run the loop (`real_labels`:
-    the images' classes, for hack 21; `held_out`: data.holdout's images and labels, for the monitor). The host's `rng` has drawn the initial weights; it draws the sample grids'
-    latents here, the steps' draws come from the device."""
+    the images' classes, for hack 21; `held_out`: data.holdout's images and labels, for the monitor; `judge`: see
+    run). The host's `rng` has drawn the initial weights; it draws the sample grids' latents here, the steps' draws
+    come from the device."""
     sample_latents = hacks.sample_latent(rng, cfg.output.n_samples, cfg.model.latent_dim, hacks=cfg.hacks)
     start, resumed_from, seed, events = 0, None, cfg.train.seed, 0
     checkpoint.remove_temporaries(run_dir)
@@ -385,7 +399,7 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
         log = RunLog(run_dir, cfg, start=start, events=events)
-    keeper = _BestKeeper(scorer, run_dir, resume=resume) if scorer is not None else None
+    keeper = _BestKeeper(scorer, run_dir, resume=resume, judge=judge) if scorer is not None else None
     health = Health(cfg, real_images, sample_latents, log, start=start, classes=models.classes,
                     real_labels=real_labels, held_out=held_out)
     step_draws = draws.Draws(cfg, count=len(real_images), seed=seed, classes=models.classes)
@@ -503,6 +517,12 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
                     checkpoint.save(run_dir, step=step, models=models, cfg=cfg, draws=step_draws.state(step),
                                     sample_latents=sample_latents, name=checkpoint.BEST, score=new_best,
                                     events=len(log.events))
+            if scored and keeper.stops(step, scored) and step < steps:  # the judge sees the last score too
+                if saved_step != step:
+                    last_saved, saved_step = save(step), step
+                with _writing(run_dir, last_saved):
+                    log.finish()
+                raise Pruned(f"pruned at step {step} of {steps}; checkpoint {last_saved}")
             for trip, action, target, _ in actions:
                 if action == "rollback":
                     raise RollBack(trip, target)
