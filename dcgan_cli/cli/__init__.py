@@ -1,5 +1,5 @@
-"""The `dcgan` command: train, report, sample, export, evaluate, ablate, summary, data, config. Heavy imports live
-inside the commands."""
+"""The `dcgan` command: train, report, sample, export, evaluate, ablate, tune, summary, data, config. Heavy imports
+live inside the commands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the useful output
 
-from dcgan_cli.cli import ablation, generating, inspecting, training  # noqa: E402 (after the environment default)
+from dcgan_cli.cli import ablation, generating, inspecting, training, tuning  # noqa: E402 (after the env default)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +19,6 @@ def main() -> None:
 
 
 for command in (training.train, training.report, generating.sample, generating.export, generating.evaluate,
-                ablation.ablate, ablation.ablate_run, inspecting.summary, inspecting.show_data,
-                inspecting.show_config):
+                ablation.ablate, ablation.ablate_run, tuning.tune, tuning.tune_run, inspecting.summary,
+                inspecting.show_data, inspecting.show_config):
     main.add_command(command)

@@ -1,0 +1,328 @@
+"""`dcgan tune`: the search space's checks, trials as runs, pruning, resuming, shared journals, the report,
+best.yaml and the confirmation on fresh seeds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dcgan_cli.ablate import study as ablate_study
+from dcgan_cli.cli import main
+from dcgan_cli.config import load_config
+from dcgan_cli.files import read_jsonl
+from dcgan_cli.state import checkpoint
+from dcgan_cli.training import train as training
+from dcgan_cli.tune import study as tuning_module
+from dcgan_cli.tune import worker as trial_worker
+from dcgan_cli.tune.space import parse_space
+
+from conftest import TINY
+
+DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
+SETS = [*TINY, "train.steps=6", "output.eval_every=2", "output.eval_samples=20", "output.sample_every=6",
+        "output.checkpoint_every=2"]
+SPACE = {"hacks.learning_rate": {"log_uniform": [5.0e-5, 1.0e-3]}, "hacks.beta_1": {"choice": [0.0, 0.5, 0.9]},
+         "train.ema_decay": {"uniform": [0.9, 0.99]},
+         "hacks.real_label_range": {"choice": [[0.7, 1.2], [0.9, 1.0]]}}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def dcgan(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dcgan_cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def space_file(path: Path, space: dict = SPACE) -> Path:
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def tune_args(root: Path, space: Path, *extra: str, sets: list[str] = SETS) -> list[str]:
+    args = ["tune", "--config", str(DIGITS), "--space", str(space), "--n", "50", "--run-dir", str(root), *extra]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+# ------------------------------------------------------------------ the search space
+
+
+def test_a_space_maps_keys_to_optuna_distributions_and_back_to_config_values():
+    space = parse_space(SPACE, source="space.yaml")
+    distributions = space.distributions()
+    assert distributions["hacks.learning_rate"].log and distributions["hacks.learning_rate"].low == 5.0e-5
+    assert distributions["hacks.real_label_range"].choices == ("[0.7, 1.2]", "[0.9, 1.0]")
+    values = space.values({"hacks.learning_rate": 3e-4, "hacks.beta_1": 0.9, "train.ema_decay": 0.95,
+                           "hacks.real_label_range": "[0.9, 1.0]"})
+    assert values["hacks.real_label_range"] == (0.9, 1.0) and values["hacks.beta_1"] == 0.9
+    cfg = space.apply(load_config(DIGITS), values)
+    assert cfg.hacks.real_label_range == (0.9, 1.0) and cfg.train.ema_decay == 0.95 and cfg.hacks.learning_rate == 3e-4
+    assert parse_space({"hacks.d_steps": {"int": [1, 3]}}, source="s").distributions()["hacks.d_steps"].high == 3
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"hacks.learning_rat": {"log_uniform": [1e-4, 1e-3]}}, "hacks.learning_rat: unknown key; did you mean "
+                                                             "'learning_rate'"),
+    ({"hack.beta_1": {"uniform": [0.1, 0.5]}}, "hack.beta_1: unknown key"),
+    ({"hacks.beta_1": {"uniform": [0.5, 1.5]}}, "hacks.beta_1: expected a number in [0, 1). Received: 1.5"),
+    ({"hacks.flip_probability": {"uniform": [0.3, 0.1]}}, "hacks.flip_probability: uniform expects low < high"),
+    ({"hacks.learning_rate": {"log_uniform": [0.0, 1e-3]}}, "hacks.learning_rate: log_uniform expects bounds above 0"),
+    ({"hacks.batch_norm": {"uniform": [0, 1]}}, "hacks.batch_norm: uniform does not fit this key (true or false)"),
+    ({"train.batch_size": {"uniform": [32, 64]}}, "train.batch_size: uniform does not fit this key (an integer)"),
+    ({"hacks.d_steps": {"int": [1.5, 3]}}, "hacks.d_steps: int expects integer bounds"),
+    ({"hacks.conditioning": {"choice": ["projection", "bogus"]}}, "hacks.conditioning: expected one of projection, "
+                                                                  "auxiliary"),
+    ({"hacks.beta_1": {"normal": [0.5, 0.1]}}, "hacks.beta_1: expected one distribution, {KIND: ARGS}"),
+    ({"train.seed": {"int": [0, 5]}}, "train.seed: cannot be searched"),
+    ({"data.limit": {"int": [100, 500]}}, "data.limit: cannot be searched"),
+    ([1, 2], "expected a mapping of config keys to distributions"),
+])
+def test_bad_spaces_exit_2_naming_the_key_before_any_trial(tmp_path, space, message):
+    root = tmp_path / "study"
+    result = invoke(*tune_args(root, space_file(tmp_path / "space.yaml", space)))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and "space.yaml" in result.output
+    assert not root.exists()
+
+
+def test_a_space_file_that_cannot_be_read_or_parsed_is_named(tmp_path):
+    missing = invoke(*tune_args(tmp_path / "study", tmp_path / "nope.yaml"))
+    assert missing.exit_code == 2 and "nope.yaml: cannot read the search space" in missing.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("hacks.beta_1: {uniform: [0.1, \n")
+    parsed = invoke(*tune_args(tmp_path / "study", broken))
+    assert parsed.exit_code == 2 and "broken.yaml" in parsed.output and "Traceback" not in parsed.output
+
+
+def test_options_that_cannot_work_exit_2(tmp_path, monkeypatch):
+    space = space_file(tmp_path / "space.yaml")
+    no_scores = invoke(*tune_args(tmp_path / "a", space, sets=[*SETS, "output.eval_every=0"]))
+    assert no_scores.exit_code == 2 and "--pruner median" in no_scores.output and "output.eval_every" in no_scores.output
+    storage = invoke(*tune_args(tmp_path / "b", space, "--storage", "tune.db"))
+    assert storage.exit_code == 2 and "--storage: expected a database URL" in storage.output
+    nothing = invoke("tune", "--report", tmp_path / "c")
+    assert nothing.exit_code == 2 and "no tuning study here" in nothing.output
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    missing = invoke(*tune_args(tmp_path / "d", space))
+    assert missing.exit_code == 2 and 'pip install "dcgan-cli[tune]"' in missing.output
+
+
+# ------------------------------------------------------------------ pruning
+
+
+def test_a_judge_stops_training_after_a_score_with_a_checkpoint(tmp_path):
+    cfg = load_config(DIGITS, [*SETS, "train.steps=8"])
+    seen = []
+
+    def judge(step: int, value: float) -> bool:
+        seen.append((step, value))
+        return step >= 4
+
+    with pytest.raises(training.Pruned, match="pruned at step 4 of 8"):
+        training.run(cfg, run_dir=tmp_path / "run", judge=judge)
+    assert [step for step, _ in seen] == [2, 4] and all(value > 0 for _, value in seen)
+    assert checkpoint.read_state(checkpoint.complete(tmp_path / "run")[-1])["step"] == 4
+    scored = [record["step"] for record in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval" in record]
+    assert scored == [2, 4]
+
+
+def test_a_pruned_trial_stops_early_keeps_its_checkpoint_and_is_marked(tmp_path, monkeypatch):
+    """A pruner that stops every trial at its second score: the run stops at step 4 of 6, the storage says
+    PRUNED, and the report marks it with the step."""
+    import optuna
+
+    space = parse_space(SPACE, source="space.yaml")
+    tuning = tuning_module.Tuning(root=tmp_path / "study", base=load_config(DIGITS, SETS), space=space, seeds=1,
+                                  objective="final", sampler="random", pruner="median", storage=None, name="study",
+                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    trial = study.ask(space.distributions())
+    directory = tuning_module.plan_trial(tuning, trial)
+
+    class SecondScore(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return len(trial.intermediate_values) >= 2
+
+    monkeypatch.setattr(trial_worker, "pruner", lambda *args, **kwargs: SecondScore())
+    result = trial_worker.run_trial(directory)
+    assert result["status"] == "pruned" and result["runs"][0]["step"] == 4 and "value" not in result
+    frozen = study.get_trials(deepcopy=False)[0]
+    assert frozen.state == optuna.trial.TrialState.PRUNED and sorted(frozen.intermediate_values) == [2, 4]
+    assert checkpoint.read_state(checkpoint.complete(directory)[-1])["step"] == 4
+    assert ablate_study.finished(ablate_study.Run("trial 0", 0, directory))["status"] == "pruned"
+    from dcgan_cli.tune import report
+
+    rows, summary = report.write(tuning, study)
+    assert rows[0].state == "pruned" and rows[0].pruned_at() == 4 and "1 pruned" in summary[0]
+    with open(tuning.root / "trials.csv", newline="") as file:
+        assert next(csv.DictReader(file))["pruned_at"] == "4"
+    # Run again (a second worker, or a rerun): the result stands and nothing trains.
+    assert trial_worker.run_trial(directory) == result
+
+
+def test_seed_k_of_a_trial_reports_at_its_own_steps(tmp_path, monkeypatch):
+    """With two seeds, seed 1's scores are reported at train.steps + step, so pruners compare seed with seed; the
+    objective is the mean of the seeds' final scores."""
+    space = parse_space({"hacks.learning_rate": {"log_uniform": [1e-4, 1e-3]}}, source="space.yaml")
+    tuning = tuning_module.Tuning(root=tmp_path / "study", base=load_config(DIGITS, SETS), space=space, seeds=2,
+                                  objective="final", sampler="random", pruner="none", storage=None, name="study",
+                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    directory = tuning_module.plan_trial(tuning, study.ask(space.distributions()))
+    assert [load_config(directory / f"seed{k}" / "config.yaml").train.seed for k in (0, 1)] == [0, 1]
+    result = trial_worker.run_trial(directory)
+    frozen = study.get_trials(deepcopy=False)[0]
+    assert sorted(frozen.intermediate_values) == [2, 4, 6, 8, 10, 12]
+    assert result["value"] == pytest.approx(np.mean([run["objective"] for run in result["runs"]]))
+    assert frozen.value == pytest.approx(result["value"])
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """A 4-trial study run with --jobs 2."""
+    root = tmp_path_factory.mktemp("tune") / "study"
+    space = space_file(root.parent / "space.yaml")
+    process = dcgan(*tune_args(root, space, "--trials", "4", "--jobs", "2"), cwd=root.parent)
+    out, err = process.communicate(timeout=600)
+    return root, process.returncode, out, err
+
+
+@pytest.mark.e2e
+def test_tiny_study_runs_four_trials_two_at_once_and_reports(tiny_study):
+    root, code, out, err = tiny_study
+    assert code == 0, err
+    assert "study wall time" in err and "for 4 trials" in err and "Trials: 4 (4 complete)" in out
+    for name in ("report.md", "trials.csv", "best.yaml", "samples.png", "history.png", "importances.png",
+                 "slice.png", "parallel.png", "intermediate.png", tuning_module.JOURNAL, tuning_module.PLAN):
+        assert (root / name).is_file(), name
+    with open(root / "trials.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["state"] for row in rows] == ["complete"] * 4 and len({row["hacks.learning_rate"] for row in rows}) == 4
+    text = (root / "report.md").read_text()
+    assert "## Top 5 trials" in text and "## Parameter importances" in text and "![slice](slice.png)" in text
+    for k in range(4):
+        trial = root / "trials" / f"{k:04d}"
+        result = json.loads((trial / tuning_module.RESULT).read_text())
+        assert result["status"] == "complete" and (trial / "checkpoints" / "step_000006").is_dir()
+        assert result["value"] == pytest.approx(result["runs"][0]["objective"])
+        assert load_config(trial / "config.yaml").train.seed == 0
+
+
+@pytest.mark.e2e
+def test_best_yaml_is_the_best_trials_full_config_and_trains(tiny_study, tmp_path):
+    root, code, _, err = tiny_study
+    assert code == 0, err
+    with open(root / "trials.csv", newline="") as file:
+        best = min(csv.DictReader(file), key=lambda row: float(row["value"]))
+    cfg = load_config(root / "best.yaml")
+    assert cfg.hacks.learning_rate == pytest.approx(float(best["hacks.learning_rate"]), rel=1e-5)
+    assert cfg.output.run_dir is None and cfg.train.steps == 6
+    trained = invoke("train", "--config", root / "best.yaml", "--set", f"output.run_dir={tmp_path / 'run'}",
+                     "--set", "train.steps=2")
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "run" / "checkpoints" / "step_000002").is_dir()
+
+
+@pytest.mark.e2e
+def test_confirm_trains_the_best_and_the_base_on_fresh_seeds(tiny_study):
+    root, code, _, err = tiny_study
+    assert code == 0, err
+    process = dcgan("tune", "--confirm", root, "--seeds", "2", "--jobs", "2", cwd=root.parent)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert "train.seed 1000..1001" in err
+    best = load_config(root / "best.yaml")
+    for variant in ("base", "tuned"):
+        for k in (0, 1):
+            cfg = load_config(root / "confirm" / "variants" / variant / f"seed{k}" / "config.yaml")
+            assert cfg.train.seed == 1000 + k
+            expected = best if variant == "tuned" else load_config(root / tuning_module.BASE)
+            assert cfg.hacks.learning_rate == expected.hacks.learning_rate
+            assert cfg.train.ema_decay == expected.train.ema_decay
+    line = next(line for line in out.splitlines() if "fresh seeds" in line)
+    assert "train.seed 1000, 1001" in line and re.search(r"CI [-+]\d", line)
+    assert line.startswith(("Confirmed", "Not confirmed"))
+    assert line in (root / "report.md").read_text()
+
+
+@pytest.mark.e2e
+def test_killed_study_continues_without_redoing_finished_trials(tmp_path):
+    root = tmp_path / "study"
+    space = space_file(tmp_path / "space.yaml")
+    sets = [*SETS, "train.steps=120", "output.checkpoint_every=10", "output.eval_every=40", "output.sample_every=120"]
+    args = tune_args(root, space, "--trials", "3", "--pruner", "none", sets=sets)
+    process = dcgan(*args, cwd=tmp_path)
+
+    def training_midway() -> list[Path]:
+        return [path for path in root.glob("trials/*/checkpoints/step_*")
+                if not (path.parent.parent / tuning_module.RESULT).exists()]
+
+    deadline = time.monotonic() + 300
+    while not (list(root.glob("trials/*/result.json")) and training_midway()):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130 and "run the same command again to continue" in err
+    done = {path: path.stat().st_mtime_ns for path in root.glob("trials/*/result.json")}
+    assert len(done) == 1 and training_midway()
+
+    partial = invoke("tune", "--report", root)
+    assert partial.exit_code == 0, partial.output
+    assert "1 complete, 1 running or interrupted" in partial.output
+    assert "Trials: 2" in (root / "report.md").read_text()
+
+    again = dcgan(*args, cwd=tmp_path)
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert "2 of 3 trials there already" in err and "for 2 trials" in err
+    assert {path: path.stat().st_mtime_ns for path in done} == done  # the finished trial was not redone
+    results = [json.loads(path.read_text()) for path in sorted(root.glob("trials/*/result.json"))]
+    assert [result["status"] for result in results] == ["complete"] * 3
+    assert "stopped by SIGTERM" in (root / "trials" / "0001" / "log.txt").read_text()  # then resumed
+
+
+@pytest.mark.e2e
+def test_two_processes_on_one_journal_share_the_trials(tmp_path):
+    root = tmp_path / "study"
+    space = space_file(tmp_path / "space.yaml")
+    sets = [*SETS, "train.steps=40", "output.eval_every=20", "output.sample_every=40", "output.checkpoint_every=20"]
+    args = tune_args(root, space, "--trials", "4", "--pruner", "none", sets=sets)
+    first = dcgan(*args, cwd=tmp_path)
+    while not (root / tuning_module.PLAN).is_file():
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.1)
+    second = dcgan(*args, cwd=tmp_path)
+    outcomes = [process.communicate(timeout=600) for process in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outcomes
+    ran = [int(re.search(r"for (\d+) trials", err).group(1)) for _, err in outcomes]
+    results = sorted(root.glob("trials/*/result.json"))
+    assert sum(ran) == len(results) and min(ran) >= 1 and len(results) in (4, 5)  # both asked at once: one extra
+    assert all(json.loads(path.read_text())["status"] == "complete" for path in results)
+    import optuna
+
+    study = optuna.load_study(study_name="study", storage=tuning_module.open_storage(f"journal:{root / 'journal.log'}"))
+    assert sorted(t.number for t in study.get_trials()) == list(range(len(results)))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials())
