@@ -15,6 +15,7 @@ LAYERS = [
     {"evaluate"},
     {"training"},
     {"ablate"},
+    {"tune"},
     {"cli", "__main__"},
 ]
 

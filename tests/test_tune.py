@@ -25,7 +25,7 @@ from dcgan_cli.state import checkpoint
 from dcgan_cli.training import train as training
 from dcgan_cli.tune import study as tuning_module
 from dcgan_cli.tune import worker as trial_worker
-from dcgan_cli.tune.space import parse_space
+from dcgan_cli.tune.space import load_space, parse_space
 
 from conftest import TINY
 
@@ -72,6 +72,14 @@ def test_a_space_maps_keys_to_optuna_distributions_and_back_to_config_values():
     cfg = space.apply(load_config(DIGITS), values)
     assert cfg.hacks.real_label_range == (0.9, 1.0) and cfg.train.ema_decay == 0.95 and cfg.hacks.learning_rate == 3e-4
     assert parse_space({"hacks.d_steps": {"int": [1, 3]}}, source="s").distributions()["hacks.d_steps"].high == 3
+
+
+def test_the_shipped_spaces_load_and_draw_configs_the_loader_accepts():
+    for path in sorted((DIGITS.parent / "spaces").glob("*.yaml")):
+        space = load_space(path)
+        assert len(space.params) >= 5
+        lows = {p.path: p.values[0] for p in space.params}
+        space.apply(load_config(DIGITS), lows)
 
 
 @pytest.mark.parametrize("space, message", [
