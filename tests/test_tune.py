@@ -334,3 +334,23 @@ def test_two_processes_on_one_journal_share_the_trials(tmp_path):
     study = optuna.load_study(study_name="study", storage=tuning_module.open_storage(f"journal:{root / 'journal.log'}"))
     assert sorted(t.number for t in study.get_trials()) == list(range(len(results)))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials())
+
+
+def test_a_moved_study_reads_the_journal_beside_it(tmp_path):
+    space = parse_space(SPACE, source="space.yaml")
+    tuning = tuning_module.Tuning(root=tmp_path / "here", base=load_config(DIGITS, SETS), space=space, seeds=1,
+                                  objective="final", sampler="random", pruner="none", storage=None, name="study",
+                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    trial = study.ask(space.distributions())
+    tuning_module.plan_trial(tuning, trial)
+    study.tell(trial, 12.5)
+    (tmp_path / "here").rename(tmp_path / "there")
+    moved = tuning_module.load(tmp_path / "there")
+    assert moved.storage is None and moved.storage_url() == f"journal:{(tmp_path / 'there' / 'journal.log').resolve()}"
+    assert [t.value for t in tuning_module.optuna_study(moved).get_trials()] == [12.5]
+    tuning_module.prepare(moved)  # continuing it there is the same study
+    reported = invoke("tune", "--report", tmp_path / "there")
+    assert reported.exit_code == 0 and "Best: trial 0, FD 12.500" in reported.output
+    assert not (tmp_path / "here").exists()

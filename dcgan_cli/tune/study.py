@@ -175,7 +175,7 @@ def prepare(tuning: Tuning) -> None:
     plan_path = root / PLAN
     if plan_path.is_file():
         saved = _read_plan(root)
-        mine = {**tuning.identity(), "storage": tuning.storage_url(), "name": tuning.name}
+        mine = _plan(tuning)
         differing = [key for key in mine if saved.get(key) != json.loads(json.dumps(mine[key]))]
         if differing:
             raise TuneError(f"--run-dir: this directory holds another tuning study (its {', '.join(differing)} "
@@ -188,8 +188,13 @@ def prepare(tuning: Tuning) -> None:
     root.mkdir(parents=True, exist_ok=True)
     write_atomically(root / BASE, lambda file: file.write(config_module.to_yaml(tuning.base).encode()))
     write_atomically(root / SPACE, lambda file: file.write(_yaml(tuning.space.to_dict()).encode()))
-    plan = {**tuning.identity(), "storage": tuning.storage_url(), "name": tuning.name}
-    write_atomically(plan_path, lambda file: file.write((json.dumps(plan, indent=1) + "\n").encode()))
+    write_atomically(plan_path, lambda file: file.write((json.dumps(_plan(tuning), indent=1) + "\n").encode()))
+
+
+def _plan(tuning: Tuning) -> dict:
+    """tune.json: the identity, the database URL (null: the journal beside it, wherever the directory moves) and
+    the study's name."""
+    return {**tuning.identity(), "storage": tuning.storage, "name": tuning.name}
 
 
 def _yaml(data: dict) -> str:
@@ -206,6 +211,8 @@ def _read_plan(root: Path) -> dict:
                         f"Received: {str(root)!r}") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise TuneError(f"{root / PLAN}: not a tuning plan of this version. Received: {str(root)!r}")
+    if str(saved.get("storage")).startswith("journal:"):  # written before the journal was found beside tune.json
+        saved["storage"] = None
     return saved
 
 
@@ -222,10 +229,8 @@ def load(root: str | Path) -> Tuning:
         raise TuneError(f"{root / BASE}: {'; '.join(error.problems)}") from None
     except SpaceError as error:
         raise TuneError("; ".join(error.problems)) from None
-    storage = saved["storage"]
     return Tuning(root=root, base=base, space=space, seeds=saved["seeds"], objective=saved["objective"],
-                  sampler=saved["sampler"], pruner=saved["pruner"],
-                  storage=None if storage.startswith("journal:") else storage, name=saved["name"],
+                  sampler=saved["sampler"], pruner=saved["pruner"], storage=saved["storage"], name=saved["name"],
                   evaluation=saved["evaluation"])
 
 

@@ -21,7 +21,7 @@ from dcgan_cli.ablate import compare
 from dcgan_cli.ablate import worker as run_worker
 from dcgan_cli.evaluate.features import PRIMARY
 from dcgan_cli.files import write_atomically
-from dcgan_cli.tune.study import RESULT, TRIAL, TRIAL_LOCK, TuneError, open_storage, pruner, trial_result
+from dcgan_cli.tune.study import JOURNAL, RESULT, TRIAL, TRIAL_LOCK, TuneError, open_storage, pruner, trial_result
 
 
 def run_trial(directory: str | Path) -> dict:
@@ -37,7 +37,7 @@ def run_trial(directory: str | Path) -> dict:
             from None
     try:
         spec = json.loads((directory / TRIAL).read_text(encoding="utf-8"))
-        study, trial = _trial(spec)
+        study, trial = _trial(spec, directory)
         result = trial_result(directory) or _run(directory, spec, trial)
         _tell(study, spec["number"], result)
         return result
@@ -45,11 +45,15 @@ def run_trial(directory: str | Path) -> dict:
         lock.release()
 
 
-def _trial(spec: dict):
+def _trial(spec: dict, directory: Path):
+    """The study and the trial, from the journal of the study directory the trial is in (it may have moved since
+    it was planned), else from the storage trial.json names (a Ray task's copy, a database)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=spec["name"], storage=open_storage(spec["storage"]),
+    beside = directory.resolve().parent.parent / JOURNAL
+    storage = f"journal:{beside}" if spec["storage"].startswith("journal:") and beside.is_file() else spec["storage"]
+    study = optuna.load_study(study_name=spec["name"], storage=open_storage(storage),
                               pruner=pruner(spec["pruner"], steps=spec["steps"], seeds=len(spec["runs"]),
                                             eval_every=spec["eval_every"]))
     return study, optuna.trial.Trial(study, spec["trial_id"])
