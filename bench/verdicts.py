@@ -7,6 +7,7 @@ STUDY is a finished `dcgan ablate` directory. For each number of seeds k, the st
 seeds 0..k-1, and each variant is compared with the reference twice:
 
 - old: Welch's t-test of the final generator's score (one checkpoint per run, --n images), as `dcgan ablate` did;
+- paired: the same final scores compared paired by seed (what pairing alone changes);
 - new: the mean of each run's last 3 scores from half-way on, compared paired by seed (ablate/compare.py), as it
   does now.
 
@@ -38,11 +39,16 @@ def rows(root: Path, seeds: int) -> list[dict]:
         if v.name == study.reference:
             continue
         old = compare.welch(v.values(key), reference.values(key))
+        paired = compare.paired(finals(v, key), finals(reference, key))
         new = compare.paired(v.tails(), reference.tails())
-        found.append({"variant": v.name, "old": old, "new": new, "spread": v.spread()})
+        found.append({"variant": v.name, "old": old, "paired": paired, "new": new, "spread": v.spread()})
     found.append({"variant": study.reference, "spread": reference.spread(),
                   "final": reference.values(key), "tail": np.array(list(reference.tails().values()))})
     return found
+
+
+def finals(variant: report.VariantSummary, key: str) -> dict[int, float]:
+    return {r["seed"]: r["scores"][key] for r in variant.scored}
 
 
 def text(effect: compare.Effect) -> str:
@@ -62,12 +68,15 @@ def main() -> None:
         print(f"\n{seeds} seeds: reference {reference['variant']}, final FD {reference['final'].mean():.2f} ± "
               f"{reference['final'].std(ddof=1):.2f}, last-3 FD {reference['tail'].mean():.2f} ± "
               f"{reference['tail'].std(ddof=1):.2f}, checkpoint spread {reference['spread']:.2f}\n")
-        print("| variant | old: final FD, Welch [95% CI] | new: last 3, paired [95% CI] | checkpoint spread |")
-        print("|---|---|---|---|")
+        print("| variant | old: final FD, Welch [95% CI] | final FD, paired | new: last 3, paired | "
+              "checkpoint spread |")
+        print("|---|---|---|---|---|")
         for row in found:
-            print(f"| {row['variant']} | {text(row['old'])} | {text(row['new'])} | {row['spread']:.2f} |")
-        left = {name: sum(row[name].verdict in ("helps", "hurts") for row in found) for name in ("old", "new")}
-        print(f"\nverdicts beyond noise: old {left['old']} of {len(found)}, new {left['new']} of {len(found)}")
+            print(f"| {row['variant']} | {text(row['old'])} | {text(row['paired'])} | {text(row['new'])} | "
+                  f"{row['spread']:.2f} |")
+        left = {name: sum(row[name].verdict in ("helps", "hurts") for row in found)
+                for name in ("old", "paired", "new")}
+        print("\nverdicts beyond noise: " + ", ".join(f"{name} {count} of {len(found)}" for name, count in left.items()))
 
 
 if __name__ == "__main__":

@@ -280,7 +280,7 @@ def test_killed_study_continues_without_redoing_finished_trials(tmp_path):
     root = tmp_path / "study"
     space = space_file(tmp_path / "space.yaml")
     sets = [*SETS, "train.steps=120", "output.checkpoint_every=10", "output.eval_every=40", "output.sample_every=120"]
-    args = tune_args(root, space, "--trials", "3", "--pruner", "none", sets=sets)
+    args = tune_args(root, space, "--trials", "2", "--pruner", "none", sets=sets)
     process = dcgan(*args, cwd=tmp_path)
 
     def training_midway() -> list[Path]:
@@ -305,10 +305,10 @@ def test_killed_study_continues_without_redoing_finished_trials(tmp_path):
     again = dcgan(*args, cwd=tmp_path)
     _, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
-    assert "2 of 3 trials there already" in err and "for 2 trials" in err
+    assert "2 of 2 trials there already" in err and "for 1 trials" in err
     assert {path: path.stat().st_mtime_ns for path in done} == done  # the finished trial was not redone
     results = [json.loads(path.read_text()) for path in sorted(root.glob("trials/*/result.json"))]
-    assert [result["status"] for result in results] == ["complete"] * 3
+    assert [result["status"] for result in results] == ["complete"] * 2
     assert "stopped by SIGTERM" in (root / "trials" / "0001" / "log.txt").read_text()  # then resumed
 
 
@@ -317,7 +317,7 @@ def test_two_processes_on_one_journal_share_the_trials(tmp_path):
     root = tmp_path / "study"
     space = space_file(tmp_path / "space.yaml")
     sets = [*SETS, "train.steps=40", "output.eval_every=20", "output.sample_every=40", "output.checkpoint_every=20"]
-    args = tune_args(root, space, "--trials", "4", "--pruner", "none", sets=sets)
+    args = tune_args(root, space, "--trials", "3", "--pruner", "none", sets=sets)
     first = dcgan(*args, cwd=tmp_path)
     while not (root / tuning_module.PLAN).is_file():
         assert first.poll() is None, first.communicate()
@@ -327,7 +327,7 @@ def test_two_processes_on_one_journal_share_the_trials(tmp_path):
     assert first.returncode == 0 and second.returncode == 0, outcomes
     ran = [int(re.search(r"for (\d+) trials", err).group(1)) for _, err in outcomes]
     results = sorted(root.glob("trials/*/result.json"))
-    assert sum(ran) == len(results) and min(ran) >= 1 and len(results) in (4, 5)  # both asked at once: one extra
+    assert sum(ran) == len(results) and min(ran) >= 1 and len(results) in (3, 4)  # both asked at once: one extra
     assert all(json.loads(path.read_text())["status"] == "complete" for path in results)
     import optuna
 
