@@ -354,3 +354,24 @@ def test_a_moved_study_reads_the_journal_beside_it(tmp_path):
     reported = invoke("tune", "--report", tmp_path / "there")
     assert reported.exit_code == 0 and "Best: trial 0, FD 12.500" in reported.output
     assert not (tmp_path / "here").exists()
+
+
+def test_a_confirmation_with_set_changes_both_configs_in_its_own_directory(tmp_path):
+    space = parse_space(SPACE, source="space.yaml")
+    tuning = tuning_module.Tuning(root=tmp_path / "study", base=load_config(DIGITS, SETS), space=space, seeds=1,
+                                  objective="final", sampler="random", pruner="none", storage=None, name="study",
+                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    values = {"hacks.learning_rate": 5e-4, "train.ema_decay": 0.95}
+    plain = tuning_module.confirmation_study(tuning, values, seeds=3)
+    longer = tuning_module.confirmation_study(tuning, values, seeds=3, overrides=("train.steps=12",))
+    assert plain.root.name == "confirm" and longer.root.name == "confirm-train.steps=12"
+    assert plain.base.train.steps == 6 and longer.base.train.steps == 12
+    for confirm in (plain, longer):
+        configs = {(run.variant, run.seed): confirm.config(confirm.variant(run.variant), run.seed)
+                   for run in confirm.runs()}
+        assert {cfg.train.seed for cfg in configs.values()} == {1000, 1001, 1002}
+        assert configs[("tuned", 0)].hacks.learning_rate == 5e-4 and configs[("base", 0)].train.ema_decay == 0.0
+    with pytest.raises(tuning_module.TuneError, match="keeps the searched keys"):
+        tuning_module.confirmation_study(tuning, values, seeds=3, overrides=("hacks.learning_rate=1e-3",))
+    with pytest.raises(tuning_module.TuneError, match="train.step"):
+        tuning_module.confirmation_study(tuning, values, seeds=3, overrides=("train.step=12",))

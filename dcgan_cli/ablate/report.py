@@ -369,7 +369,8 @@ def grid_sheet(grids: list[tuple[str, Path]], path: Path, *, columns: int = 5) -
 
 
 def save_figure(fig, path: Path) -> None:
-    write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=110))
+    """A PNG of the figure, cropped to what it draws (labels that reach past the axes' area included)."""
+    write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=110, bbox_inches="tight"))
 
 
 def write(study: Study) -> Report:

@@ -74,7 +74,8 @@ def _need_optuna() -> None:
               help="Write the report of the study in this directory from the trials finished so far; run nothing.")
 @click.option("--confirm", "confirm_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Retrain the best trial's config and the base on fresh seeds (--seeds), and report the "
-                   "difference with its interval.")
+                   "difference with its interval; --set changes both, e.g. train.steps=3000 for trials tuned "
+                   "shorter.")
 def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path | None, trials: int,
          timeout: float | None, jobs: int, seeds: int | None, objective: str, sampler: str, pruner: str,
          storage: str | None, study_name: str | None, run_dir: Path | None, count: int, features: str | None,
@@ -99,7 +100,7 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
             _write_report(tuning, tuning_module.optuna_study(tuning))
             return
         if confirm_dir is not None:
-            _confirm(tuning_module.load(confirm_dir), seeds=seeds or 3, run=run)
+            _confirm(tuning_module.load(confirm_dir), seeds=seeds or 3, overrides=overrides, run=run)
             return
         if config_path is None or space_path is None:
             raise UserError("give --config PATH and --space PATH, or --report DIR / --confirm DIR for a study")
@@ -162,8 +163,9 @@ def _write_report(tuning, study) -> None:
     click.echo(f"report: {tuning.root / 'report.md'}", err=True)
 
 
-def _confirm(tuning, *, seeds: int, run: dict) -> None:
-    """The best trial's config and the base retrained on fresh seeds, compared paired by seed."""
+def _confirm(tuning, *, seeds: int, overrides: tuple[str, ...], run: dict) -> None:
+    """The best trial's config and the base retrained on fresh seeds (with `overrides` on both), compared paired
+    by seed."""
     from dcgan_cli.ablate import report as ablate_report
     from dcgan_cli.ablate import study as ablate_study
     from dcgan_cli.ablate.design import AblationError
@@ -177,7 +179,7 @@ def _confirm(tuning, *, seeds: int, run: dict) -> None:
     start_keras()
     from dcgan_cli.ablate import runner as ablate_runner
 
-    confirm = confirmation_study(tuning, top.values, seeds=seeds)
+    confirm = confirmation_study(tuning, top.values, seeds=seeds, overrides=overrides)
     try:
         pending = ablate_study.prepare(confirm)
     except AblationError as error:
@@ -192,7 +194,7 @@ def _confirm(tuning, *, seeds: int, run: dict) -> None:
                                     threads=run["threads"], address=run["address"], cpus=run["cpus"],
                                     gpus=run["gpus"])
     except KeyboardInterrupt:
-        click.echo(f"interrupted: run the same command again to continue the confirmation", err=True)
+        click.echo("interrupted: run the same command again to continue the confirmation", err=True)
         sys.exit(130)
     ablate_report.write(confirm)
     _write_report(tuning, study)

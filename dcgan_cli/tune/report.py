@@ -55,8 +55,9 @@ class TrialRow:
 
 @dataclass
 class Confirmation:
-    """The best against the base on fresh seeds (`--confirm`)."""
+    """The best against the base on fresh seeds (`--confirm`), as tuned or with `--set` changes on both."""
 
+    changes: str  # what the confirmation changed in the study's base besides the seeds ("" for none)
     seeds: list[int]
     base: float
     tuned: float
@@ -87,19 +88,22 @@ def best(rows: list[TrialRow]) -> TrialRow | None:
     return min(done, key=lambda row: row.value) if done else None
 
 
-def confirmation(tuning: Tuning) -> Confirmation | None:
-    """The confirmation study's comparison, once any of its seeds has finished for both configs."""
-    root = tuning.root / CONFIRM
-    if not (root / ablate_study.PLAN).is_file():
-        return None
-    confirm = ablate_report.collect(ablate_study.load(root))
-    by_name = {v.name: v for v in confirm.variants}
-    base, tuned = by_name["base"].tails(), by_name["tuned"].tails()
-    seeds = sorted(set(base) & set(tuned))
-    if not seeds:
-        return None
-    return Confirmation([confirm.study.base.train.seed + k for k in seeds], float(np.mean([base[k] for k in seeds])),
-                        float(np.mean([tuned[k] for k in seeds])), confirm.effects["tuned"])
+def confirmations(tuning: Tuning) -> list[Confirmation]:
+    """Each confirmation study's comparison (D/confirm, then D/confirm-KEY=VALUE), once a seed has finished for
+    both configs."""
+    found = []
+    for root in sorted(tuning.root.glob(f"{CONFIRM}*/{ablate_study.PLAN}")):
+        confirm = ablate_report.collect(ablate_study.load(root.parent))
+        by_name = {v.name: v for v in confirm.variants}
+        base, tuned = by_name["base"].tails(), by_name["tuned"].tails()
+        seeds = sorted(set(base) & set(tuned))
+        if seeds:
+            changes = "; ".join(f"{path} {word(new)}" for path, _, new in config_module.differences(
+                tuning.base, confirm.study.base, ignore=("train.seed",)))
+            found.append(Confirmation(changes, [confirm.study.base.train.seed + k for k in seeds],
+                                      float(np.mean([base[k] for k in seeds])),
+                                      float(np.mean([tuned[k] for k in seeds])), confirm.effects["tuned"]))
+    return found
 
 
 def write(tuning: Tuning, study) -> tuple[list[TrialRow], list[str]]:
@@ -114,7 +118,7 @@ def write(tuning: Tuning, study) -> tuple[list[TrialRow], list[str]]:
     _write_csv(tuning, rows)
     drawn = _plots(tuning, study, rows)
     _samples(tuning, rows)
-    confirmed = confirmation(tuning)
+    confirmed = confirmations(tuning)
     summary = _summary(tuning, rows, top, confirmed)
     text = "\n".join(_markdown(tuning, study, rows, top, drawn, confirmed, summary))
     write_atomically(tuning.root / "report.md", lambda file: file.write(text.encode()))
@@ -125,7 +129,8 @@ def _metric(tuning: Tuning) -> str:
     return SCORE_NAMES[PRIMARY[tuning.evaluation["features"]]][1]
 
 
-def _summary(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, confirmed: Confirmation | None) -> list[str]:
+def _summary(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None,
+             confirmed: list[Confirmation]) -> list[str]:
     metric = _metric(tuning)
     counts = {state: sum(row.state == state for row in rows) for state in dict.fromkeys(row.state for row in rows)}
     lines = [f"Trials: {len(rows)} ({', '.join(f'{n} {state}' for state, n in counts.items())})."]
@@ -133,24 +138,23 @@ def _summary(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, confirm
         return lines + ["No trial has completed yet."]
     lines.append(f"Best: trial {top.number}, {metric} {top.value:.3f}: "
                  + "; ".join(f"{path} {word(value)}" for path, value in top.values.items()) + ".")
-    if confirmed is not None:
-        effect = confirmed.effect
+    for confirmation in confirmed:
+        effect = confirmation.effect
         interval = (f" [{CONFIDENCE:.0%} CI {effect.low:+.3f}, {effect.high:+.3f}]" if math.isfinite(effect.low)
                     else "")
-        seeds = ", ".join(map(str, confirmed.seeds))
+        where = (f"on fresh seeds (train.seed {', '.join(map(str, confirmation.seeds))}"
+                 + (f"; both with {confirmation.changes}" if confirmation.changes else "") + ")")
+        scores = (f"the tuned config's {metric} (last {TAIL}) {confirmation.tuned:.3f} against the base's "
+                  f"{confirmation.base:.3f}, {effect.difference:+.3f}{interval}")
         if effect.verdict == "helps":
-            lines.append(f"Confirmed on fresh seeds (train.seed {seeds}): the tuned config's {metric} "
-                         f"{confirmed.tuned:.3f} against the base's {confirmed.base:.3f}, "
-                         f"{effect.difference:+.3f}{interval} ({confirmed.share:.0%} lower).")
+            lines.append(f"Confirmed {where}: {scores} ({confirmation.share:.0%} lower).")
         else:
-            lines.append(f"Not confirmed: on fresh seeds (train.seed {seeds}) the tuned config's {metric} is "
-                         f"{confirmed.tuned:.3f} against the base's {confirmed.base:.3f}, "
-                         f"{effect.difference:+.3f}{interval}: {effect.verdict}; it does not beat the base.")
+            lines.append(f"Not confirmed {where}: {scores}: {effect.verdict}; it does not beat the base.")
     return lines
 
 
 def _markdown(tuning: Tuning, study, rows: list[TrialRow], top: TrialRow | None, drawn: dict[str, str],
-              confirmed: Confirmation | None, summary: list[str]) -> list[str]:
+              confirmed: list[Confirmation], summary: list[str]) -> list[str]:
     base, metric = tuning.base, _metric(tuning)
     seconds = sum(row.seconds or 0 for row in rows)
     lines = [
@@ -183,7 +187,7 @@ def _markdown(tuning: Tuning, study, rows: list[TrialRow], top: TrialRow | None,
     if importances:
         lines += ["", "## Parameter importances (fANOVA)", ""]
         lines += [f"- {path}: {share:.2f}" for path, share in importances.items()]
-    if confirmed is None and top is not None:
+    if not confirmed and top is not None:
         lines += ["", f"Not confirmed yet: `dcgan tune --confirm {tuning.root} --seeds 3` retrains the best and the "
                   "base on fresh seeds."]
     lines += ["", "## Plots", ""]
@@ -257,11 +261,24 @@ def _plots(tuning: Tuning, study, rows: list[TrialRow]) -> dict[str, str]:
             drawn[name] = str(error).splitlines()[0] if str(error) else error.__class__.__name__
             continue
         figure = np.ravel(axes)[0].figure
-        figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 4.5))
+        _fit(figure, name, params=len(tuning.space.params))
         ablate_report.save_figure(figure, tuning.root / f"{name}.png")
         plt.close(figure)
         drawn[name] = ""
     return drawn
+
+
+def _fit(figure, name: str, *, params: int) -> None:
+    """Room for every parameter's axis and its labels (ranges chosen from a list are long)."""
+    width, height = figure.get_size_inches()
+    if name == "slice":
+        for axis in figure.axes:
+            for label in axis.get_xticklabels():
+                label.set_rotation(25)
+                label.set_horizontalalignment("right")
+    if name == "parallel":
+        width = max(width, 2.4 * (params + 1) + 1.5)
+    figure.set_size_inches(max(width, 8), max(height, 5))
 
 
 def _samples(tuning: Tuning, rows: list[TrialRow]) -> None:

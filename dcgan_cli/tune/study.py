@@ -6,7 +6,8 @@
     D/journal.log         Optuna's journal (JournalStorage), unless --storage names a database
     D/trials/<n>/         trial n: trial.json, then one ordinary run directory per seed (the trial's directory
                           itself with one seed, seed<k>/ with more), log.txt, and result.json last
-    D/confirm/            `dcgan tune --confirm`: the base against the best on fresh seeds (an ablation study)
+    D/confirm/            `dcgan tune --confirm`: the base against the best on fresh seeds (an ablation study);
+                          with --set, D/confirm-KEY=VALUE/ (e.g. the full length of runs tuned short)
 
 Seed k of every trial trains with train.seed = base seed + k, so trials differ only in their parameters and a
 pruner compares like with like. Nothing here starts Keras.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,16 +283,26 @@ def best_config(tuning: Tuning, values: dict[str, Any]) -> Config:
 FRESH_SEEDS = 1000  # the confirmation trains with train.seed = base seed + 1000 + k: seeds no trial tuned on
 
 
-def confirmation_study(tuning: Tuning, values: dict[str, Any], *, seeds: int):
-    """The base and the best as an ablation of two variants on fresh seeds, in D/confirm; compared paired by
-    seed over each run's last checkpoints (ablate/compare.py)."""
+def confirmation_study(tuning: Tuning, values: dict[str, Any], *, seeds: int, overrides: tuple[str, ...] = ()):
+    """The base and the best as an ablation of two variants on fresh seeds, in D/confirm (D/confirm-KEY=VALUE
+    with `overrides` on both, e.g. train.steps=3000 for runs tuned shorter); compared paired by seed over each
+    run's last checkpoints (ablate/compare.py)."""
     from dcgan_cli.ablate.design import Variant
     from dcgan_cli.ablate.study import Study, extended
 
     if seeds > FRESH_SEEDS:
         raise TuneError(f"--seeds: at most {FRESH_SEEDS} for a confirmation. Received: {seeds}")
-    base = config_module.replace_value(tuning.base, "train.seed", tuning.base.train.seed + FRESH_SEEDS)
+    searched = [o for o in overrides if o.partition("=")[0].strip() in values]
+    if searched:
+        raise TuneError(f"--set: the confirmation keeps the searched keys at the best trial's values. "
+                        f"Received: {', '.join(searched)}")
+    try:
+        base = config_module.with_overrides(tuning.base, overrides)
+    except ConfigError as error:
+        raise TuneError("--set: " + "; ".join(error.problems)) from None
+    base = config_module.replace_value(base, "train.seed", tuning.base.train.seed + FRESH_SEEDS)
     tuned = Variant("tuned", tuple((path, value) for path, value in values.items()))
-    return extended(Study(root=tuning.root / CONFIRM, design="confirm", factors=tuple(values), seeds=seeds,
+    root = tuning.root / "-".join([CONFIRM, *(re.sub(r"[^A-Za-z0-9._=-]", "_", o.strip()) for o in overrides)])
+    return extended(Study(root=root, design="confirm", factors=tuple(values), seeds=seeds,
                           variants=(Variant("base", ()), tuned), reference="base", base=base,
                           evaluation=tuning.evaluation))
