@@ -4,6 +4,7 @@ best.yaml and the confirmation on fresh seeds."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import signal
@@ -375,3 +376,24 @@ def test_a_confirmation_with_set_changes_both_configs_in_its_own_directory(tmp_p
         tuning_module.confirmation_study(tuning, values, seeds=3, overrides=("hacks.learning_rate=1e-3",))
     with pytest.raises(tuning_module.TuneError, match="train.step"):
         tuning_module.confirmation_study(tuning, values, seeds=3, overrides=("train.step=12",))
+
+
+def test_a_database_storage_holds_the_study_and_refuses_another_under_its_name(tmp_path):
+    space = parse_space(SPACE, source="space.yaml")
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    tuning = tuning_module.Tuning(root=tmp_path / "here", base=load_config(DIGITS, SETS), space=space, seeds=1,
+                                  objective="final", sampler="tpe", pruner="none", storage=url, name="digits",
+                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    trial = study.ask(space.distributions())
+    spec = json.loads((tuning_module.plan_trial(tuning, trial) / tuning_module.TRIAL).read_text())
+    assert spec["storage"] == url and not (tmp_path / "here" / tuning_module.JOURNAL).exists()
+    study.tell(trial, 7.0)
+    # Another machine: its own directory and data path, the same study in the database.
+    elsewhere = dataclasses.replace(tuning, root=tmp_path / "there",
+                                    base=load_config(DIGITS, [*SETS, "data.path=/elsewhere"]))
+    assert [t.value for t in tuning_module.optuna_study(elsewhere).get_trials()] == [7.0]
+    other = dataclasses.replace(tuning, root=tmp_path / "third", seeds=2)
+    with pytest.raises(tuning_module.TuneError, match="another one .*seeds"):
+        tuning_module.optuna_study(other)
