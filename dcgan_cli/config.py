@@ -281,11 +281,8 @@ def problems_of(config: Config) -> list[str]:
 
 def checked_value(path: str, value: Any) -> Any:
     """`value` for the key at SECTION.KEY as the loader's own check of that key accepts it (converted to its type),
-    without cross-checks; ConfigError with the loader's one-line problem (an unknown key gets a suggestion)."""
-    section, _, key = path.partition(".")
-    if section not in SECTIONS or not key or "." in key:
-        raise ConfigError([f"{path}: unknown key; expected SECTION.KEY with a section of {', '.join(SECTIONS)}"
-                           f"{_suggest(section, SECTIONS)}. Received: {path!r}"])
+    without cross-checks; ConfigError with the loader's one-line problem."""
+    section, key = _known_path(path)
     problems: list[str] = []
     built = _build_section(section, {key: value}, problems)
     if problems:
@@ -294,9 +291,20 @@ def checked_value(path: str, value: Any) -> Any:
 
 
 def value_type(path: str) -> Any:
-    """The type hint of the known key at SECTION.KEY (bool, int, float, str, a tuple range, or an optional)."""
-    section, _, key = path.partition(".")
+    """The type hint of the key at SECTION.KEY (bool, int, float, str, a tuple range, or an optional); ConfigError
+    naming an unknown key, with a suggestion as the loader gives it."""
+    section, key = _known_path(path)
     return typing.get_type_hints(SECTIONS[section])[key]
+
+
+def _known_path(path: str) -> tuple[str, str]:
+    section, _, key = path.partition(".")
+    if section not in SECTIONS or not key or "." in key:
+        raise ConfigError([f"{path}: unknown key; expected SECTION.KEY with a section of {', '.join(SECTIONS)}"
+                           f"{_suggest(section, SECTIONS)}. Received: {path!r}"])
+    if key not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+        raise ConfigError([f"{path}: unknown key{_suggest_key(key, section)}"])
+    return section, key
 
 
 def _read_file(path: Path, problems: list[str]) -> dict:

@@ -125,10 +125,9 @@ def parse_space(raw: Any, *, source: str) -> Space:
 
 def _param(path: str, entry: Any) -> Param:
     try:
-        checked_value(path, None)
+        hint = value_type(path)
     except ConfigError as error:
-        if "unknown" in error.problems[0]:
-            raise SpaceError(error.problems[:1]) from None
+        raise SpaceError(error.problems) from None
     if path.startswith(FIXED):
         raise SpaceError([f"{path}: cannot be searched (the data, the output settings and the seeds are the "
                           f"study's; --seeds sets how many seeds each trial trains). Received: {path}"])
@@ -136,7 +135,6 @@ def _param(path: str, entry: Any) -> Param:
         raise SpaceError([f"{path}: expected one distribution, {{KIND: ARGS}} with KIND one of {', '.join(KINDS)}. "
                           f"Received: {_show(entry)}"])
     kind, args = next(iter(entry.items()))
-    hint = value_type(path)
     number = hint if hint in NUMERIC else next((t for t in NUMERIC if hint == (t | None)), None)
     allowed = NUMERIC[number] if number else ("choice",)
     if kind not in allowed:

@@ -252,6 +252,8 @@ def plan_trial(tuning: Tuning, trial) -> Path:
     changes = "; ".join(f"{path}: {word(value)}" for path, value in values.items())
     for k, (run, cfg) in enumerate(zip(tuning.run_directories(directory), configs)):
         plan_run(run, cfg, variant=f"trial {trial.number}", seed=k, changes=changes, evaluation=tuning.evaluation)
+    # The storage's id of the trial, which a worker needs to rebuild it (optuna.trial.Trial(study, id)); Optuna
+    # keeps it as _trial_id and gives it no public name.
     spec = {"number": trial.number, "trial_id": trial._trial_id, "values": {p: _plain(v) for p, v in values.items()},
             "runs": [run.relative_to(directory).as_posix() for run in tuning.run_directories(directory)],
             "storage": tuning.storage_url(), "name": tuning.name, "objective": tuning.objective,
