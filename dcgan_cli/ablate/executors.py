@@ -29,6 +29,7 @@ from dcgan_cli.ablate.study import LOG
 BUSY = 3  # the exit code of a worker whose run directory another process holds
 POLL_S = 0.2
 
+
 class Job(Protocol):
     """What an executor runs: a directory the worker command takes (an ablation's run, a tuning trial)."""
 

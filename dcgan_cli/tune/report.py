@@ -22,7 +22,7 @@ import numpy as np
 from dcgan_cli import config as config_module
 from dcgan_cli.ablate import report as ablate_report
 from dcgan_cli.ablate import study as ablate_study
-from dcgan_cli.ablate.compare import CONFIDENCE, TAIL
+from dcgan_cli.ablate.compare import CONFIDENCE, TAIL, Effect
 from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
 from dcgan_cli.files import write_atomically
 from dcgan_cli.tune.space import word
@@ -61,7 +61,7 @@ class Confirmation:
     seeds: list[int]
     base: float
     tuned: float
-    effect: object  # compare.Effect of tuned - base, paired by seed
+    effect: Effect  # tuned - base, paired by seed
 
     @property
     def share(self) -> float:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from dcgan_cli import config as config_module
 from dcgan_cli.ablate.study import plan_run
@@ -189,7 +190,8 @@ def prepare(tuning: Tuning) -> None:
                         f"nothing is overwritten. Received: {str(root)!r}")
     root.mkdir(parents=True, exist_ok=True)
     write_atomically(root / BASE, lambda file: file.write(config_module.to_yaml(tuning.base).encode()))
-    write_atomically(root / SPACE, lambda file: file.write(_yaml(tuning.space.to_dict()).encode()))
+    write_atomically(root / SPACE, lambda file: file.write(
+        yaml.safe_dump(tuning.space.to_dict(), sort_keys=False, default_flow_style=None).encode()))
     write_atomically(plan_path, lambda file: file.write((json.dumps(_plan(tuning), indent=1) + "\n").encode()))
 
 
@@ -197,12 +199,6 @@ def _plan(tuning: Tuning) -> dict:
     """tune.json: the identity, the database URL (null: the journal beside it, wherever the directory moves) and
     the study's name."""
     return {**tuning.identity(), "storage": tuning.storage, "name": tuning.name}
-
-
-def _yaml(data: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
 def _read_plan(root: Path) -> dict:
