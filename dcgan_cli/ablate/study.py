@@ -30,6 +30,7 @@ SPEC = "run.json"  # in each run's directory: what the worker needs besides conf
 RESULT = "result.json"  # in each run's directory, written last: the run is finished
 LOG = "log.txt"  # in each run's directory: the worker's output
 FORMAT = 1
+_KIND = {"kind": "ablation", "article": "an", "version": FORMAT, "error": AblationError}  # for claim, read_plan
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def extended(study: Study) -> Study:
     for fewer seeds never drops runs from a study."""
     if not (study.root / PLAN).is_file():
         return study
-    saved = _read_plan(study.root).get("seeds", 0)
+    saved = read_plan(study.root / PLAN, **_KIND).get("seeds", 0)
     return dataclasses.replace(study, seeds=saved) if isinstance(saved, int) and saved > study.seeds else study
 
 
@@ -108,21 +109,10 @@ def prepare(study: Study) -> list[Run]:
     """Write the plan into study.root (or check that the plan already there is this one) and each run's
     config.yaml and run.json; return the runs not finished yet."""
     root = study.root
-    plan_path = root / PLAN
-    if plan_path.is_file():
-        saved = _read_plan(root)
-        mine = study.identity()
-        differing = [key for key in mine if saved.get(key) != mine[key]]
-        if differing:
-            raise AblationError(f"--run-dir: this directory holds another ablation (its {', '.join(differing)} "
-                                f"differ); continue it with the same options, or choose a new --run-dir. "
-                                f"Received: {str(root)!r}")
-    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise AblationError(f"--run-dir: this path holds something other than an ablation; choose a new one so "
-                            f"nothing is overwritten. Received: {str(root)!r}")
+    claim(root / PLAN, study.identity(), **_KIND)
     root.mkdir(parents=True, exist_ok=True)
     write_atomically(root / BASE, lambda file: file.write(config_module.to_yaml(study.base).encode()))
-    write_atomically(plan_path, lambda file: file.write(
+    write_atomically(root / PLAN, lambda file: file.write(
         (json.dumps({**study.identity(), "seeds": study.seeds}, indent=1) + "\n").encode()))
     pending = []
     for run in study.runs():
@@ -144,14 +134,33 @@ def plan_run(directory: Path, cfg: Config, *, variant: str, seed: int, changes: 
     write_atomically(directory / SPEC, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))
 
 
-def _read_plan(root: Path) -> dict:
+def claim(plan: Path, identity: dict, *, kind: str, article: str, version: int, error: type[Exception]) -> bool:
+    """Whether the study directory `plan` lies in already holds this study (the same `identity` keys); `error`
+    when it holds another one, or anything else, so nothing is overwritten. `kind` names the study in messages
+    ("ablation", with `article` "an")."""
+    root = plan.parent
+    if plan.is_file():
+        saved = read_plan(plan, kind=kind, article=article, version=version, error=error)
+        differing = [key for key in identity if saved.get(key) != json.loads(json.dumps(identity[key]))]
+        if differing:
+            raise error(f"--run-dir: this directory holds another {kind} (its {', '.join(differing)} differ); "
+                        f"continue it with the same options, or choose a new --run-dir. Received: {str(root)!r}")
+        return True
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise error(f"--run-dir: this path holds something other than {article} {kind}; choose a new one so "
+                    f"nothing is overwritten. Received: {str(root)!r}")
+    return False
+
+
+def read_plan(plan: Path, *, kind: str, article: str, version: int, error: type[Exception]) -> dict:
+    """A study's plan (ablation.json, tune.json): a JSON mapping of this `version`, else `error`."""
     try:
-        saved = json.loads((root / PLAN).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise AblationError(f"{root / PLAN}: not a readable ablation plan ({error.__class__.__name__}). "
-                            f"Received: {str(root)!r}") from None
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise AblationError(f"{root / PLAN}: not an ablation plan of this version. Received: {str(root)!r}")
+        saved = json.loads(plan.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as reason:
+        raise error(f"{plan}: not a readable {kind} plan ({reason.__class__.__name__}). "
+                    f"Received: {str(plan.parent)!r}") from None
+    if not isinstance(saved, dict) or saved.get("format") != version:
+        raise error(f"{plan}: not {article} {kind} plan of this version. Received: {str(plan.parent)!r}")
     return saved
 
 
@@ -160,7 +169,7 @@ def load(root: str | Path) -> Study:
     root = Path(root)
     if not (root / PLAN).is_file():
         raise AblationError(f"no ablation here (no {PLAN}); give the --run-dir of a study. Received: {str(root)!r}")
-    saved = _read_plan(root)
+    saved = read_plan(root / PLAN, **_KIND)
     try:
         base = load_config(root / BASE)
     except ConfigError as error:

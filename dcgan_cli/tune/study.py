@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from dcgan_cli import config as config_module
-from dcgan_cli.ablate.study import plan_run
+from dcgan_cli.ablate.study import claim, plan_run, read_plan
 from dcgan_cli.config import Config, ConfigError, load_config
 from dcgan_cli.files import write_atomically
 from dcgan_cli.tune.space import Space, SpaceError, load_space, parse_space, word
@@ -50,6 +50,9 @@ LOCAL_KEYS = ("data.path", "output.run_dir")  # may differ between machines that
 
 class TuneError(ValueError):
     """A tuning study that cannot start or continue; the message names what and why."""
+
+
+_KIND = {"kind": "tuning study", "article": "a", "version": FORMAT, "error": TuneError}
 
 
 @dataclass(frozen=True)
@@ -175,24 +178,13 @@ def _safe(url: str) -> str:
 def prepare(tuning: Tuning) -> None:
     """Write the plan into tuning.root, or check that the plan already there is this one."""
     root = tuning.root
-    plan_path = root / PLAN
-    if plan_path.is_file():
-        saved = _read_plan(root)
-        mine = _plan(tuning)
-        differing = [key for key in mine if saved.get(key) != json.loads(json.dumps(mine[key]))]
-        if differing:
-            raise TuneError(f"--run-dir: this directory holds another tuning study (its {', '.join(differing)} "
-                            f"differ); continue it with the same options, or choose a new --run-dir. "
-                            f"Received: {str(root)!r}")
+    if claim(root / PLAN, _plan(tuning), **_KIND):
         return
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise TuneError(f"--run-dir: this path holds something other than a tuning study; choose a new one so "
-                        f"nothing is overwritten. Received: {str(root)!r}")
     root.mkdir(parents=True, exist_ok=True)
     write_atomically(root / BASE, lambda file: file.write(config_module.to_yaml(tuning.base).encode()))
     write_atomically(root / SPACE, lambda file: file.write(
         yaml.safe_dump(tuning.space.to_dict(), sort_keys=False, default_flow_style=None).encode()))
-    write_atomically(plan_path, lambda file: file.write((json.dumps(_plan(tuning), indent=1) + "\n").encode()))
+    write_atomically(root / PLAN, lambda file: file.write((json.dumps(_plan(tuning), indent=1) + "\n").encode()))
 
 
 def _plan(tuning: Tuning) -> dict:
@@ -201,25 +193,12 @@ def _plan(tuning: Tuning) -> dict:
     return {**tuning.identity(), "storage": tuning.storage, "name": tuning.name}
 
 
-def _read_plan(root: Path) -> dict:
-    try:
-        saved = json.loads((root / PLAN).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise TuneError(f"{root / PLAN}: not a readable tuning plan ({error.__class__.__name__}). "
-                        f"Received: {str(root)!r}") from None
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise TuneError(f"{root / PLAN}: not a tuning plan of this version. Received: {str(root)!r}")
-    if str(saved.get("storage")).startswith("journal:"):  # written before the journal was found beside tune.json
-        saved["storage"] = None
-    return saved
-
-
 def load(root: str | Path) -> Tuning:
     """The study planned in `root` (for --report and --confirm)."""
     root = Path(root)
     if not (root / PLAN).is_file():
         raise TuneError(f"no tuning study here (no {PLAN}); give the --run-dir of a study. Received: {str(root)!r}")
-    saved = _read_plan(root)
+    saved = read_plan(root / PLAN, **_KIND)
     try:
         base = load_config(root / BASE)
         space = parse_space(saved["space"], source=str(root / PLAN))
