@@ -320,7 +320,7 @@ def _read_file(path: Path, problems: list[str]) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        problems.append(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}). Received: {_show(raw)}")
+        problems.append(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}). Received: {show_value(raw)}")
         return {}
     return raw
 
@@ -354,7 +354,7 @@ def _build(raw: dict, problems: list[str]) -> Config:
         if section not in SECTIONS:
             problems.append(f"{section}: unknown section{_suggest(str(section), SECTIONS)}")
         elif value is not None and not isinstance(value, dict):
-            problems.append(f"{section}: expected a mapping of settings. Received: {_show(value)}")
+            problems.append(f"{section}: expected a mapping of settings. Received: {show_value(value)}")
         else:
             sections[section] = _build_section(section, value or {}, problems)
     config = Config(**sections)
@@ -376,7 +376,7 @@ def _build_section(section: str, values: dict, problems: list[str]) -> Any:
         try:
             accepted[key] = _check_value(value, hints[key], fields[key].metadata)
         except ValueError as error:
-            problems.append(f"{path}: {error}. Received: {_show(value)}")
+            problems.append(f"{path}: {error}. Received: {show_value(value)}")
     return cls(**accepted)
 
 
@@ -495,7 +495,7 @@ def _suggest_key(key: str, section: str) -> str:
     return ""
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A short, readable rendering of a user's value for error messages."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

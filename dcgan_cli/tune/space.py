@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dcgan_cli import config as config_module
-from dcgan_cli.config import Config, ConfigError, checked_value, parse_yaml, value_type
+from dcgan_cli.config import Config, ConfigError, checked_value, parse_yaml, show_value, value_type
 
 RANGES = ("uniform", "log_uniform", "int", "log_int")
 KINDS = (*RANGES, "choice")
@@ -111,7 +111,7 @@ def load_space(path: Path) -> Space:
 def parse_space(raw: Any, *, source: str) -> Space:
     if not isinstance(raw, dict) or not raw:
         raise SpaceError([f"{source}: expected a mapping of config keys to distributions, e.g. "
-                          f"hacks.learning_rate: {{log_uniform: [5.0e-5, 1.0e-3]}}. Received: {_show(raw)}"])
+                          f"hacks.learning_rate: {{log_uniform: [5.0e-5, 1.0e-3]}}. Received: {show_value(raw)}"])
     params, problems = [], []
     for path, entry in raw.items():
         try:
@@ -133,34 +133,34 @@ def _param(path: str, entry: Any) -> Param:
                           f"study's; --seeds sets how many seeds each trial trains). Received: {path}"])
     if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in KINDS:
         raise SpaceError([f"{path}: expected one distribution, {{KIND: ARGS}} with KIND one of {', '.join(KINDS)}. "
-                          f"Received: {_show(entry)}"])
+                          f"Received: {show_value(entry)}"])
     kind, args = next(iter(entry.items()))
     number = hint if hint in NUMERIC else next((t for t in NUMERIC if hint == (t | None)), None)
     allowed = NUMERIC[number] if number else ("choice",)
     if kind not in allowed:
         raise SpaceError([f"{path}: {kind} does not fit this key ({_type_word(hint)}); use "
-                          f"{' or '.join(allowed)}. Received: {{{kind}: {_show(args)}}}"])
+                          f"{' or '.join(allowed)}. Received: {{{kind}: {show_value(args)}}}"])
     if kind == "choice":
         if not isinstance(args, list) or not args:
-            raise SpaceError([f"{path}: choice expects a non-empty list of values. Received: {_show(args)}"])
+            raise SpaceError([f"{path}: choice expects a non-empty list of values. Received: {show_value(args)}"])
         values = tuple(_checked(path, value) for value in args)
         if len({_encoded(value) for value in values}) != len(values):
-            raise SpaceError([f"{path}: choice lists a value twice. Received: {_show(args)}"])
+            raise SpaceError([f"{path}: choice lists a value twice. Received: {show_value(args)}"])
         return Param(path, kind, values)
     if not isinstance(args, list) or len(args) != 2:
-        raise SpaceError([f"{path}: {kind} expects [low, high]. Received: {_show(args)}"])
+        raise SpaceError([f"{path}: {kind} expects [low, high]. Received: {show_value(args)}"])
     integer = kind in ("int", "log_int")
     for bound in args:
         if isinstance(bound, bool) or not isinstance(bound, int if integer else (int, float)):
             raise SpaceError([f"{path}: {kind} expects {'integer' if integer else 'number'} bounds. "
-                              f"Received: {_show(args)}"])
+                              f"Received: {show_value(args)}"])
     low, high = (_checked(path, bound) for bound in args)
     if not low < high:
-        raise SpaceError([f"{path}: {kind} expects low < high. Received: {_show(args)}"])
+        raise SpaceError([f"{path}: {kind} expects low < high. Received: {show_value(args)}"])
     if kind.startswith("log") and low <= 0:
-        raise SpaceError([f"{path}: {kind} expects bounds above 0. Received: {_show(args)}"])
+        raise SpaceError([f"{path}: {kind} expects bounds above 0. Received: {show_value(args)}"])
     if not integer and not (math.isfinite(low) and math.isfinite(high)):
-        raise SpaceError([f"{path}: {kind} expects finite bounds. Received: {_show(args)}"])
+        raise SpaceError([f"{path}: {kind} expects finite bounds. Received: {show_value(args)}"])
     return Param(path, kind, (low, high))
 
 
@@ -186,8 +186,3 @@ def word(value: Any) -> str:
 def _type_word(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "one of its words"}
     return names.get(hint, "a range [low, high]" if str(hint).startswith("tuple") else "an optional value")
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
