@@ -38,6 +38,14 @@ SPACE = {"hacks.learning_rate": {"log_uniform": [5.0e-5, 1.0e-3]}, "hacks.beta_1
          "hacks.real_label_range": {"choice": [[0.7, 1.2], [0.9, 1.0]]}}
 
 
+def tuning_in(root: Path, *, space: dict = SPACE, **fields) -> tuning_module.Tuning:
+    """A study's definition as `dcgan tune` builds it, on the tiny settings; `fields` replace the defaults."""
+    defaults = {"base": load_config(DIGITS, SETS), "seeds": 1, "objective": "final", "sampler": "random",
+                "pruner": "none", "storage": None, "name": "study",
+                "evaluation": {"count": 50, "features": "domain", "seed": 0, "inception_weights": None}}
+    return tuning_module.Tuning(root=root, space=parse_space(space, source="space.yaml"), **{**defaults, **fields})
+
+
 def invoke(*args):
     return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
 
@@ -157,13 +165,10 @@ def test_a_pruned_trial_stops_early_keeps_its_checkpoint_and_is_marked(tmp_path,
     PRUNED, and the report marks it with the step."""
     import optuna
 
-    space = parse_space(SPACE, source="space.yaml")
-    tuning = tuning_module.Tuning(root=tmp_path / "study", base=load_config(DIGITS, SETS), space=space, seeds=1,
-                                  objective="final", sampler="random", pruner="median", storage=None, name="study",
-                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning = tuning_in(tmp_path / "study", pruner="median")
     tuning_module.prepare(tuning)
     study = tuning_module.optuna_study(tuning)
-    trial = study.ask(space.distributions())
+    trial = study.ask(tuning.space.distributions())
     directory = tuning_module.plan_trial(tuning, trial)
 
     class SecondScore(optuna.pruners.BasePruner):
@@ -190,13 +195,10 @@ def test_a_pruned_trial_stops_early_keeps_its_checkpoint_and_is_marked(tmp_path,
 def test_seed_k_of_a_trial_reports_at_its_own_steps(tmp_path, monkeypatch):
     """With two seeds, seed 1's scores are reported at train.steps + step, so pruners compare seed with seed; the
     objective is the mean of the seeds' final scores."""
-    space = parse_space({"hacks.learning_rate": {"log_uniform": [1e-4, 1e-3]}}, source="space.yaml")
-    tuning = tuning_module.Tuning(root=tmp_path / "study", base=load_config(DIGITS, SETS), space=space, seeds=2,
-                                  objective="final", sampler="random", pruner="none", storage=None, name="study",
-                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning = tuning_in(tmp_path / "study", space={"hacks.learning_rate": {"log_uniform": [1e-4, 1e-3]}}, seeds=2)
     tuning_module.prepare(tuning)
     study = tuning_module.optuna_study(tuning)
-    directory = tuning_module.plan_trial(tuning, study.ask(space.distributions()))
+    directory = tuning_module.plan_trial(tuning, study.ask(tuning.space.distributions()))
     assert [load_config(directory / f"seed{k}" / "config.yaml").train.seed for k in (0, 1)] == [0, 1]
     result = trial_worker.run_trial(directory)
     frozen = study.get_trials(deepcopy=False)[0]
@@ -338,13 +340,10 @@ def test_two_processes_on_one_journal_share_the_trials(tmp_path):
 
 
 def test_a_moved_study_reads_the_journal_beside_it(tmp_path):
-    space = parse_space(SPACE, source="space.yaml")
-    tuning = tuning_module.Tuning(root=tmp_path / "here", base=load_config(DIGITS, SETS), space=space, seeds=1,
-                                  objective="final", sampler="random", pruner="none", storage=None, name="study",
-                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning = tuning_in(tmp_path / "here")
     tuning_module.prepare(tuning)
     study = tuning_module.optuna_study(tuning)
-    trial = study.ask(space.distributions())
+    trial = study.ask(tuning.space.distributions())
     tuning_module.plan_trial(tuning, trial)
     study.tell(trial, 12.5)
     (tmp_path / "here").rename(tmp_path / "there")
@@ -358,10 +357,7 @@ def test_a_moved_study_reads_the_journal_beside_it(tmp_path):
 
 
 def test_a_confirmation_with_set_changes_both_configs_in_its_own_directory(tmp_path):
-    space = parse_space(SPACE, source="space.yaml")
-    tuning = tuning_module.Tuning(root=tmp_path / "study", base=load_config(DIGITS, SETS), space=space, seeds=1,
-                                  objective="final", sampler="random", pruner="none", storage=None, name="study",
-                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning = tuning_in(tmp_path / "study")
     values = {"hacks.learning_rate": 5e-4, "train.ema_decay": 0.95}
     plain = tuning_module.confirmation_study(tuning, values, seeds=3)
     longer = tuning_module.confirmation_study(tuning, values, seeds=3, overrides=("train.steps=12",))
@@ -379,14 +375,11 @@ def test_a_confirmation_with_set_changes_both_configs_in_its_own_directory(tmp_p
 
 
 def test_a_database_storage_holds_the_study_and_refuses_another_under_its_name(tmp_path):
-    space = parse_space(SPACE, source="space.yaml")
     url = f"sqlite:///{tmp_path / 'tune.db'}"
-    tuning = tuning_module.Tuning(root=tmp_path / "here", base=load_config(DIGITS, SETS), space=space, seeds=1,
-                                  objective="final", sampler="tpe", pruner="none", storage=url, name="digits",
-                                  evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+    tuning = tuning_in(tmp_path / "here", sampler="tpe", storage=url, name="digits")
     tuning_module.prepare(tuning)
     study = tuning_module.optuna_study(tuning)
-    trial = study.ask(space.distributions())
+    trial = study.ask(tuning.space.distributions())
     spec = json.loads((tuning_module.plan_trial(tuning, trial) / tuning_module.TRIAL).read_text())
     assert spec["storage"] == url and not (tmp_path / "here" / tuning_module.JOURNAL).exists()
     study.tell(trial, 7.0)
