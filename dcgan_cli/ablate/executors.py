@@ -100,6 +100,16 @@ def run_local(runs: Iterable[Job], *, jobs: int, threads: int, finished: Finishe
             log.close()
 
 
+def run(jobs: Iterable[Job], *, executor: str, at_once: int | None, threads: int, address: str | None, cpus: float,
+        gpus: float, finished: Finished, command: str = WORKER) -> None:
+    """Run `jobs` with the executor named (local: `at_once` at a time, 1 when None; ray: see run_ray)."""
+    if executor == "ray":
+        run_ray(jobs, address=address, cpus=cpus, gpus=gpus, threads=threads, jobs=at_once, finished=finished,
+                command=command)
+    else:
+        run_local(jobs, jobs=at_once or 1, threads=threads, finished=finished, command=command)
+
+
 def ray_available() -> bool:
     try:
         import ray  # noqa: F401

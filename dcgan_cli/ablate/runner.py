@@ -53,8 +53,20 @@ def evaluation_plan(base: Config, *, count: int, features: str | None, inception
 @dataclass
 class Outcome:
     seconds: float = 0.0
-    failed: list[Run] = field(default_factory=list)  # exited with an error, no result: retried next time
-    busy: list[Run] = field(default_factory=list)  # another process held the run directory
+    failed: list[executors.Job] = field(default_factory=list)  # exited with an error, no result: retried next time
+    busy: list[executors.Job] = field(default_factory=list)  # another process held the directory
+
+    def sort(self, job: executors.Job, code: int, result: dict | None, *, bar: tqdm, name: str) -> bool:
+        """File a worker that has ended: busy (another process held its directory), failed (an error and no
+        result, said on the bar), or finished (True)."""
+        if code == executors.BUSY:
+            self.busy.append(job)
+            return False
+        if code != 0 or result is None:
+            self.failed.append(job)
+            bar.write(f"failed: {name} (exit code {code}); see {job.directory / LOG}")
+            return False
+        return True
 
 
 def run(study: Study, pending: list[Run], *, executor: str, jobs: int | None, threads: int, address: str | None,
@@ -65,22 +77,14 @@ def run(study: Study, pending: list[Run], *, executor: str, jobs: int | None, th
     with tqdm(total=len(pending), unit="run", desc="ablate", dynamic_ncols=True) as bar:
         def done(run: Run, code: int) -> None:
             result = finished(run)
-            if code == executors.BUSY:
-                outcome.busy.append(run)
-            elif code != 0 or result is None:
-                outcome.failed.append(run)
-                bar.write(f"failed: {run.variant} seed {run.seed} (exit code {code}); see {run.directory / LOG}")
-            else:
+            if outcome.sort(run, code, result, bar=bar, name=f"{run.variant} seed {run.seed}"):
                 scores = result.get("scores", {})
                 score = scores.get(PRIMARY.get(result.get("features"), "frechet_distance"))
                 shown = f"{score:.3f}" if score is not None else result["status"]
                 bar.set_postfix_str(f"{run.variant} seed {run.seed}: {shown}", refresh=False)
             bar.update(1)
 
-        if executor == "ray":
-            executors.run_ray(pending, address=address, cpus=cpus, gpus=gpus, threads=threads, jobs=jobs,
-                              finished=done)
-        else:
-            executors.run_local(pending, jobs=jobs or 1, threads=threads, finished=done)
+        executors.run(pending, executor=executor, at_once=jobs, threads=threads, address=address, cpus=cpus,
+                      gpus=gpus, finished=done)
     outcome.seconds = time.perf_counter() - started
     return outcome

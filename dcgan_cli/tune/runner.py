@@ -14,7 +14,7 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from dcgan_cli.ablate import executors
-from dcgan_cli.ablate.study import LOG
+from dcgan_cli.ablate import runner as runs
 from dcgan_cli.config import ConfigError
 from dcgan_cli.tune.study import TRIAL, TRIAL_LOCK, Tuning, plan_trial, trial_result
 
@@ -30,11 +30,10 @@ class TrialJob:
 
 
 @dataclass
-class Outcome:
-    seconds: float = 0.0
+class Outcome(runs.Outcome):
+    """An ablation's outcome (failed trials are resumed next time), with the trials run and refused."""
+
     ran: int = 0
-    failed: list[TrialJob] = field(default_factory=list)  # exited with an error, no result: resumed next time
-    busy: list[TrialJob] = field(default_factory=list)  # another process held the trial
     refused: list[str] = field(default_factory=list)  # drawn combinations the config refuses
 
 
@@ -88,12 +87,7 @@ def run(tuning: Tuning, study, *, trials: int, timeout: float | None, executor: 
     with tqdm(total=planned, unit="trial", desc="tune", dynamic_ncols=True) as bar:
         def done(job: TrialJob, code: int) -> None:
             result = trial_result(job.directory)
-            if code == executors.BUSY:
-                outcome.busy.append(job)
-            elif code != 0 or result is None:
-                outcome.failed.append(job)
-                bar.write(f"failed: trial {job.number} (exit code {code}); see {job.directory / LOG}")
-            else:
+            if outcome.sort(job, code, result, bar=bar, name=f"trial {job.number}"):
                 outcome.ran += 1
                 shown = f"{result['value']:.3f}" if "value" in result else result["status"]
                 best = _best_value(study)
@@ -102,11 +96,8 @@ def run(tuning: Tuning, study, *, trials: int, timeout: float | None, executor: 
             bar.update(1)
 
         jobs_iter = itertools.chain(resumed, asked(tuning, study, trials=trials, deadline=deadline, outcome=outcome))
-        if executor == "ray":
-            executors.run_ray(jobs_iter, address=address, cpus=cpus, gpus=gpus, threads=threads, jobs=jobs,
-                              finished=done, command=WORKER)
-        else:
-            executors.run_local(jobs_iter, jobs=jobs, threads=threads, finished=done, command=WORKER)
+        executors.run(jobs_iter, executor=executor, at_once=jobs, threads=threads, address=address, cpus=cpus,
+                      gpus=gpus, finished=done, command=WORKER)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
