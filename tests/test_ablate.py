@@ -330,6 +330,9 @@ def test_tiny_ablation_plans_then_runs_two_at_once_and_reports(tmp_path):
             assert result["status"] == "done" and result["features"] == "domain" and result["step"] == 4
             assert (run / "checkpoints" / "step_000004").is_dir() and (run / result["grid"]).is_file()
             assert set(result["losses"]) == set(report.LOSSES) and 0 <= result["diversity"]
+            # Without training-time scores, the series is each kept checkpoint scored as the final one is.
+            assert [step for step, _ in result["series"]] == [2, 4]
+            assert result["series"][-1][1] == result["scores"]["frechet_distance"]
     # The same command again: nothing left to run. --plan lists no run; a new seed is exactly one command each.
     again = invoke(*ablate_args(root, "--plan"))
     assert again.exit_code == 0 and again.stdout.strip() == "" and "6 of 6 runs finished already" in again.stderr

@@ -80,10 +80,7 @@ def _run(directory: Path, judge: training.Judge | None) -> dict:
     if result["status"] == "done":
         final = checkpoint.complete(directory)[-1]
         evaluation = spec["evaluation"]
-        _, scored = scoring.evaluate_checkpoint(
-            final, count=evaluation["count"], features=evaluation["features"], seed=evaluation["seed"],
-            inception_weights=evaluation["inception_weights"], overrides=evaluation.get("overrides", ()),
-            progress=False)
+        scored = _score(final, evaluation)
         scoring.write_result(final / scoring.SCORES_FILE, scored)
         diversity = _diversity(final, cfg, seed=evaluation["seed"])
         step = checkpoint.read_state(final)["step"]
@@ -112,12 +109,17 @@ def _series(directory: Path, cfg: Config, evaluation: dict, *, final: tuple[int,
         if kept_step == step:
             series.append([step, scored["scores"][key]])
             continue
-        _, other = scoring.evaluate_checkpoint(
-            kept, count=evaluation["count"], features=evaluation["features"], seed=evaluation["seed"],
-            inception_weights=evaluation["inception_weights"], overrides=evaluation.get("overrides", ()),
-            progress=False)
-        series.append([kept_step, other["scores"][key]])
+        series.append([kept_step, _score(kept, evaluation)["scores"][key]])
     return series
+
+
+def _score(found: Path, evaluation: dict) -> dict:
+    """A checkpoint scored as the study's evaluation says, as `dcgan evaluate` scores it."""
+    _, scored = scoring.evaluate_checkpoint(
+        found, count=evaluation["count"], features=evaluation["features"], seed=evaluation["seed"],
+        inception_weights=evaluation["inception_weights"], overrides=evaluation.get("overrides", ()),
+        progress=False)
+    return scored
 
 
 def collapsed(diversity: float, scores: dict, *, floor: float) -> bool:
