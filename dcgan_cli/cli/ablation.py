@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from dcgan_cli.cli.common import (
     load,
     set_option,
     start_keras,
-    training_outcomes,
+    study_worker,
 )
 
 
@@ -141,26 +140,10 @@ def _write_report(planned) -> None:
               help="Cap the run's compute threads (parallel runs share the cores).")
 def ablate_run(directory: Path, threads: int | None) -> None:
     """Train and score one run of a study planned by `dcgan ablate` (what --plan prints one of per run)."""
-    import signal
+    with study_worker(threads):
+        from dcgan_cli.ablate import worker
 
-    from dcgan_cli.ablate.executors import BUSY, thread_env
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
-    if threads is not None:
-        os.environ.update(thread_env(threads))
-    start_keras()
-    from dcgan_cli.state import checkpoint
-    from dcgan_cli.ablate import worker
-    from dcgan_cli.ablate.design import AblationError
-    from dcgan_cli.data.common import DataError
-    from dcgan_cli.evaluate.features import EvaluationError
-
-    try:
-        with training_outcomes(AblationError, checkpoint.CheckpointError, DataError, EvaluationError):
-            result = worker.run_one(directory)
-    except worker.Busy as error:
-        click.echo(str(error), err=True)
-        sys.exit(BUSY)
+        result = worker.run_one(directory)
     scores = result.get("scores", {})
     click.echo(f"{result['variant']} seed {result['seed']}: {result['status']}"
                + (f", {result['features']} scores " + ", ".join(f"{k} {scores[k]:.4g}" for k in (

@@ -119,3 +119,30 @@ def training_outcomes(*mistakes: type[Exception]):
         sys.exit(STOPPED_BY_MONITOR)
     except training.TrainingError as error:
         raise RunFailed(str(error)) from None
+
+
+@contextmanager
+def study_worker(threads: int | None, *mistakes: type[Exception]):
+    """The body of a study's worker process (`dcgan ablate-run`, `dcgan tune-run`): Ctrl-C works even when started
+    with SIGINT ignored, the compute threads are capped, Keras is started; a directory another process holds exits
+    with the executors' BUSY code, and the rest ends as training_outcomes says (`mistakes` exit 2 too)."""
+    import signal
+
+    from dcgan_cli.ablate.executors import BUSY, thread_env
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if threads is not None:
+        os.environ.update(thread_env(threads))
+    start_keras()
+    from dcgan_cli.ablate.design import AblationError
+    from dcgan_cli.ablate.worker import Busy
+    from dcgan_cli.data.common import DataError
+    from dcgan_cli.evaluate.features import EvaluationError
+    from dcgan_cli.state.checkpoint import CheckpointError
+
+    try:
+        with training_outcomes(AblationError, CheckpointError, DataError, EvaluationError, *mistakes):
+            yield
+    except Busy as error:
+        click.echo(str(error), err=True)
+        sys.exit(BUSY)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from dcgan_cli.cli.common import (
     load,
     set_option,
     start_keras,
-    training_outcomes,
+    study_worker,
 )
 
 INSTALL = 'pip install "dcgan-cli[tune]"'
@@ -208,28 +207,12 @@ def _confirm(tuning, *, seeds: int, overrides: tuple[str, ...], run: dict) -> No
               help="Cap the trial's compute threads (parallel trials share the cores).")
 def tune_run(directory: Path, threads: int | None) -> None:
     """Train and score one trial of a study `dcgan tune` planned, and tell the study its outcome."""
-    import signal
-
     _need_optuna()
-    from dcgan_cli.ablate.executors import BUSY, thread_env
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
-    if threads is not None:
-        os.environ.update(thread_env(threads))
-    start_keras()
-    from dcgan_cli.ablate import worker as run_worker
-    from dcgan_cli.ablate.design import AblationError
-    from dcgan_cli.data.common import DataError
-    from dcgan_cli.evaluate.features import EvaluationError
-    from dcgan_cli.state import checkpoint
-    from dcgan_cli.tune import worker
     from dcgan_cli.tune.study import TuneError
 
-    try:
-        with training_outcomes(AblationError, TuneError, checkpoint.CheckpointError, DataError, EvaluationError):
-            result = worker.run_trial(directory)
-    except run_worker.Busy as error:
-        click.echo(str(error), err=True)
-        sys.exit(BUSY)
+    with study_worker(threads, TuneError):
+        from dcgan_cli.tune import worker
+
+        result = worker.run_trial(directory)
     value = f", objective {result['value']:.4g}" if "value" in result else ""
     click.echo(f"trial {result['number']}: {result['status']}{value}")
