@@ -190,11 +190,11 @@ class MonitorConfig:
     #                                  (checkpoint, exit code 3), rollback (to the last healthy checkpoint)
     check_every: int = setting(100, low=0)  # probe G's fixed-latent samples and both gradient norms every this
     #                                  many steps (collapse and gradient rules); 0 = never
-    d_wins: bool = setting(True)  # rule: D's loss on fakes and D(G(z)) both near 0 for d_wins_logs logs in a row
-    d_wins_loss: float = setting(0.3, low=0.0)  # ... D's loss on fakes below this (as trained: flipped labels
-    #                                  keep it near 0.2 even when D wins outright)
-    d_wins_output: float = setting(0.05, low=0.0, high=1.0)  # ... and D's mean output on fakes below this
-    d_wins_logs: int = setting(5, low=1)  # ... for this many consecutive logs (output.log_every apart)
+    d_wins: bool = setting(True)  # rule: D wins, D(G(z)) or G's gradient norm near 0, for d_wins_logs logs in a
+    #                                  row (what D does, not its loss, which the label hacks move)
+    d_wins_output: float = setting(0.05, low=0.0, high=1.0)  # ... D's mean output on fakes below this
+    d_wins_grad_norm: float = setting(1e-3, low=0.0)  # ... or G's gradient norm below this
+    d_wins_logs: int = setting(3, low=1)  # ... for this many consecutive logs (output.log_every apart)
     g_rising: bool = setting(True)  # rule: G's loss rising steadily over the last g_rising_logs logs
     g_rising_logs: int = setting(20, low=3)  # ... the window, in logs
     g_rising_min: float = setting(1.0, low=0.0)  # ... by at least this much over the window (Theil-Sen slope)
@@ -254,12 +254,22 @@ def parse_yaml(text: str, *, source: str) -> Any:
         raise ConfigError([f"{source}: not valid YAML: {one_line(error, limit=400)}"]) from None
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Read a config file (or only defaults), apply `SECTION.KEY=VALUE` overrides, and check everything."""
+# Keys that earlier versions had, and why they went. A config this tool wrote then (a run's, a checkpoint's, a
+# study's) still loads, without them; a user's file or --set that gives one is told why.
+RETIRED = {
+    "monitor.d_wins_loss": "the d_wins rule now judges D(G(z)) and G's gradient norm (monitor.d_wins_output, "
+                           "monitor.d_wins_grad_norm), not D's loss, which the label hacks move; remove the key",
+}
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *, saved: bool = False) -> Config:
+    """Read a config file (or only defaults), apply `SECTION.KEY=VALUE` overrides, and check everything. `saved`:
+    the file is one this tool wrote (config.yaml of a run, a checkpoint or a study), whose RETIRED keys are
+    dropped."""
     problems: list[str] = []
     raw = _read_file(Path(path), problems) if path is not None else {}
     raw = _apply_overrides(raw, overrides, problems)
-    config = _build(raw, problems)
+    config = _build(raw, problems, saved=saved)
     if problems:
         raise ConfigError(problems)
     return config
@@ -341,14 +351,18 @@ def _apply_overrides(raw: dict, overrides: Iterable[str], problems: list[str]) -
             problems.extend(error.problems)
             continue
         section, name = parts
+        if key.strip() in RETIRED:
+            problems.append(f"{key.strip()}: no longer a setting: {RETIRED[key.strip()]}. Received: {text.strip()!r}")
+            continue
         target = merged.setdefault(section, {})
         if isinstance(target, dict):
             target[name] = value
     return merged
 
 
-def _build(raw: dict, problems: list[str]) -> Config:
-    """Turn the raw mapping into a Config, appending every problem found to `problems`."""
+def _build(raw: dict, problems: list[str], *, saved: bool = False) -> Config:
+    """Turn the raw mapping into a Config, appending every problem found to `problems` (`saved`: see
+    load_config)."""
     sections = {}
     for section, value in raw.items():
         if section not in SECTIONS:
@@ -356,13 +370,13 @@ def _build(raw: dict, problems: list[str]) -> Config:
         elif value is not None and not isinstance(value, dict):
             problems.append(f"{section}: expected a mapping of settings. Received: {show_value(value)}")
         else:
-            sections[section] = _build_section(section, value or {}, problems)
+            sections[section] = _build_section(section, value or {}, problems, saved=saved)
     config = Config(**sections)
     problems.extend(_cross_checks(config))
     return config
 
 
-def _build_section(section: str, values: dict, problems: list[str]) -> Any:
+def _build_section(section: str, values: dict, problems: list[str], *, saved: bool = False) -> Any:
     """Check one section's keys and values; invalid values fall back to defaults so checking can go on."""
     cls = SECTIONS[section]
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -370,6 +384,10 @@ def _build_section(section: str, values: dict, problems: list[str]) -> Any:
     accepted = {}
     for key, value in values.items():
         path = f"{section}.{key}"
+        if path in RETIRED:
+            if not saved:
+                problems.append(f"{path}: no longer a setting: {RETIRED[path]}. Received: {show_value(value)}")
+            continue
         if key not in fields:
             problems.append(f"{path}: unknown key{_suggest_key(str(key), section)}")
             continue

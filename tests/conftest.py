@@ -3,6 +3,7 @@ thread caps so that pytest-xdist's workers share the cores instead of fighting o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -124,3 +125,18 @@ def runs_per_loop(tmp_path_factory, config_of):
         return made[loop]
 
     return get
+
+
+def as_written_before_the_logit_losses(path) -> None:
+    """Make a checkpoint what format 2 wrote: the same weights (its D's sigmoid had none), no gradient norm among
+    G's optimizer variables (its last, models.keeping_gradient_norm), and a config with the retired d_wins key."""
+    state = json.loads((path / "state.json").read_text())
+    last = f"g_optimizer/{len(state['variables']['g_optimizer']) - 1:04d}"
+    assert state["variables"]["g_optimizer"][-1][0].endswith("gradient_norm")
+    state["format"], state["variables"]["g_optimizer"] = 2, state["variables"]["g_optimizer"][:-1]
+    (path / "state.json").write_text(json.dumps(state))
+    with np.load(path / "weights.npz") as saved:
+        arrays = {key: saved[key] for key in saved.files if key != last}
+    np.savez(path / "weights.npz", **arrays)
+    config = (path / "config.yaml").read_text()
+    (path / "config.yaml").write_text(config.replace("  d_wins_output:", "  d_wins_loss: 0.3\n  d_wins_output:"))

@@ -125,8 +125,8 @@ def test_lecam_matches_a_hand_computation():
     labels = np.array([0.9, 1.1, 0.0, 0.0], np.float32)
     is_real = np.array([1, 1, 0, 0], np.float32)
     y = losses.with_averages(losses.d_targets(labels[:, None], is_real > 0), np.array([real_average, fake_average]))
-    got = ops.convert_to_numpy(losses.lecam(losses.CROSS_ENTROPY, weight=weight).d_loss(y, p))
-    s = np.log(p[:, 0]) - np.log(1 - p[:, 0])
+    s = np.log(p[:, 0]) - np.log(1 - p[:, 0])  # D's raw scores of these beliefs
+    got = ops.convert_to_numpy(losses.lecam(losses.CROSS_ENTROPY, weight=weight).d_loss(y, s[:, None]))
     bce = -(labels * np.log(p[:, 0]) + (1 - labels) * np.log(1 - p[:, 0]))
     other = np.where(is_real > 0, fake_average, real_average)
     np.testing.assert_allclose(got, bce + weight * (s - other) ** 2, rtol=1e-5)
@@ -230,8 +230,11 @@ def test_a_balanced_subset_of_unlabelled_data_is_refused(tmp_path):
         sources.load_dataset(cfg, progress=False)
 
 
-def test_p_r_t_and_the_gap_reach_tensorboard():
+def test_p_and_r_t_reach_tensorboard_with_adaptive_augmentation_and_the_gap_always():
     from dcgan_cli.training.tensorboard_log import scalar_tags
 
-    tags = scalar_tags({"step": 100, "augment_p": 0.25, "d_real_sign": 0.75, "probe": {"d_holdout_gap": 0.5}})
+    record = {"step": 100, "augment_p": 0.25, "d_real_sign": 0.75, "g_grad_norm": 2.0,
+              "probe": {"d_holdout_gap": 0.5}}
+    tags = scalar_tags(record, adaptive=True)
     assert tags["augment/p"] == 0.25 and tags["d_output/real_sign"] == 0.75 and tags["health/d_holdout_gap"] == 0.5
+    assert scalar_tags(record, adaptive=False) == {"gradients/g": 2.0, "health/d_holdout_gap": 0.5}

@@ -16,7 +16,7 @@ import keras
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["tests/test_train.py", "tests/test_compiled.py", "tests/test_evaluate.py", "tests/test_draws.py",
+FILES = ["tests/test_losses.py", "tests/test_train.py", "tests/test_compiled.py", "tests/test_evaluate.py", "tests/test_draws.py",
          "tests/test_hacks.py", "tests/test_ema.py", "tests/test_health.py", "tests/test_more_hacks.py",
          "tests/test_conditional.py", "tests/test_replay.py", "tests/test_adaptive.py"]
 # Five processes per backend: the core loop, then hacks 12-15, 16-20, 21-22 and 23 on, each hack by its own tests.
@@ -27,7 +27,8 @@ GROUPS = {
             "test_a_steps_draws or test_batch_indices_are or test_the_checkpoint_records_the_draw or "
             "test_latent_distribution or test_separate_batches or test_label_smoothing or test_noisy_labels or "
             "test_the_average_equals or test_a_resumed_run_keeps_the_average or test_probing_never_changes or "
-            "test_rollbacks_restore_the_named",
+            "test_rollbacks_restore_the_named or test_the_logit_loss or test_g_loss_keeps or "
+            "test_gs_gradient_survives or test_the_g_update_reports",
     "hacks 12-15": "test_ttur or test_train_d_more or test_instance_noise or test_g_dropout_both_loops_agree or "
                    "test_g_dropout_follows",
     "hacks 16-20": "test_spectral_norm_moves_only or test_spectral_norm_trains_alike or test_hinge or "

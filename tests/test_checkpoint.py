@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from dcgan_cli.cli import main
+from dcgan_cli.config import load_config
+from dcgan_cli.nets import losses
 from dcgan_cli.state import checkpoint
 from dcgan_cli.state.draws import DrawState
 from dcgan_cli.nets.models import build_models
+from dcgan_cli.training import train
+
+from conftest import as_written_before_the_logit_losses
 
 
 def save(run_dir, cfg, step, models, latents):
@@ -65,3 +76,38 @@ def test_corrupt_weights_are_a_clear_error(tmp_path, tiny_cfg, models):
     (path / "weights.npz").write_bytes(b"not a zip")
     with pytest.raises(checkpoint.CheckpointError, match="cannot load weights.npz"):
         checkpoint.load_generator(path)
+
+
+def test_a_checkpoint_from_before_the_logit_losses_resumes_reading_d_as_its_run_did(tiny_overrides, tmp_path):
+    cfg = load_config(None, [*tiny_overrides, "train.steps=2"])
+    run = train.run(cfg, run_dir=tmp_path / "run")
+    old = run / "checkpoints" / "step_000002"
+    assert checkpoint.read_state(old)["format"] == checkpoint.FORMAT == 3
+    as_written_before_the_logit_losses(old)
+    shutil.copy(old / "config.yaml", run / "config.yaml")
+    models = build_models(cfg, np.random.default_rng(1))
+    assert checkpoint.restore(old, models, cfg).format == 2
+    with np.load(old / "weights.npz") as saved:
+        assert all(np.array_equal(v.numpy(), saved[f"d/{i:04d}"]) for i, v in enumerate(models.d.weights))
+    # The D that wrote it ended in a sigmoid on the same layers: this D's belief is that sigmoid, unchanged.
+    sigmoid_d = keras.Model(models.d.input, keras.layers.Activation("sigmoid")(models.d.output))
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(losses.probability(models.d(x, training=False))),
+                               keras.ops.convert_to_numpy(sigmoid_d(x, training=False)), rtol=1e-6)
+    result = CliRunner().invoke(main, ["train", "--resume", "--run-dir", str(run), "--set", "train.steps=4"])
+    assert result.exit_code == 0, result.output
+    assert "was written when D ended in a sigmoid" in result.output
+    assert checkpoint.read_state(run / "checkpoints" / "step_000004")["format"] == 3
+    sample = CliRunner().invoke(main, ["sample", "--checkpoint", str(old), "--n", "4", "--out",
+                                       str(tmp_path / "old.png")])
+    assert sample.exit_code == 0, sample.output
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused_in_one_line(tiny_overrides, tmp_path):
+    run = train.run(load_config(None, [*tiny_overrides, "train.steps=2"]), run_dir=tmp_path / "run")
+    state_path = run / "checkpoints" / "step_000002" / "state.json"
+    state_path.write_text(json.dumps({**json.loads(state_path.read_text()), "format": 99}))
+    result = CliRunner().invoke(main, ["train", "--resume", "--run-dir", str(run), "--set", "train.steps=4"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "format 99, written by a newer dcgan-cli than this one (format 3); upgrade" in result.output
+    assert not (run / "checkpoints" / "step_000004").exists()

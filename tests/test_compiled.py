@@ -138,7 +138,7 @@ def test_mixed_precision_keeps_variables_losses_and_d_output_in_float32(tmp_path
     assert keras.config.dtype_policy().name == "float32", "the global policy is restored"
     conv = models.d.get_layer("down2")
     assert conv.compute_dtype == precision and conv.kernel.dtype == "float32"
-    assert models.d.get_layer("p_real").compute_dtype == "float32"
+    assert models.d.get_layer("d_score").compute_dtype == "float32"
     assert models.d.output.dtype == "float32" and models.g.output.dtype == "float32"
     optimizer_kind = type(models.d.optimizer).__name__
     assert optimizer_kind == ("LossScaleOptimizer" if precision == "float16" else "Adam")

@@ -148,7 +148,7 @@ def test_the_projection_score_is_the_plain_score_plus_the_class_embedding_times_
     embedding = keras.ops.convert_to_numpy(d.get_layer("class_embedding").embeddings)
     logit = features @ kernel + bias + (embedding[labels] * features).sum(axis=1, keepdims=True)
     found = keras.ops.convert_to_numpy(d([images, labels], training=False))
-    np.testing.assert_allclose(found, 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(found, logit, rtol=1e-5, atol=1e-5)  # D ends in its raw score
 
 
 def test_the_auxiliary_losses_add_the_weighted_class_cross_entropy_ds_on_real_images_gs_on_fakes():
@@ -156,7 +156,7 @@ def test_the_auxiliary_losses_add_the_weighted_class_cross_entropy_ds_on_real_im
     objective = hacks.objective(h)
     p = np.array([[0.8], [0.3]], np.float32)
     logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], np.float32)
-    output = np.concatenate([p, logits], axis=1)  # (2, 1 + 3)
+    output = np.concatenate([np.log(p / (1 - p)), logits], axis=1)  # (2, 1 + 3): D's raw score, then the classes
     d_targets = np.array([[0.9, 1, 0], [0.0, 0, 2]], np.float32)  # label, source, class
     log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     ce = -log_softmax[[0, 1], [0, 2]]
@@ -167,7 +167,7 @@ def test_the_auxiliary_losses_add_the_weighted_class_cross_entropy_ds_on_real_im
     g_targets = np.array([[1, 0], [1, 2]], np.float32)  # 1, class
     np.testing.assert_allclose(keras.ops.convert_to_numpy(objective.g_loss(g_targets, output)),
                                -np.log(p[:, 0]) + 0.5 * ce, rtol=1e-5)
-    assert keras.ops.convert_to_numpy(objective.probability(output)).shape == (2, 1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(losses.probability(output)), p, rtol=1e-5)
     plain = hacks.objective(conditional_cfg("hacks.conditioning=projection").hacks)
     assert plain is losses.CROSS_ENTROPY, "projection acts through D's score, the losses are the usual ones"
 

@@ -55,6 +55,19 @@ def test_unknown_key_names_its_path_and_suggests(tmp_path):
         "hacks.leaky_rlu: unknown key; did you mean 'leaky_relu'?"]
 
 
+def test_a_retired_key_is_explained_to_a_user_and_dropped_from_a_saved_config(tmp_path):
+    why = "the d_wins rule now judges D(G(z)) and G's gradient norm"
+    [found] = problems(tmp_path, "monitor:\n  d_wins_loss: 0.2\n")
+    assert found.startswith(f"monitor.d_wins_loss: no longer a setting: {why}") and found.endswith("Received: 0.2")
+    with pytest.raises(ConfigError, match=r"monitor.d_wins_loss: no longer a setting: .*Received: '0.2'"):
+        load_config(None, ["monitor.d_wins_loss=0.2"])
+    saved = tmp_path / "saved.yaml"
+    saved.write_text("monitor:\n  d_wins_loss: 0.3\n  d_wins_logs: 4\n")
+    assert load_config(saved, saved=True).monitor.d_wins_logs == 4
+    with pytest.raises(ConfigError, match="monitor.d_wins_loss: no longer a setting"):
+        load_config(saved, ["monitor.d_wins_loss=0.2"], saved=True)
+
+
 def test_key_in_the_wrong_section_suggests_the_right_path(tmp_path):
     assert problems(tmp_path, "hacks:\n  image_size: 32\n") == [
         "hacks.image_size: unknown key; did you mean 'model.image_size'?"]

@@ -15,6 +15,8 @@ from dcgan_cli.backend import compile_function
 from dcgan_cli.config import load_config
 from dcgan_cli.state.draws import Draws
 
+from conftest import as_written_before_the_logit_losses
+
 
 def as_numpy(tree) -> list[np.ndarray]:
     return [np.asarray(keras.ops.convert_to_numpy(x)) for x in keras.tree.flatten(tree)]
@@ -69,6 +71,7 @@ def test_a_format_1_checkpoint_resumes_with_the_configs_seed(tmp_path, tiny_over
     """Checkpoints written before the device generator kept a host generator's state instead; they still resume."""
     base = [*tiny_overrides, "output.checkpoint_every=2"]
     run = train.run(load_config(None, [*base, "train.steps=2"]), run_dir=tmp_path / "old")
+    as_written_before_the_logit_losses(run / "checkpoints" / "step_000002")
     path = run / "checkpoints" / "step_000002" / "state.json"
     state = json.loads(path.read_text())
     state.pop("draws")

@@ -152,7 +152,8 @@ def test_a_nan_is_an_event_and_can_be_rolled_back(tiny_overrides, tmp_path, monk
 
     def update_g(models, *g_side):
         calls.append(1)
-        return float("nan") if len(calls) == 3 else real_update_g(models, *g_side)
+        loss, norm = real_update_g(models, *g_side)
+        return (float("nan") if len(calls) == 3 else loss), norm
 
     monkeypatch.setattr(train, "update_g", update_g)
     train.run(cfg, run_dir=tmp_path / "run")
@@ -176,7 +177,8 @@ def test_tensorboard_holds_the_scalars_and_grids_and_drops_abandoned_steps(tiny_
     reader.Reload()
     tags = reader.Tags()
     assert {"losses/d_real", "losses/d_fake", "losses/g", "d_output/real", "d_output/fake", "speed/images_per_s",
-            "health/diversity", "health/d_grad_norm", "health/g_grad_norm"} <= set(tags["scalars"])
+            "health/diversity", "health/d_grad_norm", "health/g_grad_norm", "gradients/g"} <= set(tags["scalars"])
+    assert not {"augment/p", "d_output/real_sign"} & set(tags["scalars"]), "hack 23 is off: no flat lines"
     logged = {r["step"]: r for r in plots.read_metrics(run)}
     g_losses = reader.Scalars("losses/g")
     assert [e.step for e in g_losses] == [2, 4, 6]
@@ -189,7 +191,7 @@ def test_tensorboard_holds_the_scalars_and_grids_and_drops_abandoned_steps(tiny_
 def test_scores_become_tensorboard_tags():
     tags = tensorboard_log.scalar_tags({"step": 5, "g_loss": 1.0, "eval": {"frechet_distance": 3.0,
                                                                          "modes_covered": 9, "best": True,
-                                                                         "features": "domain"}})
+                                                                         "features": "domain"}}, adaptive=False)
     assert tags == {"losses/g": 1.0, "scores/frechet_distance": 3.0, "scores/modes_covered": 9}
 
 
@@ -222,6 +224,28 @@ def test_plots_gif_and_report(tiny_overrides, tmp_path, monkeypatch):
     assert (run / plots.LOSSES).is_file() and (run / plots.PROGRESS).is_file()
     missing = CliRunner().invoke(main, ["report", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "not a run directory" in missing.output
+
+
+def test_the_bar_and_losses_png_show_what_is_on_and_gs_gradient_norm_always(tiny_overrides, tmp_path):
+    default = load_config(None, tiny_overrides)
+    adaptive = load_config(None, [*tiny_overrides, "hacks.adaptive_augment=true"])
+    means = {"d_loss_real": 0.5, "d_loss_fake": 0.4, "g_loss": 1.5, "d_real_mean": 0.7, "d_fake_mean": 0.3,
+             "d_real_sign": 0.96, "augment_p": 0.0, "g_grad_norm": 2.5, "images_per_s": 100.0}
+    assert "r_t" not in train._postfix(means, default) and " p 0.00" not in train._postfix(means, default)
+    assert "G 1.500 grad 2.5 | D(x) 0.70 D(G(z)) 0.30 |" in train._postfix(means, default)
+    assert "r_t 0.96 p 0.00 |" in train._postfix(means, adaptive)
+    records = [{"step": 50, **means}]
+
+    def shown(cfg, records=records):
+        return {key for _, lines in plots.loss_panels(records, cfg) for key, _, _ in lines}
+
+    assert "g_grad_norm" in shown(default) and not {"augment_p", "d_real_sign"} & shown(default)
+    assert {"augment_p", "d_real_sign", "g_grad_norm"} <= shown(adaptive)
+    probed = [*records, {"step": 100, "probe": {"diversity": 0.9, "d_holdout_gap": 0.1}}]
+    assert {"d_holdout_gap", "diversity"} <= shown(default, probed) and "augment_p" not in shown(default, probed)
+    run = train.run(default, run_dir=tmp_path / "run")
+    logged = [r for r in plots.read_metrics(run) if "g_loss" in r]
+    assert logged and all(r["g_grad_norm"] > 0 for r in logged), "G's gradient norm at every log"
 
 
 @pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])

@@ -50,8 +50,8 @@ def test_shapes_over_image_sizes(size, channels):
     z = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
     images = models.g.predict_on_batch(z)
     assert images.shape == (3, size, size, channels) and images.min() >= -1 and images.max() <= 1
-    p = models.d.predict_on_batch(images)
-    assert p.shape == (3, 1) and ((p > 0) & (p < 1)).all()
+    s = models.d.predict_on_batch(images)  # D's raw scores, its logits
+    assert s.shape == (3, 1) and np.isfinite(s).all()
 
 
 def test_filters_double_toward_the_base_and_are_capped():
@@ -105,7 +105,7 @@ def test_activations_follow_the_paper():
     assert len(by_type(g, "ReLU")) == 2 and not by_type(g, "LeakyReLU")
     assert len(by_type(d, "LeakyReLU")) == 2 and not by_type(d, "ReLU")
     assert g.get_layer("image").activation.__name__ == "tanh"
-    assert d.get_layer("p_real").activation.__name__ == "sigmoid"
+    assert d.layers[-1].name == "d_score" and d.layers[-1].activation.__name__ == "linear"  # the loss has the sigmoid
     leaky_g = build_generator(small("model.image_size=16", "model.g_activation=leaky_relu"), rng())
     assert len(by_type(leaky_g, "LeakyReLU")) == 2
 

@@ -14,17 +14,21 @@ from dcgan_cli.training.monitor import Monitor, rising
 LOG_EVERY = 50
 
 
-def log(step: int, *, d_loss_fake=0.3, d_fake_mean=0.2, g_loss=2.5) -> dict:
+def log(step: int, *, d_loss_fake=0.3, d_fake_mean=0.2, g_loss=2.5, g_grad_norm=3.0) -> dict:
     return {"step": step, "d_loss_real": 0.4, "d_loss_fake": d_loss_fake, "g_loss": g_loss, "d_real_mean": 0.75,
-            "d_fake_mean": d_fake_mean, "images_per_s": 2000.0}
+            "d_fake_mean": d_fake_mean, "g_grad_norm": g_grad_norm, "images_per_s": 2000.0}
 
 
 def probe(step: int, diversity=0.9, d_grad_norm=10.0, g_grad_norm=20.0) -> dict:
     return {"step": step, "probe": {"diversity": diversity, "d_grad_norm": d_grad_norm, "g_grad_norm": g_grad_norm}}
 
 
+def observed(monitor: Monitor, records) -> list:
+    return [t for record in records for t in monitor.observe(record)]
+
+
 def trips(monitor: Monitor, records) -> list[tuple[str, int, int]]:
-    return [(t.rule, t.step, t.since) for record in records for t in monitor.observe(record)]
+    return [(t.rule, t.step, t.since) for t in observed(monitor, records)]
 
 
 def healthy_logs(rng: np.random.Generator, count: int) -> list[dict]:
@@ -56,11 +60,33 @@ def test_d_wins_trips_at_the_kth_log_in_a_row_and_once_per_episode():
     assert trips(monitor, records) == [("d_wins", 750, 550), ("d_wins", 1800, 1600)]
 
 
-def test_d_wins_needs_both_the_loss_and_the_output():
-    monitor = Monitor(MonitorConfig())
-    only_output = [log(s, d_loss_fake=0.5, d_fake_mean=0.01) for s in range(50, 1001, 50)]
-    only_loss = [log(s, d_loss_fake=0.01, d_fake_mean=0.2) for s in range(1050, 2001, 50)]
-    assert trips(monitor, only_output + only_loss) == []
+def saturated(steps, *, flips: bool) -> list[dict]:
+    """Logs of a D sure of every fake (D(G(z)) about 1e-4), as the label hacks make its loss on fakes read: with 5%
+    of its fake labels flipped to real (hack 11) about 0.05 x 9.2 = 0.46 even so, near 0 without; G still has
+    its gradient (the loss on D's logits)."""
+    return [log(s, d_loss_fake=0.46 if flips else 1e-4, d_fake_mean=1e-4, g_grad_norm=40.0) for s in steps]
+
+
+@pytest.mark.parametrize("flips", [True, False], ids=["noisy labels", "clean labels"])
+def test_d_wins_judges_d_fake_output_whatever_the_labels_make_its_loss(flips):
+    records = [log(s) for s in range(50, 501, 50)] + saturated(range(550, 1001, 50), flips=flips)
+    found = observed(Monitor(MonitorConfig()), records)
+    assert [(t.rule, t.step, t.since) for t in found] == [("d_wins", 650, 550)]
+    assert "D(G(z)) 0.0001 < 0.05: D is sure of every fake" in found[0].message
+
+
+def test_d_wins_trips_on_a_vanished_gradient_of_g():
+    records = [log(s) for s in range(50, 301, 50)] + [log(s, g_grad_norm=0.0) for s in range(350, 601, 50)]
+    found = observed(Monitor(MonitorConfig()), records)
+    assert [(t.rule, t.step, t.since) for t in found] == [("d_wins", 450, 350)]
+    assert "G's gradient norm 0 < 0.001: G has stopped learning" in found[0].message
+
+
+def test_d_wins_ignores_a_low_loss_on_fakes_and_logs_before_the_gradient_norm():
+    low_loss = [log(s, d_loss_fake=0.01, d_fake_mean=0.2) for s in range(50, 1001, 50)]
+    without_norm = [{key: value for key, value in log(s).items() if key != "g_grad_norm"}
+                    for s in range(1050, 1501, 50)]
+    assert trips(Monitor(MonitorConfig()), low_loss + without_norm) == []
 
 
 def test_g_rising_trips_on_the_first_full_window_of_a_steady_rise():
@@ -105,7 +131,7 @@ def test_without_classes_collapse_is_a_drop_of_the_ndb_bins_covered():
     covered = [12, 18, 19, 17, 19, 16, 15, 19]
     records = [{"step": 250 * (i + 1), "eval": {"features": "rotation", "bins_covered": b, "bins": 20, "ndb": 9}}
                for i, b in enumerate(covered)]
-    found = [t for record in records for t in monitor.observe(record)]
+    found = observed(monitor, records)
     assert [(t.rule, t.step) for t in found] == [("collapse", 1500)]
     assert "16 of 20 NDB bins covered, 3 fewer than the run's best (19" in found[0].message
 
@@ -146,6 +172,6 @@ def test_non_finite_is_always_a_trip():
 
 def test_every_threshold_is_a_config_value():
     names = {f.name for f in dataclasses.fields(MonitorConfig)}
-    assert {"d_wins_loss", "d_wins_output", "d_wins_logs", "g_rising_logs", "g_rising_min", "g_rising_tau",
+    assert {"d_wins_output", "d_wins_grad_norm", "d_wins_logs", "g_rising_logs", "g_rising_min", "g_rising_tau",
             "collapse_diversity", "collapse_checks", "collapse_mode_drop", "max_grad_norm", "action",
             "rollback_lr_factor", "max_rollbacks"} <= names

@@ -212,7 +212,8 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
 
     def update_g(models, *g_side):
         calls.append(1)
-        return float("nan") if len(calls) == 5 else real_update_g(models, *g_side)
+        loss, norm = real_update_g(models, *g_side)
+        return (float("nan") if len(calls) == 5 else loss), norm
 
     monkeypatch.setattr(train, "update_g", update_g)
     with pytest.raises(train.Diverged, match="training diverged at step 5: g_loss=nan; nothing from this step was "

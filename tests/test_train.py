@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from dcgan_cli import backend
 from dcgan_cli.data import sources
 from dcgan_cli.state import draws
 from dcgan_cli.nets import losses
@@ -50,11 +51,11 @@ def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separ
     assert any(is_statistic(path) for path in snapshot(models.d))
     for _ in range(2):
         d_before, g_before = snapshot(models.d), snapshot(models.g)
-        g_loss = train.update_g(models, *g_side)
+        g_loss, g_norm = train.update_g(models, *g_side)
         d_after, g_after = snapshot(models.d), snapshot(models.g)
         assert changed(d_before, d_after) == set(), "D's weights and moving statistics stay put on a G update"
         assert changed(g_before, g_after) == set(g_before), "every G weight and statistic moves on a G update"
-        assert np.isfinite(g_loss)
+        assert np.isfinite(g_loss) and np.isfinite(g_norm) and g_norm > 0
 
         d_before, g_before = d_after, g_after
         logs = train.update_d(models, prepare()[0], cfg=cfg)
@@ -92,9 +93,27 @@ def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overri
     loss_batch = float(keras.ops.mean(losses.g_loss(ones, p_batch)))
     loss_moving = float(keras.ops.mean(losses.g_loss(ones, p_moving)))
     assert abs(loss_batch - loss_moving) > 0.01, "the two statistics must give visibly different outputs"
-    g_loss = train.update_g(models, *g_side)
+    g_loss, _ = train.update_g(models, *g_side)
     expected = loss_batch if mode == "batch" else loss_moving
     assert g_loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_g_update_reports_the_norm_of_the_gradient_it_applied(tiny_overrides):
+    cfg, models, prepare, batches, g_side = setup(tiny_overrides)
+    g, d = models.g, models.d
+    z, ones = g_side
+    d.trainable = False
+    d_values = ([v.value for v in d.trainable_variables], [v.value for v in d.non_trainable_variables])
+
+    def g_objective(values):
+        images, _ = g.stateless_call(values, [v.value for v in g.non_trainable_variables], z, training=True)
+        scores, _ = d.stateless_call(*d_values, images, training=True)
+        return keras.ops.mean(losses.g_loss(ones, scores)), None
+
+    _, _, grads = backend.input_gradient(g_objective, [v.value for v in g.trainable_variables])
+    expected = np.sqrt(sum(float(np.sum(np.square(keras.ops.convert_to_numpy(grad)))) for grad in grads))
+    _, g_norm = train.update_g(models, *g_side)
+    assert expected > 0 and g_norm == pytest.approx(expected, rel=1e-4)
 
 
 def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides):

@@ -171,7 +171,7 @@ def load(root: str | Path) -> Study:
         raise AblationError(f"no ablation here (no {PLAN}); give the --run-dir of a study. Received: {str(root)!r}")
     saved = read_plan(root / PLAN, **_KIND)
     try:
-        base = load_config(root / BASE)
+        base = load_config(root / BASE, saved=True)
     except ConfigError as error:
         raise AblationError(f"{root / BASE}: {'; '.join(error.problems)}") from None
     variants = tuple(Variant(v["name"], tuple((p, value) for p, value in v["changes"])) for v in saved["variants"])

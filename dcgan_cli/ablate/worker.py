@@ -62,7 +62,7 @@ def _run(directory: Path, judge: training.Judge | None) -> dict:
     if found.is_file():
         return json.loads(found.read_text(encoding="utf-8"))
     spec = json.loads((directory / SPEC).read_text(encoding="utf-8"))
-    cfg = load_config(directory / "config.yaml")
+    cfg = load_config(directory / "config.yaml", saved=True)
     started = time.perf_counter()
     result = {key: spec[key] for key in ("variant", "seed", "train_seed", "changes")}
     done = checkpoint.complete(directory)

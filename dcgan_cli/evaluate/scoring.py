@@ -301,7 +301,7 @@ def checkpoint_config(found: Path, overrides: Iterable[str]) -> Config:
         raise ConfigError([f"--set {o}: scoring a checkpoint, only data.*, output.eval_min_accuracy and "
                            f"output.eval_min_skill can be set (the generator is the checkpoint's). Received: {o!r}"
                            for o in refused])
-    return load_config(found / "config.yaml", overrides)
+    return load_config(found / "config.yaml", overrides, saved=True)
 
 
 def _space(cfg: Config, features: str | None, inception_weights: str | Path | None) -> tuple[str, str]:

@@ -206,18 +206,11 @@ def spectral_norm(layer: keras.layers.Layer, *, hacks: HacksConfig) -> keras.lay
 def objective(hacks: HacksConfig) -> losses.Objective:
     """Hack 17 (Lim & Ye 2017, "Geometric GAN"; SNGAN, BigGAN): the hinge loss on D's raw scores.
 
-    on:  D ends in its raw score; D: y max(0, 1 - s) + (1 - y) max(0, 1 + s), G: -s   (losses.HINGE)
-    off: D ends in a sigmoid; binary cross-entropy for both                         (losses.CROSS_ENTROPY)
+    on:  D: y max(0, 1 - s) + (1 - y) max(0, 1 + s), G: -s                         (losses.HINGE)
+    off: binary cross-entropy of sigmoid(s) for both, as softplus(s) - y s           (losses.CROSS_ENTROPY)
+    Either way on D's raw score s, its last layer: D's probability is sigmoid(s) (losses.probability).
     """
     return lecam(class_loss(losses.HINGE if hacks.hinge_loss else losses.CROSS_ENTROPY, hacks=hacks), hacks=hacks)
-
-
-def d_output(x, *, hacks: HacksConfig):
-    """D's last activation, float32, as hack 17 needs it: the raw score (N, 1) for the hinge loss, else its sigmoid,
-    D's probability that the image is real (N, 1)."""
-    if hacks.hinge_loss:
-        return layers.Activation("linear", dtype="float32", name="d_score")(x)
-    return layers.Activation("sigmoid", dtype="float32", name="p_real")(x)
 
 
 def r1_penalty(gradient, is_real, step, *, hacks: HacksConfig):

@@ -19,28 +19,37 @@ def d_targets(labels, is_real):
     return ops.concatenate([ops.cast(labels, "float32"), ops.expand_dims(ops.cast(is_real, "float32"), 1)], axis=1)
 
 
-EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before the logarithm, as Keras does
-
-
-def binary_crossentropy(y, p):
-    """-(y log p + (1 - y) log(1 - p)) of probabilities p (N, 1) against targets y (N, 1): per sample, (N,).
-
-    Written out because smoothed real labels reach 1.2 (hack 10), which torch's own loss refuses.
-    """
+def binary_crossentropy(y, s):
+    """-(y log sigmoid(s) + (1 - y) log sigmoid(-s)) of D's raw scores s (N, 1) against targets y (N, 1), computed
+    as softplus(s) - y s: per sample, (N,). Finite for every score and every label (smoothed real labels reach 1.2,
+    hack 10), and its gradient sigmoid(s) - y never vanishes while D is wrong: a cross-entropy of probabilities
+    clipped to [1e-7, 1 - 1e-7] has a gradient of exactly 0 once D is that sure, and G never learns again."""
     y = ops.convert_to_tensor(y, "float32")
-    p = ops.clip(ops.cast(p, "float32"), EPSILON, 1.0 - EPSILON)
-    return -ops.mean(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p), axis=-1)
+    s = ops.cast(s, "float32")
+    return ops.mean(ops.softplus(s) - y * s, axis=-1)
 
 
-def d_loss(y, p):
-    """D's loss: binary cross-entropy of D's probabilities p (N, 1) against the labels y[:, :1]: (N,)."""
-    return binary_crossentropy(y[:, :1], p)
+def d_loss(y, s):
+    """D's loss: binary cross-entropy of D's raw scores s (N, 1) against the labels y[:, :1]: (N,)."""
+    return binary_crossentropy(y[:, :1], s)
 
 
-def g_loss(y, p):
-    """G's loss: binary cross-entropy of D's probabilities p (N, 1) on fakes against y[:, :1] = 1 (y is (N, 1), or
-    (N, 2) with the fakes' classes in column 1): (N,)."""
-    return binary_crossentropy(y[:, :1], p)
+def g_loss(y, s):
+    """G's non-saturating loss: binary cross-entropy of D's raw scores s (N, 1) on fakes against y[:, :1] = 1, which
+    is softplus(-s), its gradient near -1 where D is sure a fake is fake (y is (N, 1), or (N, 2) with the fakes'
+    classes in column 1): (N,)."""
+    return binary_crossentropy(y[:, :1], s)
+
+
+def score(output):
+    """D's raw score (N, 1), float32, from its output (N, 1), or (N, 1 + K) with hack 21's class logits after it."""
+    return ops.cast(output[:, :1], "float32")
+
+
+def probability(output):
+    """D's belief that an image is real, sigmoid of its raw score: (N, 1) in (0, 1), what D(x), D(G(z)), the
+    monitor and the reports show."""
+    return ops.sigmoid(score(output))
 
 
 def _masked_mean(values, mask):
@@ -65,36 +74,24 @@ def hinge_g_loss(y, s):
 
 @dataclass(frozen=True)
 class Objective:
-    """D's and G's losses over D's output, and that output read as D's belief that an image is real: the binary
-    cross-entropy on probabilities (the DCGAN), or the hinge loss on raw scores (hack 17), whose probability is
-    their sigmoid, so D(x), D(G(z)) and the monitor read the same either way."""
+    """D's and G's losses over D's output, which begins with its raw score: the binary cross-entropy of the DCGAN,
+    or the hinge loss (hack 17). Either way D's belief that an image is real is the score's sigmoid
+    (`probability`), so D(x), D(G(z)) and the monitor read the same."""
 
     name: str
     d_loss: Callable  # (y (N, 2), output (N, 1)) -> (N,)
     g_loss: Callable  # (y (N, 1), output (N, 1)) -> (N,)
-    probability: Callable  # output (N, 1) -> (N, 1) in (0, 1)
-    score: Callable  # output (N, 1) -> D's raw score (N, 1): the logit of a probability
 
     def d_metrics(self, y, output) -> dict:
         """D's loss and mean belief on the real and on the fake images of a batch (y[:, 1] says which), its mean
         sign of the raw score on the real ones (ADA's overfitting measure r_t), and its mean raw score on each:
         scalars, in D_METRICS order."""
-        loss, p, real = self.d_loss(y, output), self.probability(output)[:, 0], y[:, 1]
-        s = ops.cast(self.score(output)[:, 0], "float32")
+        loss, p, real = self.d_loss(y, output), probability(output)[:, 0], y[:, 1]
+        s = score(output)[:, 0]
         return {"d_loss_real": _masked_mean(loss, real), "d_loss_fake": _masked_mean(loss, 1.0 - real),
                 "d_real_mean": _masked_mean(p, real), "d_fake_mean": _masked_mean(p, 1.0 - real),
                 "d_real_sign": _masked_mean(ops.sign(s), real), "d_real_score": _masked_mean(s, real),
                 "d_fake_score": _masked_mean(s, 1.0 - real)}
-
-
-def logit(p):
-    """log(p / (1 - p)) of probabilities clipped to [EPSILON, 1 - EPSILON], as the loss clips them."""
-    p = ops.clip(ops.cast(p, "float32"), EPSILON, 1.0 - EPSILON)
-    return ops.log(p) - ops.log(1.0 - p)
-
-
-def _float32(x):
-    return ops.cast(x, "float32")
 
 
 def with_class(targets, classes):
@@ -124,9 +121,7 @@ def auxiliary(objective: Objective, *, weight: float) -> Objective:
     def aux_g_loss(y, output):
         return objective.g_loss(y[:, :1], output[:, :1]) + weight * class_cross_entropy(y[:, 1], output[:, 1:])
 
-    return Objective(f"{objective.name}+auxiliary", aux_d_loss, aux_g_loss,
-                     probability=lambda output: objective.probability(output[:, :1]),
-                     score=lambda output: objective.score(output[:, :1]))
+    return Objective(f"{objective.name}+auxiliary", aux_d_loss, aux_g_loss)
 
 
 def with_averages(targets, averages):
@@ -144,17 +139,16 @@ def lecam(objective: Objective, *, weight: float) -> Objective:
     the squared distance of its raw score s to the other kind's average: (s - fake average)^2 for a real image
     (targets' column 1), (s - real average)^2 for a fake. G's loss is unchanged."""
     def lecam_d_loss(y, output):
-        s = ops.cast(objective.score(output)[:, 0], "float32")
+        s = score(output)[:, 0]
         real = ops.cast(y[:, 1], "float32")
         distance = real * ops.square(s - y[:, -1]) + (1.0 - real) * ops.square(s - y[:, -2])
         return objective.d_loss(y, output) + weight * distance
 
-    return Objective(f"{objective.name}+lecam", lecam_d_loss, objective.g_loss, probability=objective.probability,
-                     score=objective.score)
+    return Objective(f"{objective.name}+lecam", lecam_d_loss, objective.g_loss)
 
 
-CROSS_ENTROPY = Objective("cross_entropy", d_loss, g_loss, probability=_float32, score=logit)
-HINGE = Objective("hinge", hinge_d_loss, hinge_g_loss, probability=lambda s: ops.sigmoid(_float32(s)), score=_float32)
+CROSS_ENTROPY = Objective("cross_entropy", d_loss, g_loss)
+HINGE = Objective("hinge", hinge_d_loss, hinge_g_loss)
 D_METRICS = ("d_loss_real", "d_loss_fake", "d_real_mean", "d_fake_mean", "d_real_sign", "d_real_score",
              "d_fake_score")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -257,8 +258,8 @@ def _class_input(h, classes: Classes | None):
 
 def build_discriminator(cfg: Config, rng: np.random.Generator, classes: Classes | None = None) -> keras.Model:
     """D: image (and its class, hack 21) -> one strided block per doubling (mirroring G) -> Flatten -> Dense ->
-    sigmoid p(real) (N, 1), or the raw score with the hinge loss (hack 17); with hack 21's auxiliary classifier,
-    the class logits follow: (N, 1 + K)."""
+    the raw score s (N, 1), its logit, on which the losses work (losses.probability gives sigmoid(s)); with hack
+    21's auxiliary classifier, the class logits follow: (N, 1 + K)."""
     m, h = cfg.model, cfg.hacks
     base, doublings = base_size(m.image_size)
     widths = _filters(m.d_filters, m.max_filters, doublings)
@@ -281,7 +282,7 @@ def build_discriminator(cfg: Config, rng: np.random.Generator, classes: Classes 
     label = _class_input(h, classes)  # int (N,) with hack 21, else None
     x, logits = hacks.class_head(features, x, label, hacks=h, count=classes.count if classes else 0,
                                  rng=rng)  # (N, 1), (N, K) or None
-    output = hacks.d_output(x, hacks=h)  # (N, 1): p(real) in (0, 1), or the raw score for the hinge loss
+    output = layers.Activation("linear", dtype="float32", name="d_score")(x)  # (N, 1): the raw score, float32
     if logits is not None:
         output = layers.Concatenate(dtype="float32", name="output_and_classes")([output, logits])  # (N, 1 + K)
     return keras.Model(d_inputs(image, label), output, name="discriminator")
@@ -309,7 +310,7 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
     objective = hacks.objective(cfg.hacks)
     d.compile(optimizer=hacks.optimizer(cfg.hacks, network="d"), loss=objective.d_loss,
               metrics=[losses.DMetrics(objective)])
-    gan.compile(optimizer=hacks.optimizer(cfg.hacks, network="g"), loss=objective.g_loss)
+    gan.compile(optimizer=keeping_gradient_norm(hacks.optimizer(cfg.hacks, network="g")), loss=objective.g_loss)
     g_ema = None
     if cfg.train.ema_decay > 0:
         # Its own initializer seeds, so `rng` draws what it draws without the average; then G's values.
@@ -320,6 +321,42 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
     return Models(g=g, d=d, gan=gan, g_ema=g_ema, classes=classes if cfg.hacks.class_conditional else None,
                   replay=replay, adaptive=adaptive)
 
+def global_norm(grads: list):
+    """The global L2 norm of a list of gradient tensors, summed in float32 on the device: a scalar."""
+    return ops.sqrt(sum(ops.sum(ops.square(ops.cast(grad, "float32"))) for grad in grads))
+
+
+@functools.cache
+def _norm_keeping(cls: type) -> type:
+    """The subclass of optimizer class `cls` that keeps_gradient_norm makes, one per class."""
+
+    class NormKeeping(cls):
+        """`cls`, also keeping the global norm of the last gradients it applied in `gradient_norm` (float32)."""
+
+        def build(self, variables):
+            super().build(variables)
+            # "mean": under tf.distribute each replica assigns its own gradients' norm.
+            self.gradient_norm = self.add_variable((), dtype="float32", aggregation="mean", name="gradient_norm")
+
+        def apply(self, grads, trainable_variables=None):
+            norm = global_norm([grad for grad in grads if grad is not None])
+            super().apply(grads, trainable_variables)
+            self.gradient_norm.assign(norm)
+
+    NormKeeping.__name__ = NormKeeping.__qualname__ = f"NormKeeping{cls.__name__}"
+    return NormKeeping
+
+
+def keeping_gradient_norm(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """`optimizer` again (its own class and settings) keeping the global norm of each update's gradients in a
+    variable, `gradient_norm`, among its own (so JAX's stateless updates carry it and checkpoints keep it): what
+    `train_on_batch` lets the loop see of G's gradient, which the monitor watches for a G that stopped learning."""
+    return _norm_keeping(type(optimizer)).from_config(optimizer.get_config())
+
+
+def gradient_norm(optimizer: keras.optimizers.Optimizer) -> keras.Variable:
+    """The variable of keeping_gradient_norm in G's optimizer, also where float16's loss scaling wraps it."""
+    return getattr(optimizer, "inner_optimizer", optimizer).gradient_norm
 
 
 def build_optimizers(models: Models) -> None:

@@ -39,7 +39,7 @@ from dcgan_cli import config as config_module
 from dcgan_cli.config import ARCHITECTURE, CONDITIONAL_ARCHITECTURE, Config, ConfigError
 from dcgan_cli.state.draws import DrawState
 from dcgan_cli.files import fsync, one_line
-from dcgan_cli.nets.models import Classes, Models, build_generator, build_optimizers, saved_variables
+from dcgan_cli.nets.models import Classes, Models, build_generator, build_optimizers, gradient_norm, saved_variables
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -47,7 +47,10 @@ EMA = "g_ema"  # the weights.npz group of the moving average of G's variables
 REPLAY = "replay"  # ... and of hack 22's buffer of past fakes
 ADAPTIVE = "adaptive"  # ... and of hack 23's augmentation strength and hack 24's averages
 MARKER = "COMPLETE"
-FORMAT = 2  # 2: the step draws come from the device generator (draws.DrawState); 1 kept a host state
+FORMAT = 3  # 3: D ends in its raw score and G's optimizer keeps its gradient norm (models.keeping_gradient_norm);
+#            2: D of the cross-entropy ended in a sigmoid (no weights) and the step draws came from the device; 1
+#            kept a host state for the draws
+LOGITS = 3  # the first format of D's losses on its raw score
 _NAME = re.compile(r"^step_(\d{6,})$")
 _TEMPORARY = ".tmp-"
 _REPLACED = ".old-"
@@ -66,6 +69,7 @@ class Restored:
     draws: DrawState
     sample_latents: np.ndarray
     events: int | None  # how many lines events.jsonl had when it was written (None: written before the monitor)
+    format: int = FORMAT  # below LOGITS: its D ended in a sigmoid, its losses were on D's probabilities
 
 
 def architecture_hash(cfg: Config) -> str:
@@ -211,7 +215,7 @@ def resolve(path: str | Path) -> Path:
 
 def read_config(checkpoint: Path) -> Config:
     """The resolved config saved in a checkpoint."""
-    return config_module.load_config(Path(checkpoint) / "config.yaml")
+    return config_module.load_config(Path(checkpoint) / "config.yaml", saved=True)
 
 
 def read_state(checkpoint: Path) -> dict:
@@ -282,6 +286,10 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     """Load G, D and both optimizers from a checkpoint into freshly built models of the same architecture."""
     checkpoint = Path(checkpoint)
     state = read_state(checkpoint)
+    written = int(state.get("format", 1))
+    if written > FORMAT:
+        raise CheckpointError(f"the checkpoint is of format {written}, written by a newer dcgan-cli than this one "
+                              f"(format {FORMAT}); upgrade dcgan-cli to resume it. Received: {str(checkpoint)!r}")
     if state.get("architecture") != architecture_hash(cfg):
         raise CheckpointError("the checkpoint was written for another architecture than this config's. "
                               f"Received: {str(checkpoint)!r}")
@@ -293,8 +301,14 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     # A checkpoint written without the moving average starts it from the restored G; one without hack 22's buffer
     # or hacks 23-24's state (a switch turned on for the resume) leaves them empty (p = 0, averages 0).
     optional = {name for name in (REPLAY, ADAPTIVE) if name in groups and not _holds(checkpoint, name)}
-    _assign({name: variables for name, variables in groups.items()
-             if (name != EMA or averaged) and name not in optional}, checkpoint)
+    loaded = {name: variables for name, variables in groups.items()
+              if (name != EMA or averaged) and name not in optional}
+    if written < LOGITS:
+        # Its D's weights are this D's (the sigmoid it ended in had none; the loss applies it now); its G optimizer
+        # had no gradient norm, the last of this one's variables, which starts at 0.
+        assert loaded["g_optimizer"][-1] is gradient_norm(models.gan.optimizer)
+        loaded["g_optimizer"] = loaded["g_optimizer"][:-1]
+    _assign(loaded, checkpoint)
     if EMA in groups and not averaged:
         models.g_ema.set_weights(models.g.get_weights())
     try:
@@ -307,4 +321,5 @@ def restore(checkpoint: Path, models: Models, cfg: Config) -> Restored:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"cannot restore the loop state ({one_line(error)}). "
                               f"Received: {str(checkpoint)!r}") from None
-    return Restored(path=checkpoint, step=step, draws=draws, sample_latents=sample_latents, events=events)
+    return Restored(path=checkpoint, step=step, draws=draws, sample_latents=sample_latents, events=events,
+                    format=written)

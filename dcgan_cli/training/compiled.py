@@ -19,14 +19,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from dcgan_cli.nets import hacks
+from dcgan_cli.nets import hacks, losses
 from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_vjp, gradients, input_gradient,
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
 from dcgan_cli.state.draws import G_UPDATE, Draws, d_sources, g_targets
-from dcgan_cli.nets.models import Models, assign_ema, build_optimizers, d_inputs, ema_values, g_inputs
+from dcgan_cli.nets.models import (Models, assign_ema, build_optimizers, d_inputs, ema_values, g_inputs,
+                                   gradient_norm)
+from dcgan_cli.training.monitor import METRICS
 
-METRIC_ORDER = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign", "augment_p")
 
 
 def _d_metrics(found: dict, held: tuple[str, ...], metrics: dict) -> None:
@@ -40,7 +41,7 @@ def _d_metrics(found: dict, held: tuple[str, ...], metrics: dict) -> None:
 
 
 def _stack(found: dict):
-    return ops.stack([ops.cast(found[key], "float32") for key in METRIC_ORDER])
+    return ops.stack([ops.cast(found[key], "float32") for key in METRICS])
 
 
 class CompiledStep:
@@ -57,10 +58,12 @@ class CompiledStep:
         self.batch_size = cfg.train.batch_size
         self.stateless = stateless_optimizers()
         if self.stateless:
+            norm = gradient_norm(models.gan.optimizer)  # among its variables: the norm of its last gradients
+            self.g_norm_index = next(i for i, v in enumerate(models.gan.optimizer.variables) if v is norm)
             self.state = self._read_state()
             self._step = compile_function(self._pure_step, donate_first=True)
         else:
-            self.sums = keras.Variable(np.zeros(len(METRIC_ORDER), np.float32), trainable=False, name="metric_sums")
+            self.sums = keras.Variable(np.zeros(len(METRICS), np.float32), trainable=False, name="metric_sums")
             self._step = compile_function(self._stateful_step, jit_compile=jit_compile)
 
     def __call__(self, source, step: int) -> None:
@@ -80,8 +83,8 @@ class CompiledStep:
             self.state = (*self.state[:-1], ops.zeros_like(self.state[-1]))
         else:
             sums = ops.convert_to_numpy(self.sums.value)
-            self.sums.assign(np.zeros(len(METRIC_ORDER), np.float32))
-        return dict(zip(METRIC_ORDER, (float(v) for v in sums)))
+            self.sums.assign(np.zeros(len(METRICS), np.float32))
+        return dict(zip(METRICS, (float(v) for v in sums)))
 
     def write_back(self) -> None:
         """Make the Keras variables current (only the stateless JAX step keeps its state elsewhere)."""
@@ -102,7 +105,7 @@ class CompiledStep:
 
     def _read_state(self) -> tuple:
         groups = [[ops.copy(v.value) for v in variables] for variables in self._variable_groups()]
-        return (*groups, ops.zeros((len(METRIC_ORDER),), dtype="float32"))
+        return (*groups, ops.zeros((len(METRICS),), dtype="float32"))
 
     def _d_loss(self, forward, x, y, step, *, has_real: bool):
         """D's mean loss on a batch x with targets y, with hack 18's penalty on its real images when on and due,
@@ -114,7 +117,7 @@ class CompiledStep:
         def penalised():
             def scores(images):
                 output, aux = forward(images)
-                return ops.sum(self.objective.score(output)), (output, aux)
+                return ops.sum(losses.score(output)), (output, aux)
 
             _, (output, aux), gradient = input_gradient(scores, x, differentiable=True)
             penalty = hacks.r1_penalty(gradient, y[:, 1], step, hacks=self.hacks)
@@ -193,6 +196,7 @@ class CompiledStep:
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
         (grads,) = g_vjp(d_fake)
         g_tv, g_opt = g_optimizer.stateless_apply(g_opt, grads, g_tv)
+        found["g_grad_norm"] = g_opt[self.g_norm_index]
 
         # (3) The moving average of G's weights, when kept; hacks 23 and 24 adapt to the step's D scores.
         ema = ema_values(ema, g_tv, decay=self.ema_decay, step=step)
@@ -250,6 +254,7 @@ class CompiledStep:
 
         _, found["g_loss"], d_fake = input_gradient(fake_objective, fake)
         g_optimizer.apply(g_vjp(d_fake), g.trainable_variables)
+        found["g_grad_norm"] = gradient_norm(g_optimizer).value
 
         # (3) The moving average of G's weights, when kept.
         if self.models.g_ema is not None:

@@ -19,6 +19,10 @@ from dcgan_cli.config import MonitorConfig
 from dcgan_cli.files import read_jsonl
 
 EVENTS = "events.jsonl"
+# What each log line of the training loop holds, as means over the steps since the previous one: D's losses, mean
+# beliefs and ADA's r_t on real and fake images, G's loss, the augmentation strength and G's gradient norm.
+METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign", "augment_p",
+           "g_grad_norm")
 RULES = ("d_wins", "g_rising", "collapse", "non_finite", "grad_norm", "d_overfits")
 
 
@@ -94,15 +98,18 @@ class Monitor:
         return Trip("non_finite", step, since, f"non-finite values ({shown})", {k: str(v) for k, v in values.items()})
 
     def _d_wins(self, step: int, record: dict) -> list[Trip]:
+        """What D does, whatever the label hacks make its loss: D(G(z)) near 0 (D sure of every fake), or G's
+        gradient norm near 0 (G no longer learns; a record logged before G's norm was has none)."""
         c = self.cfg
-        holds = record["d_loss_fake"] < c.d_wins_loss and record["d_fake_mean"] < c.d_wins_output
-        if not (c.d_wins and self.d_wins.see(holds, step, needed=c.d_wins_logs)):
+        fake, grad = record["d_fake_mean"], record.get("g_grad_norm")
+        sure, starved = fake < c.d_wins_output, grad is not None and grad < c.d_wins_grad_norm
+        if not (c.d_wins and self.d_wins.see(sure or starved, step, needed=c.d_wins_logs)):
             return []
+        found = ([f"D(G(z)) {fake:.3g} < {c.d_wins_output:g}: D is sure of every fake"] if sure else []) + (
+            [f"G's gradient norm {grad:.3g} < {c.d_wins_grad_norm:g}: G has stopped learning"] if starved else [])
         return [Trip("d_wins", step, self.d_wins.since,
-                     f"D wins: D's loss on fakes {record['d_loss_fake']:.4f} < {c.d_wins_loss:g} and D(G(z)) "
-                     f"{record['d_fake_mean']:.4f} < {c.d_wins_output:g} for {c.d_wins_logs} logs in a row since "
-                     f"step {self.d_wins.since}",
-                     {"d_loss_fake": record["d_loss_fake"], "d_fake_mean": record["d_fake_mean"]})]
+                     f"D wins: {' and '.join(found)}, for {c.d_wins_logs} logs in a row since step "
+                     f"{self.d_wins.since}", {"d_fake_mean": fake, "g_grad_norm": grad})]
 
     def _d_overfits(self, step: int, gap: float) -> list[Trip]:
         """D's mean output on its training images minus that on real images it never saw (data.holdout): near 0

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dcgan_cli import images
+from dcgan_cli.config import Config
 from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
 from dcgan_cli.files import read_jsonl, write_atomically
 
@@ -31,26 +32,20 @@ def _series(records: list[dict], key: str, group: str | None = None) -> tuple[li
     return [step for step, _ in rows], [value for _, value in rows]
 
 
-def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float | None = None) -> Path | None:
-    """Write RUN/losses.png from its metrics and `events`: D's losses on real and fake images and G's, D's mean
-    outputs, D's overfitting measure r_t and the augmentation strength p, and (when probed or scored) the samples'
-    diversity and the training-time score; None when nothing was
-    logged yet."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    records = read_metrics(run_dir)
-    if not any("g_loss" in r for r in records):
-        return None
+def loss_panels(records: list[dict], cfg: Config) -> list[tuple[str, list]]:
+    """losses.png's panels for a run's records: (y label, [(key, record group or None, legend)]), one per quantity
+    the run measures; a switch that is off (hack 23, data.holdout) adds none, nor a flat line."""
     panels = [("loss", [("d_loss_real", None, "D real"), ("d_loss_fake", None, "D fake"), ("g_loss", None, "G")]),
               ("D's mean output", [("d_real_mean", None, "D(x)"), ("d_fake_mean", None, "D(G(z))")])]
-    if any("d_real_sign" in r for r in records):
-        lines = [("d_real_sign", None, "r_t: mean sign of D's score on reals"),
-                 ("augment_p", None, "augmentation strength p")]
-        if any("d_holdout_gap" in r.get("probe", {}) for r in records):
-            lines.append(("d_holdout_gap", "probe", "D(training) - D(held out)"))
+    if any("g_grad_norm" in r for r in records):
+        panels.append(("G's gradient norm", [("g_grad_norm", None, "global L2 norm, per log")]))
+    lines = []
+    if cfg.hacks.adaptive_augment:
+        lines += [("d_real_sign", None, "r_t: mean sign of D's score on reals"),
+                  ("augment_p", None, "augmentation strength p")]
+    if any("d_holdout_gap" in r.get("probe", {}) for r in records):
+        lines.append(("d_holdout_gap", "probe", "D(training) - D(held out)"))
+    if lines:
         panels.append(("overfitting, augmentation", lines))
     if any("probe" in r for r in records):
         panels.append(("samples' diversity\n(share of real)", [("diversity", "probe", "diversity")]))
@@ -59,6 +54,23 @@ def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float 
         space = scored[-1].get("features", "domain")
         name, short = SCORE_NAMES[PRIMARY[space]]
         panels.append((f"{name}\n({space})", [(PRIMARY[space], "eval", short)]))
+    return panels
+
+
+def save_losses(run_dir: Path, events: list[dict], cfg: Config) -> Path | None:
+    """Write RUN/losses.png from its metrics and `events`: D's losses on real and fake images and G's, D's mean
+    outputs, G's gradient norm, with hack 23 its r_t and strength p, with data.holdout D's output gap, and (when
+    probed or scored) the samples' diversity and the training-time score; None when nothing was logged yet. What
+    `cfg` turns off gets no line and no panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    records = read_metrics(run_dir)
+    if not any("g_loss" in r for r in records):
+        return None
+    panels = loss_panels(records, cfg)
     height = 2.4 * len(panels) + 0.6
     figure, axes = plt.subplots(len(panels), 1, figsize=(9, height), sharex=True, squeeze=False)
     # Fixed margins, in inches: tight_layout measured every label again at each redraw (a third of its time).
@@ -67,8 +79,11 @@ def save_losses(run_dir: Path, events: list[dict], *, collapse_diversity: float 
         for key, group, name in lines:
             steps, values = _series(records, key, group)
             ax.plot(steps, values, label=name, linewidth=1.2, marker="." if group else None)
-        if lines[0][0] == "diversity" and collapse_diversity is not None:
-            ax.axhline(collapse_diversity, color="tab:red", linestyle=":", linewidth=1, label="collapse below")
+        if lines[0][0] == "diversity":
+            ax.axhline(cfg.monitor.collapse_diversity, color="tab:red", linestyle=":", linewidth=1,
+                       label="collapse below")
+        if lines[0][0] == "g_grad_norm":  # a vanished gradient is exactly 0: logarithmic above 1e-4, linear below
+            ax.set_yscale("symlog", linthresh=1e-4)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)

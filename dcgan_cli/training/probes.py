@@ -13,7 +13,7 @@ from dcgan_cli.nets import hacks, losses
 from dcgan_cli.backend import compile_function, input_gradient
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
-from dcgan_cli.nets.models import Classes, Models, d_inputs, g_inputs, generate
+from dcgan_cli.nets.models import Classes, Models, d_inputs, g_inputs, generate, global_norm
 from dcgan_cli.state.draws import g_targets
 
 REAL_IMAGES = 500  # real images whose mean pairwise distance the samples' is compared with
@@ -37,7 +37,7 @@ class Probe:
         # Hack 21: the real images' own classes, and the latents' cycling through the classes.
         self.latent_classes = None if classes is None else classes.balanced(len(latents))
         self.real_classes = None if classes is None else real_labels[chosen][:GRADIENT_BATCH].astype(np.int32)
-        self._squared_norms: Callable | None = None
+        self._norms: Callable | None = None
         # data.holdout: as many held-out real images as training ones (the first of the fixed real batch), with
         # their classes under hack 21, for D's output on each (holdout_gap).
         self.held_out = None
@@ -60,12 +60,11 @@ class Probe:
         it never trained on (data.holdout), each batch on its own statistics as D sees real batches in training:
         near 0 while D judges the distribution, large once it has learnt its training images."""
         d = models.d
-        objective = hacks.objective(self.cfg.hacks)
         if self._outputs is None:
             def outputs(d_tv, d_ntv, train, held, train_classes, held_classes):
                 def mean(x, classes):
                     output, _ = d.stateless_call(d_tv, d_ntv, d_inputs(x, classes), training=True)
-                    return ops.mean(objective.probability(output))
+                    return ops.mean(losses.probability(output))
                 return mean(train, train_classes) - mean(held, held_classes)
 
             self._outputs = compile_function(outputs)
@@ -88,26 +87,25 @@ class Probe:
         first probe: run op by op, JAX compiled every operation of it on its own)."""
         g, d = models.g, models.d
         d.trainable = True  # its weights count as trainable for the probe; every update sets this itself
-        if self._squared_norms is None:
-            self._squared_norms = compile_function(self._pure_squared_norms(models))
-        d_squared, g_squared = self._squared_norms(
+        if self._norms is None:
+            self._norms = compile_function(self._pure_norms(models))
+        d_norm, g_norm = self._norms(
             *(_values(variables) for variables in (g.trainable_variables, g.non_trainable_variables,
                                                    d.trainable_variables, d.non_trainable_variables)),
             ops.convert_to_tensor(self.real_batch), ops.convert_to_tensor(self.z),
             models.adaptive.value()[2:] if self.cfg.hacks.lecam else None,
             *([] if self.real_classes is None else [ops.convert_to_tensor(self.real_classes),
                                                     ops.convert_to_tensor(self.latent_classes[:len(self.z)])]))
-        return {"d_grad_norm": float(np.sqrt(ops.convert_to_numpy(d_squared))),
-                "g_grad_norm": float(np.sqrt(ops.convert_to_numpy(g_squared)))}
+        return {"d_grad_norm": float(ops.convert_to_numpy(d_norm)), "g_grad_norm": float(ops.convert_to_numpy(g_norm))}
 
-    def _pure_squared_norms(self, models: Models) -> Callable:
+    def _pure_norms(self, models: Models) -> Callable:
         """(G's and D's trainable and other values, a real batch, latents, hack 24's averages or None) -> the two
-        gradients' squared norms."""
+        gradients' global norms."""
         g, d = models.g, models.d
         d_training = self.cfg.model.d_bn_in_g_update == "batch"
         objective = hacks.objective(self.cfg.hacks)
 
-        def squared_norms(g_tv, g_ntv, d_tv, d_ntv, real, z, averages, real_classes=None, fake_classes=None):
+        def norms(g_tv, g_ntv, d_tv, d_ntv, real, z, averages, real_classes=None, fake_classes=None):
             fake, _ = g.stateless_call(g_tv, g_ntv, g_inputs(z, fake_classes), training=True)
 
             def d_objective(values):
@@ -124,16 +122,11 @@ class Probe:
                 p, _ = d.stateless_call(d_tv, d_ntv, d_inputs(images, fake_classes), training=d_training)
                 return ops.mean(objective.g_loss(g_targets(z, fake_classes), p)), None
 
-            return (_squared(input_gradient(d_objective, d_tv)[2]), _squared(input_gradient(g_objective, g_tv)[2]))
+            return global_norm(input_gradient(d_objective, d_tv)[2]), global_norm(input_gradient(g_objective, g_tv)[2])
 
-        return squared_norms
+        return norms
 
 
 def _values(variables: list) -> list:
     """The variables' current values as plain tensors (TensorFlow's mirrored variables cannot be watched)."""
     return [ops.copy(v.value) for v in variables]
-
-
-def _squared(grads: list):
-    """The squared global L2 norm of a list of gradient tensors, summed in float32 on the device."""
-    return sum(ops.sum(ops.square(ops.cast(grad, "float32"))) for grad in grads)

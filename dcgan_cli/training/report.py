@@ -20,7 +20,7 @@ def load_run(run_dir: Path) -> Config:
     if not (run_dir / "config.yaml").is_file():
         raise ReportError(f"not a run directory (no config.yaml; dcgan train writes one). Received: {str(run_dir)!r}")
     try:
-        return load_config(run_dir / "config.yaml")
+        return load_config(run_dir / "config.yaml", saved=True)
     except ConfigError as error:
         raise ReportError(f"the run's config.yaml is unusable ({error.problems[0]}). "
                           f"Received: {str(run_dir)!r}") from None
@@ -29,7 +29,7 @@ def load_run(run_dir: Path) -> Config:
 def redraw(run_dir: Path, cfg: Config) -> list[Path]:
     """losses.png and progress.gif drawn again from the run's logs and grids; the files written."""
     events = read_events(run_dir)
-    written = [plots.save_losses(run_dir, events, collapse_diversity=cfg.monitor.collapse_diversity),
+    written = [plots.save_losses(run_dir, events, cfg),
                plots.save_progress(run_dir)]
     return [path for path in written if path is not None]
 
@@ -59,7 +59,8 @@ def summary(run_dir: Path, cfg: Config) -> list[str]:
         f = logs[-1]
         lines.append(f"  final losses (the {cfg.output.log_every} steps to {f['step']:,}): D real "
                      f"{f['d_loss_real']:.3f}, D fake {f['d_loss_fake']:.3f}, G {f['g_loss']:.3f}; "
-                     f"D(x) {f['d_real_mean']:.2f}, D(G(z)) {f['d_fake_mean']:.2f}")
+                     f"D(x) {f['d_real_mean']:.2f}, D(G(z)) {f['d_fake_mean']:.2f}"
+                     + (f"; G's gradient norm {f['g_grad_norm']:.3g}" if "g_grad_norm" in f else ""))
     lines.append("  best score   " + _best(run_dir, records))
     probes = [r for r in records if "probe" in r]
     if probes:

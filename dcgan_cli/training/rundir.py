@@ -57,8 +57,8 @@ def for_resume(cfg: Config | None, overrides: tuple[str, ...], *, config_name: s
     if not saved_path.is_file():
         raise RunDirError(f"nothing to resume: the run directory holds no run (no config.yaml, no checkpoint). "
                           f"Received: {str(path)!r}")
-    saved = load_config(saved_path)
-    new = cfg if cfg is not None else load_config(saved_path, overrides)
+    saved = load_config(saved_path, saved=True)
+    new = cfg if cfg is not None else load_config(saved_path, overrides, saved=True)
     since = found[-1].name if found else "the run's start"
     changed = differences(saved, new, ignore=("output.run_dir",))
     refused = [f"{key}: {old!r} -> {value!r}" for key, old, value in changed if key in ARCHITECTURE]

@@ -47,7 +47,7 @@ class RunLog:
         with open(self.metrics, "a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
-            self.tensorboard.scalars(record["step"], scalar_tags(record))
+            self.tensorboard.scalars(record["step"], scalar_tags(record, adaptive=self.cfg.hacks.adaptive_augment))
 
     def event(self, entry: dict) -> None:
         """Append a monitor event to events.jsonl (flushed at once: it must outlive a crash)."""
@@ -67,7 +67,7 @@ class RunLog:
         """Draw losses.png again, unless nothing was logged since it was last drawn (the last grid of a run is
         drawn just before the run finishes)."""
         if self._plotted != self._logged:
-            plots.save_losses(self.run_dir, self.events, collapse_diversity=self.cfg.monitor.collapse_diversity)
+            plots.save_losses(self.run_dir, self.events, self.cfg)
             self._plotted = self._logged
 
     def restart(self, step: int) -> None:

@@ -65,11 +65,14 @@ class TensorBoardWriter:
         self.writer.close()
 
 
-def scalar_tags(record: dict) -> dict[str, float]:
-    """A metrics.jsonl record's numbers as TensorBoard tags, grouped by what they are."""
+def scalar_tags(record: dict, *, adaptive: bool) -> dict[str, float]:
+    """A metrics.jsonl record's numbers as TensorBoard tags, grouped by what they are; ADA's r_t and strength p
+    only where hack 23 (`adaptive`) moves them."""
     names = {"d_loss_real": "losses/d_real", "d_loss_fake": "losses/d_fake", "g_loss": "losses/g",
-             "d_real_mean": "d_output/real", "d_fake_mean": "d_output/fake", "d_real_sign": "d_output/real_sign",
-             "augment_p": "augment/p", "images_per_s": "speed/images_per_s"}
+             "d_real_mean": "d_output/real", "d_fake_mean": "d_output/fake", "g_grad_norm": "gradients/g",
+             "images_per_s": "speed/images_per_s"}
+    if adaptive:
+        names.update({"d_real_sign": "d_output/real_sign", "augment_p": "augment/p"})
     tags = {tag: record[key] for key, tag in names.items() if key in record}
     for key, value in record.get("probe", {}).items():
         tags[f"health/{key}"] = value

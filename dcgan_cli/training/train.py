@@ -31,6 +31,7 @@ from dcgan_cli.evaluate.scoring import TrainingScorer, preflight
 from dcgan_cli.training.feed import Feed
 from dcgan_cli.files import write_atomically
 from dcgan_cli.training.health import Health, RollBack, roll_back
+from dcgan_cli.training.monitor import METRICS
 from dcgan_cli.nets.models import (
     AdaptiveState,
     Classes,
@@ -43,11 +44,11 @@ from dcgan_cli.nets.models import (
     ema_values,
     generate,
     g_inputs,
+    gradient_norm,
 )
 from dcgan_cli.training.runlog import RunLog
 from dcgan_cli.signals import StopRequest
 
-METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign", "augment_p")
 
 
 class TrainingError(Exception):
@@ -130,19 +131,21 @@ def update_d(models: Models, batches: tuple, *, cfg: Config) -> dict[str, float]
     return logs
 
 
-def update_g(models: Models, inputs, targets) -> float:
+def update_g(models: Models, inputs, targets) -> tuple[float, float]:
     """(2) Update G on latents z (N, latent_dim), or [z, the fakes' classes (hack 21), hack 20's draws, the noise
     on D's input (hack 14)] (Draws.g_inputs), through a frozen D, toward D's "real" label (always 1, never
-    smoothed; `targets`, draws.g_targets). Returns G's loss."""
+    smoothed; `targets`, draws.g_targets). Returns G's loss and its gradient's global norm
+    (models.keeping_gradient_norm)."""
     models.d.trainable = False
-    return models.gan.train_on_batch(inputs, targets, return_dict=True)["loss"]
+    loss = models.gan.train_on_batch(inputs, targets, return_dict=True)["loss"]
+    return loss, float(keras.ops.convert_to_numpy(gradient_norm(models.gan.optimizer).value))
 
 
 def train_step(models: Models, batches: tuple, g_inputs, g_targets, *, cfg: Config) -> dict[str, float]:
     """One step on its D batches and G's inputs and targets (step_preparer): (1) update D, (2) update G on the
     same z. The augmentation strength is hack 20's or 0; hack 23's comes from adapter()."""
     logs = update_d(models, batches, cfg=cfg)
-    logs["g_loss"] = update_g(models, g_inputs, g_targets)
+    logs["g_loss"], logs["g_grad_norm"] = update_g(models, g_inputs, g_targets)
     logs["augment_p"] = 0.0 if cfg.hacks.adaptive_augment else hacks.augment_strength(None, hacks=cfg.hacks)
     return {key: float(logs[key]) for key in (*METRICS, "d_real_score", "d_fake_score")}
 
@@ -276,11 +279,12 @@ class _Window:
         return {**means, "images_per_s": self.images / seconds}
 
 
-def _postfix(means: dict[str, float]) -> str:
-    return (f"D real {means['d_loss_real']:.3f} fake {means['d_loss_fake']:.3f} | G {means['g_loss']:.3f} | "
-            f"D(x) {means['d_real_mean']:.2f} D(G(z)) {means['d_fake_mean']:.2f} | r_t {means['d_real_sign']:.2f} "
-            f"p {means['augment_p']:.2f} | "
-            f"{means['images_per_s']:.0f} img/s")
+def _postfix(means: dict[str, float], cfg: Config) -> str:
+    """The progress bar's detail: the losses, D's beliefs, G's gradient norm, with hack 23 its r_t and strength p."""
+    adaptive = f"r_t {means['d_real_sign']:.2f} p {means['augment_p']:.2f} | " if cfg.hacks.adaptive_augment else ""
+    return (f"D real {means['d_loss_real']:.3f} fake {means['d_loss_fake']:.3f} | G {means['g_loss']:.3f} "
+            f"grad {means['g_grad_norm']:.3g} | D(x) {means['d_real_mean']:.2f} D(G(z)) {means['d_fake_mean']:.2f} | "
+            f"{adaptive}{means['images_per_s']:.0f} img/s")
 
 
 EVAL_LOGGED = ("frechet_distance", "fid", "kid", "modes_covered", "classes", "class_kl", "mean_confidence", "ndb",
@@ -395,6 +399,10 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np
         restored = checkpoint.restore(found[-1], models, cfg)
         start, sample_latents, resumed_from = restored.step, restored.sample_latents, restored.path
         seed, events = restored.draws.seed, restored.events
+        if restored.format < checkpoint.LOGITS and not cfg.hacks.hinge_loss:
+            print(f"{restored.path} was written when D ended in a sigmoid and its losses read probabilities: D's "
+                  "weights are the same, the sigmoid is in the loss now, and from here on both losses are on D's raw "
+                  "score, which keeps G's gradient when D is sure (docs/resuming.md)", file=sys.stderr)
     with _writing(run_dir, resumed_from):
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
@@ -485,7 +493,7 @@ def _steps(cfg: Config, models: Models, loop: _SplitLoop | _CompiledLoop, step_d
             record = {"step": step}
             if logged:
                 means = window.means()
-                bar.set_postfix_str(_postfix(means) + (keeper.note if keeper else ""), refresh=False)
+                bar.set_postfix_str(_postfix(means, cfg) + (keeper.note if keeper else ""), refresh=False)
                 record.update(means)
                 window.reset()
             if scored:

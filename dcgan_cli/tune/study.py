@@ -200,7 +200,7 @@ def load(root: str | Path) -> Tuning:
         raise TuneError(f"no tuning study here (no {PLAN}); give the --run-dir of a study. Received: {str(root)!r}")
     saved = read_plan(root / PLAN, **_KIND)
     try:
-        base = load_config(root / BASE)
+        base = load_config(root / BASE, saved=True)
         space = parse_space(saved["space"], source=str(root / PLAN))
     except ConfigError as error:
         raise TuneError(f"{root / BASE}: {'; '.join(error.problems)}") from None
