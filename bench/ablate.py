@@ -2,6 +2,7 @@
 one JSON line per setting and a last line with the speed-ups over --jobs 1.
 
     python bench/ablate.py [--config configs/ablate-digits.yaml] [--jobs 1 2] [--seeds 2] [--factors batch_norm]
+                           [--set train.steps=500 ...]
 
 With N jobs each run's compute threads are capped at cores // N (what `dcgan ablate` does), so the settings share
 the same cores; the study is the base and each factor switched, `--seeds` times.
@@ -26,12 +27,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--factors", default="batch_norm")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed on to dcgan ablate (a shorter study: train.steps=500)")
     args = parser.parse_args()
     figures = {}
     for jobs in args.jobs:
         with tempfile.TemporaryDirectory(prefix="bench-ablate-") as scratch:
             command = [sys.executable, "-m", "dcgan_cli", "ablate", "--config", args.config, "--factors", args.factors,
-                       "--seeds", str(args.seeds), "--jobs", str(jobs), "--run-dir", str(Path(scratch) / "study")]
+                       "--seeds", str(args.seeds), "--jobs", str(jobs), "--run-dir", str(Path(scratch) / "study"),
+                       *(part for item in args.overrides for part in ("--set", item))]
             started = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True, text=True)
             seconds = time.perf_counter() - started

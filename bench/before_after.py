@@ -1,11 +1,12 @@
 """Does a change alter what a config trains? The same config on the same seeds with the code of two commits, scored
 alike and compared paired by seed (docs/results.md: Losses on D's logits).
 
-    python bench/before_after.py run STUDY --before REV --config C [--set KEY=VALUE ...] [--seeds 0 1 2] [--jobs 2]
+    python bench/before_after.py run STUDY --before REV [--after REV] --config C [--set KEY=VALUE ...] [--seeds 0 1 2]
     python bench/before_after.py report STUDY [--markdown]
 
 `run` writes STUDY/before/ (the code of git revision REV, exported with `git archive` into STUDY/code-REV/) and
-STUDY/after/ (this tree), one run directory per seed in each (`seed0/`, ...), trained by `dcgan train` and then scored
+STUDY/after/ (this tree, or with --after the code of another revision, so that later edits of the tree do not change
+a study that runs for hours), one run directory per seed in each (`seed0/`, ...), trained by `dcgan train` and then scored
 by `dcgan evaluate --n N` on the final checkpoint (`final.json`); the two sides of a seed run one after the other,
 so a busy machine slows both alike (each starts in its own tree: give data paths as absolute paths). `--jobs` runs that many at once, each capped at cores / jobs threads.
 Interrupted, the same command goes on: finished runs are kept, a run with a checkpoint resumes, and `--side` runs
@@ -18,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from dcgan_cli.ablate import compare
 from dcgan_cli.ablate.executors import cores, thread_env
@@ -80,10 +84,13 @@ def run(args: argparse.Namespace) -> None:
     plan = {"config": args.config, "sets": args.set, "seeds": args.seeds, "n": args.n, "features": args.features,
             "before": args.before}
     saved = study / "study.json"
-    if saved.is_file() and json.loads(saved.read_text()) != plan:
+    found = json.loads(saved.read_text()) if saved.is_file() else plan
+    if {key: value for key, value in found.items() if key != "after"} != plan:
         raise SystemExit(f"{study} holds another study ({saved}); pick another directory")
-    saved.write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
-    codes = {"before": export(args.before, study), "after": ROOT}
+    if args.side != "before":  # the code the `after` runs are trained with
+        found["after"] = args.after
+    saved.write_text(json.dumps({**plan, **found}, indent=1) + "\n", encoding="utf-8")
+    codes = {"before": export(args.before, study), "after": export(args.after, study) if args.after else ROOT}
     sides = SIDES if args.side == "both" else (args.side,)
     threads = max(1, cores() // args.jobs)
     jobs = [(side, seed) for seed in args.seeds for side in sides]
@@ -104,7 +111,7 @@ def scores(study: Path, side: str, *, features: str) -> dict[int, dict]:
         key = "frechet_distance"
         series = compare.training_series(run_dir, features=features, key=key)
         found[int(run_dir.name.removeprefix("seed"))] = {
-            "tail": float(sum(compare.tail(series, steps=steps)) / len(compare.tail(series, steps=steps))),
+            "tail": float(np.mean(compare.tail(series, steps=steps))) if series else math.nan,
             "spread": compare.spread(series, steps=steps), "final": float(result["scores"][key]),
             "covered": result["scores"].get("modes_covered", result["scores"].get("bins_covered")),
             "of": result["scores"].get("classes", result["scores"].get("bins")), "wall_s": result.get("wall_s")}
@@ -116,6 +123,7 @@ def report(args: argparse.Namespace) -> None:
     plan = json.loads((study / "study.json").read_text())
     sides = {side: scores(study, side, features=plan["features"]) for side in SIDES}
     print(f"{study}: {plan['config']} {' '.join(plan['sets'])}; before = {plan['before']}, "
+          f"after = {plan.get('after') or 'the tree'}, "
           f"{plan['features']} FD, final on {plan['n']} images")
     print("| seed | before: last 3 | after: last 3 | before: final | after: final | covered before / after |")
     print("|---|---|---|---|---|---|")
@@ -143,6 +151,7 @@ def main() -> None:
     trains = commands.add_parser("run", help="train and score both sides")
     trains.add_argument("study")
     trains.add_argument("--before", required=True, help="the git revision whose code trains the `before` runs")
+    trains.add_argument("--after", help="the git revision whose code trains the `after` runs [default: this tree]")
     trains.add_argument("--config", required=True)
     trains.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     trains.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

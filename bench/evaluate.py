@@ -3,6 +3,7 @@
     python bench/evaluate.py classifier [--mnist DIR]      # the domain classifier's one-time training, 10,000 MNIST
     python bench/evaluate.py domain --n 5000 [--mnist DIR] # domain-scoring n generated 28x28 images, classifier cached
     python bench/evaluate.py inception --n 50000           # n generated images through InceptionV3: time, peak RSS
+    python bench/evaluate.py domain --n 100 --limit 500    # a smaller real set (data.limit), e.g. to check it runs
 
 MNIST is read from the IDX files in --mnist (default ../shared/data/mnist-t10k beside the project). The generator
 is the 28x28 (or, for inception, the digits') DCGAN with fresh weights: speed and memory do not depend on what it
@@ -39,13 +40,13 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def mnist_config(path: Path, cache: str):
+def mnist_config(path: Path, cache: str, limit: int | None):
     return load_config(None, ["data.name=mnist", f"data.path={path}", "model.image_size=28",
-                              f"data.cache_dir={cache}"])
+                              f"data.cache_dir={cache}", f"data.limit={limit or 'null'}"])
 
 
 def bench_classifier(args) -> dict:
-    cfg = mnist_config(args.mnist, args.cache)
+    cfg = mnist_config(args.mnist, args.cache, args.limit)
     dataset = sources.load_dataset(cfg, progress=False)
     started = time.perf_counter()
     trained = domain.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=True, log=lambda m: None)
@@ -60,7 +61,7 @@ def generated(cfg, count: int):
 
 
 def bench_domain(args) -> dict:
-    cfg = mnist_config(args.mnist, args.cache)
+    cfg = mnist_config(args.mnist, args.cache, args.limit)
     dataset = sources.load_dataset(cfg, progress=False)
     ref = scoring.reference(dataset, "domain", cfg=cfg, progress=False, log=lambda m: None)  # trained if not cached
     started = time.perf_counter()
@@ -72,7 +73,7 @@ def bench_domain(args) -> dict:
 
 
 def bench_inception(args) -> dict:
-    cfg = load_config(None, [f"data.cache_dir={args.cache}"])
+    cfg = load_config(None, [f"data.cache_dir={args.cache}", f"data.limit={args.limit or 'null'}"])
     dataset = sources.load_dataset(cfg, progress=False)
     weights = inception.weights_file(args.inception_weights) if args.inception_weights else None
     extractor = inception.InceptionFeatures(weights)
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--mnist", type=Path, default=MNIST, help="folder of the MNIST IDX files")
     parser.add_argument("--cache", default=None, help="cache folder (default: a fresh temporary one)")
     parser.add_argument("--inception-weights", default=None, help="InceptionV3 ImageNet weights file")
+    parser.add_argument("--limit", type=int, default=None, help="real images used (data.limit) [default: all]")
     args = parser.parse_args()
     if args.mode != "inception" and not args.mnist.is_dir():
         sys.exit(f"no MNIST IDX files in {args.mnist}; pass --mnist DIR")

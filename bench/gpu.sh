@@ -7,7 +7,8 @@
 #
 #   bash bench/gpu.sh --prepare    here, once: Keras' wheels into .whl/, the PTex loop into .peers/ (both ignored)
 #   bash bench/gpu.sh              there: the device tool's run with carry [".whl", ".peers"]
-#   bash bench/gpu.sh --quick      anywhere: the same sequence at DCGAN-32, batch 8, a few steps, on the CPU
+#   bash bench/gpu.sh --quick      anywhere: the same sequence at the tiny size, batch 8, a few steps, on the CPU
+#                                  (tests/test_bench.py runs it: a measurement that fails makes the script fail)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,30 +34,36 @@ peer=.peers/torch_loop.py
 [ -f "$peer" ] || peer=../shared/peers/torch_loop.py
 
 if [ "${1:-}" = --quick ]; then
-    arch=dcgan32 peer_arch=dcgan32w batches="8" half_batches="8" big=8 steps=3 cli_steps=10 device=cpu
+    arch=tiny peer_arch=dcgan32 batches="8" half_batches="8" big=8 steps=3 cli_steps=10 device=cpu small=tiny
 else
     arch=dcgan64 peer_arch=dcgan64 batches="64 256" half_batches="256 1024" big=1024 steps=100 cli_steps=300 \
-        device=cuda
+        device=cuda small=digits
 fi
 
 python3 -c "import keras" 2>/dev/null || { echo "no Keras for $(command -v python3): activate the project's venv, or" \
     "run bash bench/gpu.sh --prepare and carry .whl" >&2; exit 1; }
 
+failed=0
 figure() {  # one measurement: its JSON line, or (without stopping the rest) the end of what went wrong
     local out
     if out=$("$@" 2>&1); then
         printf '%s\n' "$out" | grep '^{' | tee -a "$log"
     else
+        failed=$((failed + 1))
         echo "# failed: $*"
         printf '%s\n' "$out" | tail -n 5 | sed 's/^/#   /'
     fi
 }
 
+peer_figure() {  # the PyTorch reference loop, where torch and the peer's file are here (a GPU machine has both)
+    if [ -f "$peer" ] && python3 -c "import torch" 2>/dev/null; then figure python3 "$peer" "$@"
+    else echo "# skipped: the PyTorch reference loop (no torch or no $peer here)"; fi
+}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/# /' || true
 for batch in $batches; do
     figure python3 bench/throughput.py --arch "$arch" --batch "$batch" --loop compiled --breakdown --steps "$steps"
     figure python3 bench/throughput.py --arch "$arch" --batch "$batch" --loop compiled --cli --steps "$cli_steps"
-    figure python3 "$peer" --arch "$peer_arch" --batch "$batch" --steps "$steps" --device "$device"
+    peer_figure --arch "$peer_arch" --batch "$batch" --steps "$steps" --device "$device"
 done
 for batch in $half_batches; do
     figure python3 bench/throughput.py --arch "$arch" --batch "$batch" --loop compiled --precision bfloat16 \
@@ -64,11 +71,12 @@ for batch in $half_batches; do
 done
 figure python3 bench/throughput.py --arch "$arch" --batch "$big" --loop compiled --precision bfloat16 --cli \
     --steps "$cli_steps"
-figure python3 "$peer" --arch "$peer_arch" --batch "$big" --steps "$steps" --device "$device" --fast
+peer_figure --arch "$peer_arch" --batch "$big" --steps "$steps" --device "$device" --fast
 figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop train_on_batch --breakdown \
     --steps "$steps"
 figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop train_on_batch --cli \
     --steps "$cli_steps"
 figure python3 bench/throughput.py --arch "$arch" --batch "${batches%% *}" --loop reference --steps "$steps"
-figure python3 bench/steps_per_call.py --arch digits --steps "$steps"
+figure python3 bench/steps_per_call.py --arch "$small" --steps "$steps"
 echo "# figures in $log"
+[ "$failed" -eq 0 ] || { echo "# $failed measurements failed" >&2; exit 1; }

@@ -6,6 +6,8 @@ D.train_on_batch on real, D.train_on_batch on fake, GAN.train_on_batch). Warm-up
     python bench/throughput.py --arch dcgan64 --batch 64 --compare      # all three loops, 3 interleaved rounds
     python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled --breakdown    # where a step's time goes
     python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled --cli          # `dcgan train` itself
+    python bench/throughput.py --arch dcgan64 --batch 64 --loop compiled --peer ../shared/peers/torch_loop.py
+    python bench/throughput.py --arch dcgan64 --batch 64 --loop compiled --against a0a2c22   # this tree vs a commit
 
 One measurement prints one JSON line; --compare prints a table of medians and ratios to the reference loop.
 --breakdown times, per step: host_ms, what the host does before the step's compiled work (the step number and the
@@ -16,7 +18,10 @@ inputs and G's fakes on the device, then the D updates and the G update, each wa
 images gathered and sent) that overlaps the step before. --cli runs `dcgan train` as a user does and reads images/s
 from its metrics.jsonl (the first log window, which includes compilation, left out). --arch tiny (8x8 images,
 4 filters) is a step so small that the loop's own overhead is most of it: a CPU's stand-in for what a fast GPU
-leaves of a step.
+leaves of a step; --arch dcgan64-narrow is DCGAN-64 at a quarter of its widths (ngf = ndf = 16), the same depth.
+--peer PATH measures the pytorch/examples loop (the file ../shared/peers/torch_loop.py) at the same architecture and
+batch beside the product's loop, --against REV the product's loop with the code of git revision REV beside this
+tree's: each measurement in a fresh process, --rounds interleaved rounds, medians and the ratio to the first.
 The backend is Keras' (KERAS_BACKEND=tensorflow|jax|torch).
 """
 
@@ -52,9 +57,15 @@ DCGAN = ["model.g_filters=64", "model.d_filters=64", "model.max_filters=512"]
 ARCHS = {
     "dcgan32": ["model.image_size=32", "model.channels=1", *DCGAN],
     "dcgan64": ["model.image_size=64", "model.channels=3", *DCGAN],
+    "dcgan64-narrow": ["model.image_size=64", "model.channels=3", "model.g_filters=16", "model.d_filters=16",
+                       "model.max_filters=128"],
     "tiny": ["model.image_size=8", "model.channels=1", "model.g_filters=4", "model.d_filters=4", "model.latent_dim=8"],
 }
 LOOPS = ("reference", "train_on_batch", "compiled")
+ROOT = Path(__file__).resolve().parent.parent
+# The peer's architecture matching each of ours (its file's ARCHS; the narrow one is added to them here).
+PEER_ARCHS = {"dcgan32": "dcgan32w", "dcgan64": "dcgan64", "dcgan64-narrow": "dcgan64-narrow"}
+PEER_NARROW = "dict(size=64, channels=3, nf=16, mults=(8, 4, 2, 1))"
 
 
 STREAM = []  # --stream: ["train.device_data_fraction=0"], each step's batch sent by the prefetching thread
@@ -98,7 +109,9 @@ class ReferenceLoop:
 def make_loop(loop: str, models, cfg, images):
     runner = {"reference": ReferenceLoop, "train_on_batch": train._SplitLoop,
               "compiled": train._CompiledLoop}[loop]
-    return runner(models, cfg, images, draws.Draws(cfg, count=len(images)))
+    if loop == "reference":
+        return runner(models, cfg, images, draws.Draws(cfg, count=len(images)))
+    return runner(models, cfg, images, draws.Draws(cfg, count=len(images)), None)  # no class labels (hack 21)
 
 
 def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup: int, xla: str = "auto") -> dict:
@@ -173,9 +186,9 @@ def breakdown(arch: str, batch: int, loop: str, precision: str, steps: int, warm
             return runner.prepare(source, next(other_steps))
 
         figures["inputs_ms"] = _per_step_ms(lambda: keras.ops.convert_to_numpy(inputs()[1]), steps, lambda: None)
-        batches, z = inputs()
+        batches, g_inputs, g_targets = inputs()
         figures["d_updates_ms"] = _per_step_ms(lambda: train.update_d(models, batches, cfg=cfg), steps, sync)
-        figures["g_update_ms"] = _per_step_ms(lambda: train.update_g(models, z), steps, sync)
+        figures["g_update_ms"] = _per_step_ms(lambda: train.update_g(models, g_inputs, g_targets), steps, sync)
         figures["step_alone_ms"] = figures["inputs_ms"] + figures["d_updates_ms"] + figures["g_update_ms"]
     figures["full_step_ms"] = _per_step_ms(lambda: runner.step(next(run_steps)), steps, sync)
     runner.close()
@@ -233,6 +246,46 @@ def compare(arch: str, batch: int, precision: str, steps: int, warmup: int, xla:
         print(f"{loop:<16}{median:>10.0f}{median / reference:>13.2f}x")
 
 
+def side_by_side(args: argparse.Namespace) -> None:
+    """This tree's loop against the peer's or another revision's, each measurement in a fresh process, rounds
+    interleaved so that a busy machine slows all alike: one JSON line each, then the medians and ratios."""
+    own = [sys.executable, str(Path(__file__).resolve()), "--arch", args.arch, "--batch", str(args.batch), "--loop",
+           args.loop, "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--xla", args.xla]
+    sides = {"this tree": (own, ROOT)}
+    scratch = tempfile.TemporaryDirectory(prefix="bench-against-")
+    if args.against:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from before_after import export
+
+        sides[args.against] = (own, export(args.against, Path(scratch.name)))
+    if args.peer:
+        if args.arch not in PEER_ARCHS:
+            raise SystemExit(f"--peer: no matching peer architecture for --arch {args.arch}")
+        peer = Path(args.peer).resolve()
+        run_peer = (f"import sys; sys.path.insert(0, {str(peer.parent)!r}); import {peer.stem} as peer; "
+                    f"peer.ARCHS['dcgan64-narrow'] = {PEER_NARROW}; sys.argv[0] = {str(peer)!r}; peer.main()")
+        sides["pytorch/examples (peer)"] = ([sys.executable, "-c", run_peer, "--arch", PEER_ARCHS[args.arch],
+                                             "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
+                                             str(args.warmup), "--threads", str(os.cpu_count())], ROOT)
+    found = {name: [] for name in sides}
+    with scratch:
+        for round_number in range(args.rounds):
+            for name, (command, code) in sides.items():
+                env = {**os.environ, "PYTHONPATH": str(code)}
+                out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=code).stdout
+                result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+                found[name].append(result["images_per_s"])
+                print(json.dumps({"side": name, "round": round_number + 1, **result}), flush=True)
+    first = statistics.median(next(iter(found.values())))
+    print(f"\n{args.arch}, batch {args.batch}, {args.loop} loop, {keras.backend.backend()}, {args.precision}: "
+          f"median of {args.rounds} interleaved rounds, {args.steps} steps each")
+    print(f"{'':<28}{'images/s':>10}{'vs this tree':>14}   rounds")
+    for name, values in found.items():
+        median = statistics.median(values)
+        print(f"{name:<28}{median:>10.1f}{median / first:>13.3f}x   {', '.join(f'{v:.1f}' for v in values)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=sorted(ARCHS), default="dcgan32")
@@ -244,7 +297,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
                         help="TensorFlow, compiled loop: train.jit_compile (auto: XLA with a GPU only)")
-    parser.add_argument("--compare", action="store_true", help="all three loops, interleaved, 3 rounds")
+    parser.add_argument("--compare", action="store_true", help="all three loops, interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="--compare, --peer, --against: interleaved rounds")
+    parser.add_argument("--peer", metavar="PATH", help="also the pytorch/examples loop in this file (torch_loop.py)")
+    parser.add_argument("--against", metavar="REV", help="also this loop with the code of git revision REV")
     parser.add_argument("--breakdown", action="store_true", help="host, step alone and full step, in ms per step")
     parser.add_argument("--cli", action="store_true", help="time `dcgan train` itself, from its metrics.jsonl")
     parser.add_argument("--stream", action="store_true",
@@ -252,13 +308,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.stream:
         STREAM.append("train.device_data_fraction=0")
-    steps = args.steps or {"dcgan32": 60, "dcgan64": 12, "tiny": 300}[args.arch]
-    if args.breakdown:
+    args.steps = args.steps or {"dcgan32": 60, "dcgan64": 12, "dcgan64-narrow": 60, "tiny": 300}[args.arch]
+    steps = args.steps
+    if args.peer or args.against:
+        side_by_side(args)
+    elif args.breakdown:
         print(json.dumps(breakdown(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))
     elif args.cli:
         print(json.dumps(through_cli(args.arch, args.batch, args.loop, args.precision, max(steps, 50), args.xla)))
     elif args.compare:
-        compare(args.arch, args.batch, args.precision, steps, args.warmup, args.xla)
+        compare(args.arch, args.batch, args.precision, steps, args.warmup, args.xla, args.rounds)
     else:
         print(json.dumps(measure(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))
 

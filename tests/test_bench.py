@@ -1,0 +1,164 @@
+"""Every script in bench/ runs for a few steps at a tiny size, so that a benchmark that breaks is caught on the day
+it breaks (bench/throughput.py once failed on a loop's new argument, and bench/gpu.sh with it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT.parent / "shared" / "peers" / "torch_loop.py"
+pytestmark = pytest.mark.e2e
+
+
+def bench(*args: str, cwd: Path = ROOT, timeout: int = 600) -> str:
+    """Run one bench/ command (a script and its arguments) from the project's root; its stdout, or the end of what
+    it printed when it fails."""
+    command = ["bash", *args] if args[0].endswith(".sh") else [sys.executable, *args]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result.stdout
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def tiny_yaml(path: Path, *extra: str) -> Path:
+    """TINY (and `extra`) as a config file: the scripts that start `dcgan` take a file."""
+    raw: dict = {}
+    for item in [*TINY, *extra]:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory) -> Path:
+    """A labelled folder of 150 of the embedded digits, 15 per class subfolder, at 16x16."""
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digit-folder")
+    digits = load_digits()
+    for label in range(10):
+        (root / str(label)).mkdir()
+        for i, image in enumerate(digits.images[digits.target == label][:15]):
+            pixels = (image * 255 / 16).astype(np.uint8)
+            Image.fromarray(pixels).resize((16, 16), Image.NEAREST).save(root / str(label) / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory) -> Path:
+    """A finished `dcgan ablate` study of the tiny config (batch_norm on and off, 2 seeds) whose runs keep their
+    checkpoints, for the scripts that read one."""
+    root = tmp_path_factory.mktemp("bench-study")
+    config = tiny_yaml(root / "tiny.yaml", "output.keep_checkpoints=2")
+    study = root / "study"
+    subprocess.run([sys.executable, "-m", "dcgan_cli", "ablate", "--config", str(config), "--factors", "batch_norm",
+                    "--seeds", "2", "--jobs", "2", "--n", "50", "--run-dir", str(study)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
+    return study
+
+
+def test_gpu_sh_quick_runs_every_measurement_on_the_cpu(tmp_path):
+    out = bench("bench/gpu.sh", "--quick", timeout=900)
+    assert "# failed" not in out
+    found = json_lines(out)
+    loops = {(line.get("loop"), line.get("mode", "breakdown" if "full_step_ms" in line else "step"))
+             for line in found if "loop" in line}
+    assert {("compiled", "breakdown"), ("compiled", "dcgan train"), ("train_on_batch", "breakdown"),
+            ("train_on_batch", "dcgan train"), ("reference", "step")} <= loops
+    assert all(line["images_per_s"] for line in found if "images_per_s" in line)
+    assert sum("steps_per_call" in line for line in found) == 4
+
+
+def test_throughput_stands_beside_the_peer_and_another_commit():
+    peer = ["--peer", str(PEER)] if PEER.is_file() and _has_torch() else []
+    side = bench("bench/throughput.py", "--arch", "dcgan64-narrow", "--batch", "4", "--steps", "1", "--warmup", "1",
+                 "--rounds", "1", "--against", "HEAD", *peer)
+    sides = {line["side"]: line for line in json_lines(side)}
+    assert {"this tree", "HEAD"} <= set(sides) and sides["this tree"]["g_params"] == sides["HEAD"]["g_params"]
+    assert "vs this tree" in side
+    if peer:
+        assert sides["pytorch/examples (peer)"]["arch"] == "dcgan64-narrow"
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def test_ablate_bench_times_a_study(tmp_path):
+    config = tiny_yaml(tmp_path / "tiny.yaml")
+    lines = json_lines(bench("bench/ablate.py", "--config", str(config), "--jobs", "2", "--seeds", "1"))
+    assert lines[0]["jobs"] == 2 and lines[0]["runs"] == 2 and "speedup_over_jobs_2" in lines[-1]
+
+
+def test_evaluate_bench_times_the_classifier_the_domain_score_and_inception(tmp_path):
+    mnist = ROOT.parent / "shared" / "data" / "mnist-t10k"
+    if not mnist.is_dir():
+        pytest.skip("no MNIST test set in ../shared/data")
+    cache = str(tmp_path / "cache")
+    classifier = json_lines(bench("bench/evaluate.py", "classifier", "--limit", "300", "--cache", cache))[0]
+    domain = json_lines(bench("bench/evaluate.py", "domain", "--n", "50", "--limit", "300", "--cache", cache))[0]
+    inception = json_lines(bench("bench/evaluate.py", "inception", "--n", "10", "--limit", "10", "--cache", cache))[0]
+    assert classifier["images"] == 300 and 0 <= classifier["held_out_accuracy"] <= 1
+    assert domain["images"] == 50 and np.isfinite(domain["scores"]["frechet_distance"])
+    assert inception["images"] == 10 and np.isfinite(inception["fid"])
+
+
+def test_label_free_bench_scores_sets_ranks_runs_and_weakens_the_classifier(tmp_path, digit_folder):
+    sets = bench("bench/label_free.py", "sets", "--data", str(digit_folder), "--size", "16", "--channels", "1",
+                 "--cache", str(tmp_path / "cache"))
+    assert "| uniform noise |" in sets and "| real, held out |" in sets
+    config = tiny_yaml(tmp_path / "run.yaml", "data.name=folder", f"data.path={digit_folder}",
+                       f"data.cache_dir={tmp_path / 'cache'}")
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "dcgan_cli", "train", "--config", str(config), "--run-dir", str(run)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
+    ranked = bench("bench/label_free.py", "rank", str(run), "--n", "40")
+    assert "Spearman rank correlation" in ranked and len(json_lines(ranked)) == 2  # the kept checkpoints
+    weak = bench("bench/label_free.py", "floor", str(run), "--epochs", "1", "--n", "40")
+    assert "| 1 epochs, no augmentation |" in weak
+
+
+def test_small_data_and_verdicts_read_a_finished_study(tmp_path, tiny_study):
+    out = tmp_path / "fd.png"
+    scored = bench("bench/small_data.py", str(tiny_study), "--n", "40", "--out", str(out))
+    assert out.is_file() and out.with_suffix(".csv").is_file() and "checkpoints scored" in scored
+    run = tmp_path / "held-out"
+    shutil.copytree(next(tiny_study.glob("variants/*/seed0")), run)
+    (run / "metrics.jsonl").write_text(  # what a data.holdout run probes, on this run's steps
+        "".join(json.dumps({"step": s, "augment_p": 0.0, "probe": {"d_holdout_gap": 0.1 * s}}) + "\n"
+                for s in (2, 4)))
+    gap = tmp_path / "gap.png"
+    assert "largest gap 0.40" in bench("bench/small_data.py", "--gap", str(run), "--out", str(gap))
+    assert gap.is_file()
+    verdicts = bench("bench/verdicts.py", str(tiny_study), "--seeds", "2")
+    assert "2 seeds: reference" in verdicts and "verdicts beyond noise:" in verdicts
+
+
+def test_before_after_trains_both_sides_and_pairs_them_by_seed(tmp_path):
+    config = tiny_yaml(tmp_path / "tiny.yaml")
+    study = tmp_path / "study"
+    bench("bench/before_after.py", "run", str(study), "--before", "HEAD", "--config", str(config), "--seeds", "0",
+          "--jobs", "2", "--n", "40", "--set", "output.eval_every=2")
+    assert sorted(p.parent.parent.name for p in study.glob("*/seed0/final.json")) == ["after", "before"]
+    report = bench("bench/before_after.py", "report", str(study))
+    assert "| 0 |" in report and "over 1 seeds: needs 2+ seeds each" in report
