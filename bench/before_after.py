@@ -106,7 +106,7 @@ def scores(study: Path, side: str, *, features: str) -> dict[int, dict]:
     found = {}
     for final in sorted((study / side).glob(f"seed*/{FINAL}")):
         run_dir = final.parent
-        steps = load_config(run_dir / "config.yaml").train.steps
+        steps = load_config(run_dir / "config.yaml", saved=True).train.steps
         result = json.loads(final.read_text())
         key = "frechet_distance"
         series = compare.training_series(run_dir, features=features, key=key)
