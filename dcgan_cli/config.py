@@ -190,9 +190,10 @@ class MonitorConfig:
     #                                  (checkpoint, exit code 3), rollback (to the last healthy checkpoint)
     check_every: int = setting(100, low=0)  # probe G's fixed-latent samples and both gradient norms every this
     #                                  many steps (collapse and gradient rules); 0 = never
-    d_wins: bool = setting(True)  # rule: D wins, D(G(z)) or G's gradient norm near 0, for d_wins_logs logs in a
-    #                                  row (what D does, not its loss, which the label hacks move)
-    d_wins_output: float = setting(0.05, low=0.0, high=1.0)  # ... D's mean output on fakes below this
+    d_wins: bool = setting(True)  # rule: D wins, D(G(z)) at its floor or G's gradient norm near 0, for
+    #                                  d_wins_logs logs in a row (what D does, not its loss, which the labels move)
+    d_wins_margin: float = setting(0.02, low=0.0, high=1.0)  # ... D(G(z)) less than this above the lowest its
+    #                                  labels allow (hacks 10-11: flip_probability x the mean real label)
     d_wins_grad_norm: float = setting(1e-3, low=0.0)  # ... or G's gradient norm below this
     d_wins_logs: int = setting(3, low=1)  # ... for this many consecutive logs (output.log_every apart)
     g_rising: bool = setting(True)  # rule: G's loss rising steadily over the last g_rising_logs logs
@@ -257,8 +258,10 @@ def parse_yaml(text: str, *, source: str) -> Any:
 # Keys that earlier versions had, and why they went. A config this tool wrote then (a run's, a checkpoint's, a
 # study's) still loads, without them; a user's file or --set that gives one is told why.
 RETIRED = {
-    "monitor.d_wins_loss": "the d_wins rule now judges D(G(z)) and G's gradient norm (monitor.d_wins_output, "
+    "monitor.d_wins_loss": "the d_wins rule now judges D(G(z)) and G's gradient norm (monitor.d_wins_margin, "
                            "monitor.d_wins_grad_norm), not D's loss, which the label hacks move; remove the key",
+    "monitor.d_wins_output": "D(G(z)) cannot fall below the share of flipped fake labels, so the d_wins rule now "
+                             "judges it from that floor up (monitor.d_wins_margin); remove the key",
 }
 
 

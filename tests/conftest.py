@@ -35,6 +35,7 @@ if _WORKERS > 1:
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 
 from dcgan_cli.config import load_config  # noqa: E402
 
@@ -129,7 +130,7 @@ def runs_per_loop(tmp_path_factory, config_of):
 
 def as_written_before_the_logit_losses(path) -> None:
     """Make a checkpoint what format 2 wrote: the same weights (its D's sigmoid had none), no gradient norm among
-    G's optimizer variables (its last, models.keeping_gradient_norm), and a config with the retired d_wins key."""
+    G's optimizer variables (its last, models.keeping_gradient_norm), and a config with the retired d_wins keys."""
     state = json.loads((path / "state.json").read_text())
     last = f"g_optimizer/{len(state['variables']['g_optimizer']) - 1:04d}"
     assert state["variables"]["g_optimizer"][-1][0].endswith("gradient_norm")
@@ -138,5 +139,7 @@ def as_written_before_the_logit_losses(path) -> None:
     with np.load(path / "weights.npz") as saved:
         arrays = {key: saved[key] for key in saved.files if key != last}
     np.savez(path / "weights.npz", **arrays)
-    config = (path / "config.yaml").read_text()
-    (path / "config.yaml").write_text(config.replace("  d_wins_output:", "  d_wins_loss: 0.3\n  d_wins_output:"))
+    raw = yaml.safe_load((path / "config.yaml").read_text())
+    monitor = {key: value for key, value in raw["monitor"].items() if key not in ("d_wins_margin", "d_wins_grad_norm")}
+    raw["monitor"] = {**monitor, "d_wins_loss": 0.3, "d_wins_output": 0.05}
+    (path / "config.yaml").write_text(yaml.safe_dump(raw))

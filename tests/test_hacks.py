@@ -252,3 +252,11 @@ def test_batch_norm_layer_is_keras_batch_normalization():
     bn = layer._keras_history.operation
     assert isinstance(bn, BatchNorm) and isinstance(bn, layers.BatchNormalization)
     assert (bn.momentum, bn.epsilon, bn.frozen_statistics) == (0.8, 1e-3, "moving")
+
+
+def test_the_fake_label_mean_is_the_share_of_flipped_fakes_at_the_real_labels_mean():
+    assert hacks.fake_label_mean(HacksConfig()) == pytest.approx(0.05 * 0.95)
+    assert hacks.fake_label_mean(HacksConfig(noisy_labels=False)) == 0.0
+    assert hacks.fake_label_mean(HacksConfig(label_smoothing=False)) == pytest.approx(0.05)
+    assert hacks.fake_label_mean(HacksConfig(smooth_fake=True, flip_probability=0.1)) == pytest.approx(
+        0.1 * 0.95 + 0.9 * 0.15)

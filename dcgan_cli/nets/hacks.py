@@ -493,6 +493,17 @@ def smooth_labels(is_real, rng, *, hacks: HacksConfig):
     return ops.expand_dims(ops.where(is_real, real, fake), 1)
 
 
+def fake_label_mean(hacks: HacksConfig) -> float:
+    """Hacks 10 and 11 on G's images: the mean label D is trained toward on them, which is as low as D(G(z)) goes on
+    average when D is sure of every fake, since the flipped ones cannot be told from the rest (the cross-entropy's
+    optimum is the mean label): flip_probability x the mean real label + the rest x the mean fake label, 0.05 x 0.95
+    = 0.0475 by default, 0 with both off."""
+    real = sum(hacks.real_label_range) / 2 if hacks.label_smoothing else 1.0
+    fake = sum(hacks.fake_label_range) / 2 if hacks.label_smoothing and hacks.smooth_fake else 0.0
+    flipped = hacks.flip_probability if hacks.noisy_labels else 0.0
+    return flipped * real + (1.0 - flipped) * fake
+
+
 def flip_labels(is_real, rng, *, hacks: HacksConfig):
     """Hack 11 (ganhacks): noisy D labels, bool (n,) -> bool (n,).
 

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from dcgan_cli.nets import hacks
 from dcgan_cli.state import checkpoint, draws
 from dcgan_cli.config import Config
 from dcgan_cli.nets.models import Classes, Models
@@ -32,7 +33,7 @@ class Health:
         self.restart(start)
 
     def restart(self, start: int) -> None:
-        self.monitor = Monitor(self.cfg.monitor)
+        self.monitor = Monitor(self.cfg.monitor, fake_floor=hacks.fake_label_mean(self.cfg.hacks))
         self.monitor.replay([r for r in read_metrics(self.log.run_dir) if r["step"] <= start])
         self.rollbacks = rollbacks(self.log.events)
 

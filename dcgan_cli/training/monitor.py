@@ -65,10 +65,11 @@ class _Episode:
 
 
 class Monitor:
-    """The rules of a `monitor` config section over one run's records, in step order."""
+    """The rules of a `monitor` config section over one run's records, in step order; `fake_floor` is the lowest
+    D(G(z)) the run's labels let D reach (hacks.fake_label_mean)."""
 
-    def __init__(self, cfg: MonitorConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: MonitorConfig, *, fake_floor: float = 0.0):
+        self.cfg, self.fake_floor = cfg, fake_floor
         self.d_wins, self.g_rising, self.collapse, self.modes = _Episode(), _Episode(), _Episode(), _Episode()
         self.grads, self.overfits = _Episode(), _Episode()
         self.g_history: list[tuple[int, float]] = []
@@ -98,14 +99,16 @@ class Monitor:
         return Trip("non_finite", step, since, f"non-finite values ({shown})", {k: str(v) for k, v in values.items()})
 
     def _d_wins(self, step: int, record: dict) -> list[Trip]:
-        """What D does, whatever the label hacks make its loss: D(G(z)) near 0 (D sure of every fake), or G's
-        gradient norm near 0 (G no longer learns; a record logged before G's norm was has none)."""
+        """What D does, whatever the label hacks make its loss: D(G(z)) down at the floor its labels allow (D sure
+        of every fake), or G's gradient norm near 0 (G no longer learns; a record logged before G's norm was has
+        none)."""
         c = self.cfg
-        fake, grad = record["d_fake_mean"], record.get("g_grad_norm")
-        sure, starved = fake < c.d_wins_output, grad is not None and grad < c.d_wins_grad_norm
+        fake, grad, bound = record["d_fake_mean"], record.get("g_grad_norm"), self.fake_floor + c.d_wins_margin
+        sure, starved = fake < bound, grad is not None and grad < c.d_wins_grad_norm
         if not (c.d_wins and self.d_wins.see(sure or starved, step, needed=c.d_wins_logs)):
             return []
-        found = ([f"D(G(z)) {fake:.3g} < {c.d_wins_output:g}: D is sure of every fake"] if sure else []) + (
+        found = ([f"D(G(z)) {fake:.3g} < {bound:.3g} (its labels' floor {self.fake_floor:.3g} + "
+                  f"{c.d_wins_margin:g}): D is sure of every fake"] if sure else []) + (
             [f"G's gradient norm {grad:.3g} < {c.d_wins_grad_norm:g}: G has stopped learning"] if starved else [])
         return [Trip("d_wins", step, self.d_wins.since,
                      f"D wins: {' and '.join(found)}, for {c.d_wins_logs} logs in a row since step "
