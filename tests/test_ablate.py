@@ -23,6 +23,7 @@ from dcgan_cli.ablate.design import FACTORS, GROUPS, AblationError, parse_factor
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
 from dcgan_cli.files import write_atomically
+from dcgan_cli.training.monitor import METRICS
 
 from conftest import TINY
 
@@ -196,7 +197,7 @@ def fake_result(run: study.Run, fd: float, *, grid: bool = True, series: list | 
     Image.fromarray(np.full((20, 20), int(fd) % 255, dtype=np.uint8)).save(run.directory / "samples" / "last.png")
     result = {"variant": run.variant, "seed": run.seed, "train_seed": run.seed, "changes": "", "status": "done",
               "features": "domain", "step": 4, "train_seconds": 1.0, "diversity": 0.9, "collapsed": False,
-              "losses": dict.fromkeys(report.LOSSES, 0.5), "grid": "samples/last.png" if grid else None,
+              "losses": dict.fromkeys(METRICS, 0.5), "grid": "samples/last.png" if grid else None,
               "scores": {"frechet_distance": fd, "modes_covered": 10, "classes": 10, "class_kl": 0.1,
                          "mean_confidence": 0.9, "precision": 0.5, "recall": 0.5}}
     if series is not None:
@@ -329,7 +330,7 @@ def test_tiny_ablation_plans_then_runs_two_at_once_and_reports(tmp_path):
             result = json.loads((run / study.RESULT).read_text())
             assert result["status"] == "done" and result["features"] == "domain" and result["step"] == 4
             assert (run / "checkpoints" / "step_000004").is_dir() and (run / result["grid"]).is_file()
-            assert set(result["losses"]) == set(report.LOSSES) and 0 <= result["diversity"]
+            assert set(result["losses"]) == set(METRICS) and 0 <= result["diversity"]
             # Without training-time scores, the series is each kept checkpoint scored as the final one is.
             assert [step for step, _ in result["series"]] == [2, 4]
             assert result["series"][-1][1] == result["scores"]["frechet_distance"]

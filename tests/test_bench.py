@@ -138,7 +138,7 @@ def test_label_free_bench_scores_sets_ranks_runs_and_weakens_the_classifier(tmp_
     assert "| 1 epochs, no augmentation |" in weak
 
 
-def test_small_data_and_verdicts_read_a_finished_study(tmp_path, tiny_study):
+def test_small_data_verdicts_and_monitor_rules_read_a_finished_study(tmp_path, tiny_study):
     out = tmp_path / "fd.png"
     scored = bench("bench/small_data.py", str(tiny_study), "--n", "40", "--out", str(out))
     assert out.is_file() and out.with_suffix(".csv").is_file() and "checkpoints scored" in scored
@@ -152,6 +152,13 @@ def test_small_data_and_verdicts_read_a_finished_study(tmp_path, tiny_study):
     assert gap.is_file()
     verdicts = bench("bench/verdicts.py", str(tiny_study), "--seeds", "2")
     assert "2 seeds: reference" in verdicts and "verdicts beyond noise:" in verdicts
+    runs = [str(run) for run in sorted(tiny_study.glob("variants/*/seed0"))]
+    quiet = [line for line in bench("bench/monitor_rules.py", *runs).splitlines() if "/seed0 |" in line]
+    assert len(quiet) == 2 and all(" | 0.0675 | " in row and row.endswith("| none |") for row in quiet), quiet
+    judged = bench("bench/monitor_rules.py", *runs, "--set", "monitor.d_wins_margin=1.0", "--set",
+                   "monitor.d_wins_logs=2")
+    rows = [line for line in judged.splitlines() if "/seed0 |" in line]
+    assert len(rows) == 2 and all(" | 1.0475 | " in row and row.endswith("| d_wins @ 4 |") for row in rows), judged
 
 
 def test_before_after_trains_both_sides_and_pairs_them_by_seed(tmp_path):

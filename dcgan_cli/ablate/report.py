@@ -23,6 +23,7 @@ from dcgan_cli.ablate.study import Study, finished
 from dcgan_cli.config import flatten
 from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
 from dcgan_cli.files import write_atomically
+from dcgan_cli.training.monitor import METRICS
 
 SCORES = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "fid", "kid", "ndb", "bins",
           "ndb_k", "bins_covered", "precision", "recall")
@@ -30,11 +31,8 @@ FIRST_COLUMN = {"domain": ("modes_covered", "modes", 1), "rotation": ("bins_cove
                 "inception": ("fid", "FID", 2)}  # the table's column after the verdict: key, heading, decimals
 SPACE_WORDS = {"domain": "the domain classifier's features", "rotation": "the rotation network's features (no labels)",
                "inception": "Inception features"}
-LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_real_mean", "d_fake_mean", "d_real_sign",
-          "augment_p")  # train.METRICS, spelled out
-#                                                                      here so the report needs no Keras
 CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", "tail_score", "tail_spread",
-               *SCORES, "diversity", "collapsed", *LOSSES, "step", "train_seconds", "directory")
+               *SCORES, "diversity", "collapsed", *METRICS, "step", "train_seconds", "directory")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from dcgan_cli.evaluate.features import PRIMARY, dataset_key, real_order
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
 from dcgan_cli.files import write_atomically
 from dcgan_cli.nets.models import generate
+from dcgan_cli.training.monitor import METRICS
 from dcgan_cli.training.plots import read_metrics
 
 DIVERSITY_IMAGES = 500  # generated and real images whose mean pairwise distance is compared
@@ -134,7 +135,7 @@ def collapsed(diversity: float, scores: dict, *, floor: float) -> bool:
 def _final_losses(directory: Path) -> dict[str, float]:
     """The last logged losses and D outputs (means over the last log window)."""
     logs = [record for record in read_metrics(directory) if "d_loss_real" in record]
-    return {key: logs[-1][key] for key in training.METRICS if key in logs[-1]} if logs else {}
+    return {key: logs[-1][key] for key in METRICS if key in logs[-1]} if logs else {}
 
 
 def _diversity(found: Path, cfg: Config, *, seed: int) -> float:
