@@ -2,7 +2,9 @@
 alike and compared paired by seed (docs/results.md: Losses on D's logits).
 
     python bench/before_after.py run STUDY --before REV [--after REV] --config C [--set KEY=VALUE ...] [--seeds 0 1 2]
-    python bench/before_after.py report STUDY [--markdown]
+    python bench/before_after.py report STUDY
+    python bench/before_after.py plot STUDY --out curves.png     # scores and D(G(z)) over steps, both sides
+    python bench/before_after.py grids STUDY --out grids.jpg     # each run's last sample grid, before | after
 
 `run` writes STUDY/before/ (the code of git revision REV, exported with `git archive` into STUDY/code-REV/) and
 STUDY/after/ (this tree, or with --after the code of another revision, so that later edits of the tree do not change
@@ -12,7 +14,8 @@ so a busy machine slows both alike (each starts in its own tree: give data paths
 Interrupted, the same command goes on: finished runs are kept, a run with a checkpoint resumes, and `--side` runs
 one side alone (the other later). `report` gives each run's tail (the mean of its last 3 training-time scores from
 half-way on, as `dcgan ablate` judges runs), its final score, and the paired differences after minus before with
-their 95% intervals (ablate/compare.py).
+their 95% intervals (ablate/compare.py). `plot` draws each run's training-time scores, D(G(z)) and G's gradient norm
+(where logged) over the steps; `grids` puts each seed's last sample grid before beside after.
 """
 
 from __future__ import annotations
@@ -145,6 +148,90 @@ def report(args: argparse.Namespace) -> None:
               f"[{effect.low:+.2f}, {effect.high:+.2f}] over {effect.pairs} seeds: {effect.verdict}")
 
 
+def runs(study: Path) -> list[tuple[str, int, Path]]:
+    """(side, seed, run directory) of every run in the study that has logged something."""
+    return [(side, int(run.name.removeprefix("seed")), run) for side in SIDES
+            for run in sorted((study / side).glob("seed*")) if (run / "metrics.jsonl").is_file()]
+
+
+def plot(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from dcgan_cli.training.plots import read_metrics
+
+    study = Path(args.study)
+    plan = json.loads((study / "study.json").read_text())
+    figure, axes = plt.subplots(3, 1, figsize=(9, 9.5), sharex=True)
+    styles = {"before": "--", "after": "-"}
+    for side, seed, run in runs(study):
+        records = read_metrics(run)
+        label = f"{side} ({plan[side] if plan.get(side) else 'the tree'}), seed {seed}"
+        series = compare.training_series(run, features=plan["features"], key="frechet_distance")
+        if series:
+            axes[0].plot(*zip(*series), styles[side], color=f"C{seed}", marker=".", label=label)
+        logs = [r for r in records if "g_loss" in r]
+        axes[1].plot([r["step"] for r in logs], [r["d_fake_mean"] for r in logs], styles[side], color=f"C{seed}",
+                     label=label)
+        normed = [r for r in logs if "g_grad_norm" in r]
+        if normed:
+            axes[2].plot([r["step"] for r in normed], [r["g_grad_norm"] for r in normed], styles[side],
+                         color=f"C{seed}", label=label)
+        probed = [r for r in records if "g_grad_norm" in r.get("probe", {})]
+        if probed:
+            axes[2].plot([r["step"] for r in probed], [r["probe"]["g_grad_norm"] for r in probed], styles[side],
+                         color=f"C{seed}", marker="x", linewidth=0.6, label=f"{label}, probe")
+    axes[0].set_ylabel(f"{plan['features']} FD\n(training-time)")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("D(G(z))")
+    axes[1].set_yscale("log")
+    axes[2].set_ylabel("G's gradient norm")
+    axes[2].set_yscale("symlog", linthresh=1e-4)
+    axes[2].set_xlabel("step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_title(f"{study.name}: before = {plan['before']}, after = {plan.get('after') or 'the tree'}")
+    figure.tight_layout()
+    figure.savefig(args.out, dpi=100)
+    print(f"wrote {args.out}")
+
+
+def grids(args: argparse.Namespace) -> None:
+    from PIL import Image, ImageDraw
+
+    study = Path(args.study)
+    found = {}
+    for side, seed, run in runs(study):
+        last = sorted((run / "samples").glob("step_*.png"))
+        if last:
+            found.setdefault(seed, {})[side] = last[-1]
+    tiles = []
+    for seed, sides in sorted(found.items()):
+        row = []
+        for side in SIDES:
+            if side not in sides:
+                continue
+            with Image.open(sides[side]) as opened:
+                picture = opened.convert("RGB").resize((args.size, args.size), Image.LANCZOS)
+            caption = Image.new("RGB", (args.size, 22), (255, 255, 255))
+            ImageDraw.Draw(caption).text((6, 5), f"{side}, seed {seed}, {sides[side].stem}", fill=(0, 0, 0))
+            tile = Image.new("RGB", (args.size, args.size + 22), (255, 255, 255))
+            tile.paste(caption, (0, 0))
+            tile.paste(picture, (0, 22))
+            row.append(tile)
+        tiles.append(row)
+    width = max(len(row) for row in tiles) * (args.size + 8)
+    sheet = Image.new("RGB", (width, len(tiles) * (args.size + 30)), (255, 255, 255))
+    for y, row in enumerate(tiles):
+        for x, tile in enumerate(row):
+            sheet.paste(tile, (x * (args.size + 8), y * (args.size + 30)))
+    sheet.save(args.out, quality=88)
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,8 +248,15 @@ def main() -> None:
     trains.add_argument("--side", choices=("both", *SIDES), default="both")
     reports = commands.add_parser("report", help="the paired table of a study")
     reports.add_argument("study")
+    plots = commands.add_parser("plot", help="scores, D(G(z)) and G's gradient norm over steps")
+    plots.add_argument("study")
+    plots.add_argument("--out", default="before-after.png")
+    sheets = commands.add_parser("grids", help="each seed's last grid, before beside after")
+    sheets.add_argument("study")
+    sheets.add_argument("--out", default="before-after.jpg")
+    sheets.add_argument("--size", type=int, default=384, help="each grid's side in the sheet, in pixels")
     args = parser.parse_args()
-    (run if args.command == "run" else report)(args)
+    {"run": run, "report": report, "plot": plot, "grids": grids}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,7 @@ def test_before_after_trains_both_sides_and_pairs_them_by_seed(tmp_path):
     assert sorted(p.parent.parent.name for p in study.glob("*/seed0/final.json")) == ["after", "before"]
     report = bench("bench/before_after.py", "report", str(study))
     assert "| 0 |" in report and "over 1 seeds: needs 2+ seeds each" in report
+    bench("bench/before_after.py", "plot", str(study), "--out", str(tmp_path / "curves.png"))
+    bench("bench/before_after.py", "grids", str(study), "--out", str(tmp_path / "grids.jpg"), "--size", "64")
+    with Image.open(tmp_path / "curves.png") as curves, Image.open(tmp_path / "grids.jpg") as sheet:
+        assert curves.size[1] > 600 and sheet.size == (2 * (64 + 8), 64 + 30)
