@@ -16,9 +16,9 @@ import keras
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["tests/test_losses.py", "tests/test_train.py", "tests/test_compiled.py", "tests/test_evaluate.py", "tests/test_draws.py",
-         "tests/test_hacks.py", "tests/test_ema.py", "tests/test_health.py", "tests/test_more_hacks.py",
-         "tests/test_conditional.py", "tests/test_replay.py", "tests/test_adaptive.py"]
+FILES = ["tests/test_losses.py", "tests/test_train.py", "tests/test_compiled.py", "tests/test_evaluate.py",
+         "tests/test_draws.py", "tests/test_hacks.py", "tests/test_ema.py", "tests/test_health.py",
+         "tests/test_more_hacks.py", "tests/test_conditional.py", "tests/test_replay.py", "tests/test_adaptive.py"]
 # Five processes per backend: the core loop, then hacks 12-15, 16-20, 21-22 and 23 on, each hack by its own tests.
 GROUPS = {
     "core": "test_d_update_trains_d_only or test_in_the_g_update or test_fakes_come_from or "

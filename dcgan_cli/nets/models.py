@@ -321,6 +321,7 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
     return Models(g=g, d=d, gan=gan, g_ema=g_ema, classes=classes if cfg.hacks.class_conditional else None,
                   replay=replay, adaptive=adaptive)
 
+
 def global_norm(grads: list):
     """The global L2 norm of a list of gradient tensors, summed in float32 on the device: a scalar."""
     return ops.sqrt(sum(ops.sum(ops.square(ops.cast(grad, "float32"))) for grad in grads))

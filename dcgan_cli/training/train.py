@@ -50,7 +50,6 @@ from dcgan_cli.training.runlog import RunLog
 from dcgan_cli.signals import StopRequest
 
 
-
 class TrainingError(Exception):
     """A run that stopped before its last step; the message says why and what was kept."""
 
