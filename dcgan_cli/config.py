@@ -104,7 +104,7 @@ class HacksConfig:
     g_dropout_rate: float = setting(0.5, low=0.0, high=1.0, high_open=True)  # the share of units it zeroes
     spectral_norm: bool = setting(False)  # 16 D's convolutions and final Dense divided by their largest singular
     #                                       value (one power iteration per step); off: plain layers
-    hinge_loss: bool = setting(False)  # 17 hinge loss on D's raw scores (no sigmoid); off: binary cross-entropy
+    hinge_loss: bool = setting(False)  # 17 hinge loss on D's raw scores; off: binary cross-entropy on them
     r1_penalty: bool = setting(False)  # 18 R1 gradient penalty on real images in D's loss (train.loop: compiled);
     #                                    off: none
     r1_gamma: float = setting(10.0, low=0.0)  # the penalty's weight gamma (gamma / 2 times the squared gradient norm)
@@ -147,7 +147,7 @@ class TrainConfig:
     jit_compile: str = setting("auto", choices=("auto", "on", "off"))  # TensorFlow, compiled loop: XLA for the
     #                                     step; auto = on with a GPU, off on a CPU (oneDNN's kernels are faster)
     mixed_precision: str = setting("off", choices=("off", "bfloat16", "float16"))  # compute dtype of the layers;
-    #                                     variables, losses and D's sigmoid stay float32; float16 adds loss scaling
+    #                                     variables, losses and D's raw score stay float32; float16 adds loss scaling
     device_data_fraction: float = setting(0.25, low=0.0, high=1.0)  # keep the uint8 dataset on the device
     #                                     when it takes at most this share of its memory (RAM on a CPU), so a step
     #                                     gathers its batch there; 0 = stream each step's uint8 batch
