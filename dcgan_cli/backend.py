@@ -30,7 +30,10 @@ def compile_function(fn: Callable, *, jit_compile: bool = False, donate_first: b
     if name == "jax":
         import jax
 
-        return jax.jit(fn, donate_argnums=(0,) if donate_first else ())
+        if donate_first:  # kept even where unused (a value the step only overwrites, G's gradient norm): a pruned
+            #               argument's buffer would not be donated and would stay beside its replacement
+            return jax.jit(fn, donate_argnums=(0,), keep_unused=True)
+        return jax.jit(fn)
     if name == "torch":
         import torch
 
