@@ -84,12 +84,12 @@ def one_run(code: Path, run_dir: Path, config: str, sets: list[str], *, seed: in
 def run(args: argparse.Namespace) -> None:
     study = Path(args.study).resolve()
     study.mkdir(parents=True, exist_ok=True)
-    plan = {"config": args.config, "sets": args.set, "seeds": args.seeds, "n": args.n, "features": args.features,
-            "before": args.before}
+    plan = {"config": args.config, "sets": args.set, "n": args.n, "features": args.features, "before": args.before}
     saved = study / "study.json"
     found = json.loads(saved.read_text()) if saved.is_file() else plan
-    if {key: value for key, value in found.items() if key != "after"} != plan:
+    if {key: value for key, value in found.items() if key not in ("after", "seeds")} != plan:
         raise SystemExit(f"{study} holds another study ({saved}); pick another directory")
+    found["seeds"] = sorted(set(found.get("seeds", [])) | set(args.seeds))  # a later command may add seeds
     if args.side != "before":  # the code the `after` runs are trained with
         found["after"] = args.after
     saved.write_text(json.dumps({**plan, **found}, indent=1) + "\n", encoding="utf-8")
