@@ -11,8 +11,9 @@ STUDY/after/ (this tree, or with --after the code of another revision, so that l
 change a study that runs for hours), one run directory per seed in each (`seed0/`, ...), trained by `dcgan train`
 and then scored by `dcgan evaluate --n N` on the final checkpoint (`final.json`); the two sides of a seed run one
 after the other, so a busy machine slows both alike (each starts in its own tree: give data paths as absolute
-paths). `--jobs` runs that many at once, each capped at cores / jobs threads. Interrupted, the same command goes on: finished runs are kept, a run with a checkpoint resumes, and `--side` runs
-one side alone (the other later). `report` gives each run's tail (the mean of its last 3 training-time scores from
+paths). `--jobs` runs that many at once, each capped at cores / jobs threads. Interrupted, the same command goes
+on: finished runs are kept, a run with a checkpoint resumes; `--side` runs one side alone (the other later), and
+other `--seeds` add runs to the study. `report` gives each run's tail (the mean of its last 3 training-time scores from
 half-way on, as `dcgan ablate` judges runs), its final score, and the paired differences after minus before with
 their 95% intervals (ablate/compare.py). `plot` draws each run's training-time scores, D(G(z)) and G's gradient norm
 (where logged) over the steps; `grids` puts each seed's last sample grid before beside after.
