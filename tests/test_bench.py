@@ -26,7 +26,9 @@ def bench(*args: str, cwd: Path = ROOT, timeout: int = 600) -> str:
     """Run one bench/ command (a script and its arguments) from the project's root; its stdout, or the end of what
     it printed when it fails."""
     command = ["bash", *args] if args[0].endswith(".sh") else [sys.executable, *args]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # bench/gpu.sh calls python3: this interpreter's, as in an activated venv
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return result.stdout
