@@ -355,12 +355,17 @@ def _apply_overrides(raw: dict, overrides: Iterable[str], problems: list[str]) -
             continue
         section, name = parts
         if key.strip() in RETIRED:
-            problems.append(f"{key.strip()}: no longer a setting: {RETIRED[key.strip()]}. Received: {text.strip()!r}")
+            problems.append(_retired(key.strip(), repr(text.strip())))
             continue
         target = merged.setdefault(section, {})
         if isinstance(target, dict):
             target[name] = value
     return merged
+
+
+def _retired(path: str, shown: str) -> str:
+    """The problem of a RETIRED key given by a user: what replaced it."""
+    return f"{path}: no longer a setting: {RETIRED[path]}. Received: {shown}"
 
 
 def _build(raw: dict, problems: list[str], *, saved: bool = False) -> Config:
@@ -389,7 +394,7 @@ def _build_section(section: str, values: dict, problems: list[str], *, saved: bo
         path = f"{section}.{key}"
         if path in RETIRED:
             if not saved:
-                problems.append(f"{path}: no longer a setting: {RETIRED[path]}. Received: {show_value(value)}")
+                problems.append(_retired(path, show_value(value)))
             continue
         if key not in fields:
             problems.append(f"{path}: unknown key{_suggest_key(str(key), section)}")
