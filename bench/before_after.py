@@ -161,7 +161,7 @@ def plot(args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from dcgan_cli.training.plots import read_metrics
+    from dcgan_cli.training.plots import log_scale, read_metrics
 
     study = Path(args.study)
     plan = json.loads((study / "study.json").read_text())
@@ -189,7 +189,7 @@ def plot(args: argparse.Namespace) -> None:
     axes[1].set_ylabel("D(G(z))")
     axes[1].set_yscale("log")
     axes[2].set_ylabel("G's gradient norm")
-    axes[2].set_yscale("symlog", linthresh=1e-4)
+    log_scale(axes[2], [value for line in axes[2].get_lines() for value in line.get_ydata()])
     axes[2].set_xlabel("step")
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -82,8 +82,8 @@ def save_losses(run_dir: Path, events: list[dict], cfg: Config) -> Path | None:
         if lines[0][0] == "diversity":
             ax.axhline(cfg.monitor.collapse_diversity, color="tab:red", linestyle=":", linewidth=1,
                        label="collapse below")
-        if lines[0][0] == "g_grad_norm":  # a vanished gradient is exactly 0: logarithmic above 1e-4, linear below
-            ax.set_yscale("symlog", linthresh=1e-4)
+        if lines[0][0] == "g_grad_norm":
+            log_scale(ax, _series(records, "g_grad_norm")[1])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
@@ -95,6 +95,16 @@ def save_losses(run_dir: Path, events: list[dict], cfg: Config) -> Path | None:
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     return write_atomically(Path(run_dir) / LOSSES, lambda file: file.write(buffer.getvalue()))
+
+
+def log_scale(ax, values: list[float]) -> None:
+    """A logarithmic y axis for gradient norms; where one is exactly 0 (a G that gets no gradient), logarithmic
+    above 1e-4 and linear below, down to 0, so the 0 shows."""
+    if values and min(values) <= 0:
+        ax.set_yscale("symlog", linthresh=1e-4)
+        ax.set_ylim(bottom=0)
+    else:
+        ax.set_yscale("log")
 
 
 def _mark_events(axes, events: list[dict]) -> None:
