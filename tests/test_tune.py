@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import re
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from dcgan_cli.config import load_config
 from dcgan_cli.files import read_jsonl
 from dcgan_cli.state import checkpoint
 from dcgan_cli.training import train as training
+from dcgan_cli.tune import runner as tune_runner
 from dcgan_cli.tune import study as tuning_module
 from dcgan_cli.tune import worker as trial_worker
 from dcgan_cli.tune.space import load_space, parse_space
@@ -128,7 +130,8 @@ def test_a_space_file_that_cannot_be_read_or_parsed_is_named(tmp_path):
 def test_options_that_cannot_work_exit_2(tmp_path, monkeypatch):
     space = space_file(tmp_path / "space.yaml")
     no_scores = invoke(*tune_args(tmp_path / "a", space, sets=[*SETS, "output.eval_every=0"]))
-    assert no_scores.exit_code == 2 and "--pruner median" in no_scores.output and "output.eval_every" in no_scores.output
+    assert no_scores.exit_code == 2 and "--pruner median" in no_scores.output
+    assert "output.eval_every" in no_scores.output
     storage = invoke(*tune_args(tmp_path / "b", space, "--storage", "tune.db"))
     assert storage.exit_code == 2 and "--storage: expected a database URL" in storage.output
     nothing = invoke("tune", "--report", tmp_path / "c")
@@ -315,17 +318,36 @@ def test_killed_study_continues_without_redoing_finished_trials(tmp_path):
     assert "stopped by SIGTERM" in (root / "trials" / "0001" / "log.txt").read_text()  # then resumed
 
 
+# Put on PYTHONPATH for the tune processes: each trial's worker waits until the file GATE names exists.
+GATE = """
+import os, sys, time
+if "tune-run" in sys.argv and os.environ.get("GATE"):
+    while not os.path.exists(os.environ["GATE"]):
+        time.sleep(0.05)
+"""
+
+
 @pytest.mark.e2e
 def test_two_processes_on_one_journal_share_the_trials(tmp_path):
+    """The first process's trial waits (GATE) until the second has planned one of its own, however slow either
+    starts: both then run trials, and no trial runs twice."""
     root = tmp_path / "study"
     space = space_file(tmp_path / "space.yaml")
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "sitecustomize.py").write_text(GATE)
+    env = {**os.environ, "GATE": str(tmp_path / "open"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "gate"), os.environ.get("PYTHONPATH", "")])}
     sets = [*SETS, "train.steps=40", "output.eval_every=20", "output.sample_every=40", "output.checkpoint_every=20"]
     args = tune_args(root, space, "--trials", "3", "--pruner", "none", sets=sets)
-    first = dcgan(*args, cwd=tmp_path)
-    while not (root / tuning_module.PLAN).is_file():
+    first = dcgan(*args, cwd=tmp_path, env=env)
+    while not (root / "trials" / "0000" / tuning_module.TRIAL).is_file():
         assert first.poll() is None, first.communicate()
         time.sleep(0.1)
-    second = dcgan(*args, cwd=tmp_path)
+    second = dcgan(*args, cwd=tmp_path, env=env)
+    while not (root / "trials" / "0001" / tuning_module.TRIAL).is_file():
+        assert second.poll() is None, second.communicate()
+        time.sleep(0.1)
+    (tmp_path / "open").touch()
     outcomes = [process.communicate(timeout=600) for process in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outcomes
     ran = [int(re.search(r"for (\d+) trials", err).group(1)) for _, err in outcomes]
@@ -337,6 +359,29 @@ def test_two_processes_on_one_journal_share_the_trials(tmp_path):
     study = optuna.load_study(study_name="study", storage=tuning_module.open_storage(f"journal:{root / 'journal.log'}"))
     assert sorted(t.number for t in study.get_trials()) == list(range(len(results)))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials())
+
+
+HOLD = ("import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+        "print('held', flush=True); input()")
+
+
+def test_a_trial_planned_by_a_live_process_is_no_orphan_before_its_worker_starts(tmp_path):
+    """A process joining the study while another has planned a trial whose worker has not taken the trial's
+    lock yet leaves that trial alone; once the planner is gone, the trial is an orphan to resume."""
+    tuning = tuning_in(tmp_path / "study")
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    directory = tuning_module.plan_trial(tuning, study.ask(tuning.space.distributions()))
+    planner = subprocess.Popen([sys.executable, "-c", HOLD, str(directory / tuning_module.PLANNER_LOCK)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert planner.stdout.readline() == "held\n"
+        assert tune_runner.orphans(tuning, study) == []
+    finally:
+        planner.communicate("")
+    found = tune_runner.orphans(tuning, study)
+    assert [(job.number, job.directory) for job in found] == [(0, directory)]
+    found[0].held.release()
 
 
 def test_a_moved_study_reads_the_journal_beside_it(tmp_path):

@@ -137,7 +137,7 @@ def update_g(models: Models, inputs, targets) -> tuple[float, float]:
     (models.keeping_gradient_norm)."""
     models.d.trainable = False
     loss = models.gan.train_on_batch(inputs, targets, return_dict=True)["loss"]
-    return loss, float(keras.ops.convert_to_numpy(gradient_norm(models.gan.optimizer).value))
+    return loss, float(gradient_norm(models.gan.optimizer).numpy())
 
 
 def train_step(models: Models, batches: tuple, g_inputs, g_targets, *, cfg: Config) -> dict[str, float]:

@@ -16,17 +16,31 @@ from tqdm import tqdm
 from dcgan_cli.ablate import executors
 from dcgan_cli.ablate import runner as runs
 from dcgan_cli.config import ConfigError
-from dcgan_cli.tune.study import TRIAL, TRIAL_LOCK, Tuning, plan_trial, trial_result
+from dcgan_cli.tune.study import PLANNER_LOCK, TRIAL, TRIAL_LOCK, Tuning, plan_trial, trial_result
 
 WORKER = "tune-run"
 
 
 @dataclass(frozen=True)
 class TrialJob:
-    """A trial for an executor: its number and directory."""
+    """A trial for an executor: its number, its directory, and this process's hold on it (claim)."""
 
     number: int
     directory: Path
+    held: FileLock = field(compare=False, repr=False)
+
+
+def claim(directory: Path) -> FileLock | None:
+    """Hold trial `directory` for this process until its job is done (its lock file, taken before trial.json is
+    written), so that a process joining the study never takes a trial whose worker has not started yet for an
+    orphan; None when another live process holds it. The system drops the hold of a process that dies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / PLANNER_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
 
 
 @dataclass
@@ -47,13 +61,17 @@ def orphans(tuning: Tuning, study) -> list[TrialJob]:
         directory = tuning.trial_directory(trial.number)
         if not (directory / TRIAL).is_file():
             continue
+        held = claim(directory)
+        if held is None:
+            continue
         lock = FileLock(directory / TRIAL_LOCK)
         try:
             lock.acquire(timeout=0)
         except Timeout:
+            held.release()
             continue
         lock.release()
-        found.append(TrialJob(trial.number, directory))
+        found.append(TrialJob(trial.number, directory, held))
     return found
 
 
@@ -65,15 +83,20 @@ def asked(tuning: Tuning, study, *, trials: int, deadline: float | None, outcome
     distributions = tuning.space.distributions()
     while (deadline is None or time.monotonic() < deadline) and len(study.get_trials(deepcopy=False)) < trials:
         trial = study.ask(distributions)
+        directory = tuning.trial_directory(trial.number)
+        held = claim(directory)  # a new trial's directory: no one else holds it
         try:
-            directory = plan_trial(tuning, trial)
+            plan_trial(tuning, trial)
         except ConfigError as error:
+            held.release()
+            (directory / PLANNER_LOCK).unlink()
+            directory.rmdir()
             why = "; ".join(error.problems)
             trial.set_user_attr("refused", why)
             study.tell(trial, state=TrialState.FAIL)
             outcome.refused.append(f"trial {trial.number}: {why}")
             continue
-        yield TrialJob(trial.number, directory)
+        yield TrialJob(trial.number, directory, held)
 
 
 def run(tuning: Tuning, study, *, trials: int, timeout: float | None, executor: str, jobs: int, threads: int,
@@ -86,6 +109,7 @@ def run(tuning: Tuning, study, *, trials: int, timeout: float | None, executor: 
     planned = max(trials - len(study.get_trials(deepcopy=False)), 0) + len(resumed)
     with tqdm(total=planned, unit="trial", desc="tune", dynamic_ncols=True) as bar:
         def done(job: TrialJob, code: int) -> None:
+            job.held.release()
             result = trial_result(job.directory)
             if outcome.sort(job, code, result, bar=bar, name=f"trial {job.number}"):
                 outcome.ran += 1

@@ -29,7 +29,7 @@ from dcgan_cli import config as config_module
 from dcgan_cli.ablate.study import claim, plan_run, read_plan
 from dcgan_cli.config import Config, ConfigError, load_config
 from dcgan_cli.files import write_atomically
-from dcgan_cli.tune.space import Space, SpaceError, load_space, parse_space, word
+from dcgan_cli.tune.space import Space, SpaceError, parse_space, word
 
 PLAN = "tune.json"
 BASE = "base.yaml"
@@ -39,6 +39,7 @@ TRIALS = "trials"
 TRIAL = "trial.json"  # in each trial's directory: what its worker needs
 RESULT = "result.json"  # in each trial's directory, written last
 TRIAL_LOCK = ".trial.lock"  # held by the trial's worker (its seeds' runs hold their own .lock)
+PLANNER_LOCK = ".planner.lock"  # held by the tune process that planned or resumed the trial, until it is done
 CONFIRM = "confirm"
 FORMAT = 1
 IDENTITY_ATTR = "dcgan_tune"  # the study's user attribute that holds its identity, for processes that join it
