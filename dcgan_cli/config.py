@@ -37,6 +37,7 @@ def setting(default: Any, *, choices: tuple | None = None, low: float | None = N
 DATASETS = ("digits", "folder", "mnist", "fashion_mnist", "cifar10", "npz", "npy")
 FEATURE_SPACES = ("domain", "rotation", "inception")  # what scores can be measured in (evaluate/features.py)
 NEEDS_PATH = ("folder", "npz", "npy")
+AUGMENT_POLICY = ("color", "translation", "cutout")  # DiffAugment's operation groups (Zhao et al. 2020's policy)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class HacksConfig:
     instance_noise_steps: int = setting(1500, low=1)  # the step by which it has fallen linearly to 0
     diff_augment: bool = setting(False)  # 20 DiffAugment's colour, translation and cutout on every D input, real and
     #                                      fake, in D's and G's updates; off: none
+    diff_augment_policy: tuple[str, ...] = setting(AUGMENT_POLICY, choices=AUGMENT_POLICY)  # which of its
+    #                                      operations hacks 20 and 23 apply: color, translation, cutout
     g_dropout: bool = setting(False)  # 15 dropout after G's hidden blocks, in training and sampling; off: none
     g_dropout_rate: float = setting(0.5, low=0.0, high=1.0, high_open=True)  # the share of units it zeroes
     spectral_norm: bool = setting(False)  # 16 D's convolutions and final Dense divided by their largest singular
@@ -432,6 +435,8 @@ def _check_value(value: Any, hint: Any, checks: dict) -> Any:
             raise ValueError(f"expected one of {', '.join(map(str, choices))}")
         _check_range(number, checks, integer=hint is int)
         return number
+    if hint == tuple[str, ...]:
+        return _words(value, checks["choices"])
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise ValueError("expected a range [low, high]")
@@ -440,6 +445,20 @@ def _check_value(value: Any, hint: Any, checks: dict) -> Any:
             raise ValueError("expected a range [low, high] with low <= high")
         return (low, high)
     raise TypeError(f"no check for type {hint!r}")
+
+
+def _words(value: Any, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A non-empty list of distinct words from `choices`, in the order of `choices` (so that [cutout, color] and
+    [color, cutout] are one value)."""
+    expected = f"expected a non-empty list of {', '.join(choices)}"
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(item, str) for item in value):
+        raise ValueError(expected)
+    unknown = [item for item in value if item not in choices]
+    if unknown:
+        raise ValueError(expected + _suggest(unknown[0], choices))
+    if len(set(value)) != len(value):
+        raise ValueError(f"{expected}, each once")
+    return tuple(choice for choice in choices if choice in value)
 
 
 def _number(value: Any, *, integer: bool) -> int | float:

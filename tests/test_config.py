@@ -89,6 +89,14 @@ def test_unknown_section_suggests(tmp_path):
     ("model:\n  channels: 2\n", "model.channels: expected one of 1, 3. Received: 2"),
     ("hacks:\n  real_label_range: 0.9\n", "hacks.real_label_range: expected a range [low, high]. Received: 0.9"),
     ("output:\n  run_dir: 5\n", "output.run_dir: expected a string. Received: 5"),
+    ("hacks:\n  diff_augment_policy: cutout\n",
+     "hacks.diff_augment_policy: expected a non-empty list of color, translation, cutout. Received: 'cutout'"),
+    ("hacks:\n  diff_augment_policy: []\n",
+     "hacks.diff_augment_policy: expected a non-empty list of color, translation, cutout. Received: []"),
+    ("hacks:\n  diff_augment_policy: [colour]\n", "hacks.diff_augment_policy: expected a non-empty list of color, "
+     "translation, cutout; did you mean 'color'?. Received: ['colour']"),
+    ("hacks:\n  diff_augment_policy: [cutout, cutout]\n", "hacks.diff_augment_policy: expected a non-empty list "
+     "of color, translation, cutout, each once. Received: ['cutout', 'cutout']"),
 ])
 def test_wrong_type_names_path_expectation_and_value(tmp_path, text, expected):
     assert problems(tmp_path, text) == [expected]
@@ -114,6 +122,13 @@ def test_scientific_notation_reads_as_a_float(tmp_path):
     assert cfg.hacks.learning_rate == 1e-4 and isinstance(cfg.hacks.learning_rate, float)
     assert cfg.hacks.init_stddev == 0.02
     assert load_config(None, ["hacks.learning_rate=5e-5"]).hacks.learning_rate == 5e-5
+
+
+def test_a_policy_is_one_value_in_any_order_and_writes_back_as_a_list(tmp_path):
+    cfg = load_config(write(tmp_path, "hacks:\n  diff_augment_policy: [cutout, color]\n"))
+    assert cfg.hacks.diff_augment_policy == ("color", "cutout")
+    assert load_config(None, ["hacks.diff_augment_policy=[color, cutout]"]) == cfg
+    assert "diff_augment_policy: [color, cutout]" in to_yaml(cfg)
 
 
 def test_integers_are_accepted_for_floats(tmp_path):

@@ -332,26 +332,32 @@ def test_instance_noise_reaches_the_g_update_and_both_loops_agree(tiny_overrides
 
 
 # 20 diff_augment
-def numpy_diff_augment(x: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """DiffAugment's colour, translation and cutout written out per image with NumPy."""
+def numpy_diff_augment(x: np.ndarray, u: np.ndarray, policy=("color", "translation", "cutout")) -> np.ndarray:
+    """DiffAugment's colour, translation and cutout (those of `policy`) written out per image with NumPy."""
     out = np.empty_like(x)
     n, h, w, c = x.shape
     for i in range(n):
-        y = x[i] + (u[i, 0] - 0.5)
-        y = (y - y.mean(axis=-1, keepdims=True)) * (2 * u[i, 1]) + y.mean(axis=-1, keepdims=True)
-        y = (y - y.mean()) * (u[i, 2] + 0.5) + y.mean()
-        shift_y = int(np.floor(u[i, 3] * 5)) - 2  # 16 * 0.125 = 2 pixels each way
-        shift_x = int(np.floor(u[i, 4] * 5)) - 2
-        moved = np.zeros_like(y)
-        for r in range(h):
-            for col in range(w):
-                sr, sc = r - shift_y, col - shift_x
-                if 0 <= sr < h and 0 <= sc < w:
-                    moved[r, col] = y[sr, sc]
-        top = int(np.floor(u[i, 5] * 17)) - 4  # an 8-pixel square
-        left = int(np.floor(u[i, 6] * 17)) - 4
-        moved[max(top, 0):max(top + 8, 0), max(left, 0):max(left + 8, 0)] = 0
-        out[i] = moved
+        y = x[i]
+        if "color" in policy:
+            y = y + (u[i, 0] - 0.5)
+            y = (y - y.mean(axis=-1, keepdims=True)) * (2 * u[i, 1]) + y.mean(axis=-1, keepdims=True)
+            y = (y - y.mean()) * (u[i, 2] + 0.5) + y.mean()
+        if "translation" in policy:
+            shift_y = int(np.floor(u[i, 3] * 5)) - 2  # 16 * 0.125 = 2 pixels each way
+            shift_x = int(np.floor(u[i, 4] * 5)) - 2
+            moved = np.zeros_like(y)
+            for r in range(h):
+                for col in range(w):
+                    sr, sc = r - shift_y, col - shift_x
+                    if 0 <= sr < h and 0 <= sc < w:
+                        moved[r, col] = y[sr, sc]
+            y = moved
+        if "cutout" in policy:
+            top = int(np.floor(u[i, 5] * 17)) - 4  # an 8-pixel square
+            left = int(np.floor(u[i, 6] * 17)) - 4
+            y = y.copy()
+            y[max(top, 0):max(top + 8, 0), max(left, 0):max(left + 8, 0)] = 0
+        out[i] = y
     return out
 
 
@@ -362,6 +368,21 @@ def test_diff_augment_is_diffaugments_colour_translation_and_cutout():
     x = rng.uniform(-1, 1, size=(12, 16, 16, 3)).astype(np.float32)
     u = rng.uniform(0, 1, size=(12, 7)).astype(np.float32)
     assert np.allclose(keras.ops.convert_to_numpy(diff_augment(x, u)), numpy_diff_augment(x, u), atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", [("color",), ("translation",), ("cutout",), ("color", "cutout"),
+                                    ("translation", "cutout")])
+def test_diff_augment_policy_runs_only_its_operations(policy):
+    from dcgan_cli.nets.layers import diff_augment
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(12, 16, 16, 3)).astype(np.float32)
+    u = rng.uniform(0, 1, size=(12, 7)).astype(np.float32)
+    found = keras.ops.convert_to_numpy(diff_augment(x, u, policy=policy))
+    assert np.allclose(found, numpy_diff_augment(x, u, policy), atol=1e-5)
+    assert not np.allclose(found, numpy_diff_augment(x, u), atol=1e-3)  # not the full policy either
+    on = np.array([[name in policy for name in ("color",) * 3 + ("translation", "cutout")]] * 12, np.float32)
+    assert np.allclose(found, keras.ops.convert_to_numpy(diff_augment(x, u, on)), atol=1e-6)  # hack 23's gates
 
 
 def test_diff_augment_is_the_same_function_on_real_and_fake_and_differentiable(tiny_cfg):
@@ -390,11 +411,14 @@ def test_diff_augment_reaches_the_g_update_and_both_loops_agree(tiny_overrides, 
 
     from dcgan_cli.nets.models import build_models
 
-    both = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, diff_augment=True, instance_noise=True))
-    assert [i.name for i in build_models(both, np.random.default_rng(0)).gan.inputs] == [
-        "z", "augment_draws", "d_input_noise"]
+    both = replace(tiny_cfg, hacks=replace(tiny_cfg.hacks, diff_augment=True, instance_noise=True,
+                                           diff_augment_policy=("color", "cutout")))
+    gan = build_models(both, np.random.default_rng(0)).gan
+    assert [i.name for i in gan.inputs] == ["z", "augment_draws", "d_input_noise"]
+    assert gan.get_layer("augmented").policy == ("color", "cutout")
     runs = {loop: run(tiny_overrides, tmp_path, loop, f"train.loop={loop}", "hacks.diff_augment=true",
-                      "hacks.instance_noise=true") for loop in ("train_on_batch", "compiled")}
+                      "hacks.instance_noise=true", "hacks.diff_augment_policy=[cutout, color]")
+            for loop in ("train_on_batch", "compiled")}
     split, compiled = (weights(r) for r in runs.values())
     assert all(np.allclose(split[key], compiled[key], rtol=1e-4, atol=1e-6) for key in split)
     plain = weights(run(tiny_overrides, tmp_path, "plain", "hacks.instance_noise=true"))

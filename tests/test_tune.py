@@ -83,6 +83,11 @@ def test_a_space_maps_keys_to_optuna_distributions_and_back_to_config_values():
     cfg = space.apply(load_config(DIGITS), values)
     assert cfg.hacks.real_label_range == (0.9, 1.0) and cfg.train.ema_decay == 0.95 and cfg.hacks.learning_rate == 3e-4
     assert parse_space({"hacks.d_steps": {"int": [1, 3]}}, source="s").distributions()["hacks.d_steps"].high == 3
+    policy = parse_space({"hacks.diff_augment_policy": {"choice": [["cutout", "translation"], ["color"]]}},
+                         source="s")
+    assert policy.distributions()["hacks.diff_augment_policy"].choices == ("[translation, cutout]", "[color]")
+    assert policy.values({"hacks.diff_augment_policy": "[translation, cutout]"}) == {
+        "hacks.diff_augment_policy": ("translation", "cutout")}
 
 
 def test_the_shipped_spaces_load_and_draw_configs_the_loader_accepts():

@@ -105,12 +105,12 @@ def diff_augment(images, rng, *, hacks: HacksConfig):
     differentiable colour, translation and cutout augmentation (layers.diff_augment) on every D input, real and
     fake, in D's updates and in the G update, each image with its own draws.
 
-    on:  layers.diff_augment(images, rng.uniform(0, 1, (N, 7)))   same shape
+    on:  layers.diff_augment(images, rng.uniform(0, 1, (N, 7)), policy=diff_augment_policy)   same shape
     off: images unchanged
     """
     if not hacks.diff_augment:
         return images
-    return augment(images, augment_draws(images.shape[0], rng))
+    return augment(images, augment_draws(images.shape[0], rng), policy=hacks.diff_augment_policy)
 
 
 def augment_draws(n: int, rng):
@@ -124,13 +124,14 @@ def adaptive_augment(images, rng, gates, p, *, hacks: HacksConfig):
     image with probability p, the strength that adapt() moves with D's overfitting. `rng` draws the operations'
     magnitudes (those of hack 20), `gates` whether each applies; p is a float32 scalar in [0, 1].
 
-    on:  layers.diff_augment(images, hack 20's draws, on = gates.uniform(0, 1, (N, 5)) < p)   same shape
+    on:  layers.diff_augment(images, hack 20's draws, on = gates.uniform(0, 1, (N, 5)) < p,
+                             policy=diff_augment_policy)   same shape
     off: images unchanged
     """
     if not hacks.adaptive_augment:
         return images
     n = images.shape[0]
-    return augment(images, augment_draws(n, rng), augment_gates(n, gates, p))
+    return augment(images, augment_draws(n, rng), augment_gates(n, gates, p), policy=hacks.diff_augment_policy)
 
 
 def augment_gates(n: int, rng, p):

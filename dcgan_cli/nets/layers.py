@@ -7,6 +7,8 @@ import zlib
 import keras
 from keras import ops
 
+from dcgan_cli.config import AUGMENT_POLICY
+
 
 @keras.saving.register_keras_serializable(package="dcgan_cli")
 class BatchNorm(keras.layers.BatchNormalization):
@@ -114,15 +116,17 @@ AUGMENT_OPS = 5  # the operations hack 23 applies each with its probability: bri
 #                  translation, cutout
 TRANSLATION = 0.125  # DiffAugment's translation: up to this share of the side, each way
 CUTOUT = 0.5  # DiffAugment's cutout: a square of this share of the side
+POLICY_OPS = {"color": (0, 1, 2), "translation": (3,), "cutout": (4,)}  # each policy word's operations
 
 
-def diff_augment(images, u, on=None):
+def diff_augment(images, u, on=None, *, policy: tuple[str, ...] = AUGMENT_POLICY):
     """DiffAugment's colour, translation and cutout (Zhao et al. 2020) of images (N, H, W, C) in the model range,
     each image by its own uniform draws u (N, AUGMENT_DRAWS) in [0, 1): differentiable in the images, so G learns
     through it. Brightness + (u0 - 0.5); saturation x 2 u1 around the channel mean; contrast x (u2 + 0.5) around
     the image mean; a shift of up to TRANSLATION of the side with zeros coming in; a zeroed square of CUTOUT of
-    the side centred anywhere. With `on` (N, AUGMENT_OPS), 1 or 0 (hack 23), an image gets each operation only
-    where its column is 1. Same shape, float32."""
+    the side centred anywhere. Only the operations of `policy`'s words (POLICY_OPS) run; with `on` (N, AUGMENT_OPS),
+    1 or 0 (hack 23), an image gets each of them only where its column is 1. The draws are the same whatever the
+    policy. Same shape, float32."""
     x = ops.cast(images, "float32")
     n, h, w, c = x.shape
     u = ops.cast(u, "float32")
@@ -136,11 +140,12 @@ def diff_augment(images, u, on=None):
             return after
         return ops.where(ops.reshape(on[:, k] > 0.5, (-1, 1, 1, 1)), after, before)
 
-    x = gated(0, x, x + (column(0) - 0.5))
-    mean = ops.mean(x, axis=-1, keepdims=True)
-    x = gated(1, x, (x - mean) * (column(1) * 2.0) + mean)
-    mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-    x = gated(2, x, (x - mean) * (column(2) + 0.5) + mean)
+    if "color" in policy:
+        x = gated(0, x, x + (column(0) - 0.5))
+        mean = ops.mean(x, axis=-1, keepdims=True)
+        x = gated(1, x, (x - mean) * (column(1) * 2.0) + mean)
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        x = gated(2, x, (x - mean) * (column(2) + 0.5) + mean)
 
     def shifted(k, side):
         reach = int(side * TRANSLATION + 0.5)
@@ -148,11 +153,12 @@ def diff_augment(images, u, on=None):
         source = ops.arange(side, dtype="int32")[None, :] - shift[:, None]  # (N, side): where each pixel comes from
         return ops.clip(source, 0, side - 1), ops.cast((source >= 0) & (source < side), "float32")
 
-    rows, row_ok = shifted(3, h)
-    cols, col_ok = shifted(4, w)
-    moved = ops.take_along_axis(x, ops.broadcast_to(ops.reshape(rows, (-1, h, 1, 1)), (n, h, w, c)), axis=1)
-    moved = ops.take_along_axis(moved, ops.broadcast_to(ops.reshape(cols, (-1, 1, w, 1)), (n, h, w, c)), axis=2)
-    x = gated(3, x, moved * ops.reshape(row_ok, (-1, h, 1, 1)) * ops.reshape(col_ok, (-1, 1, w, 1)))
+    if "translation" in policy:
+        rows, row_ok = shifted(3, h)
+        cols, col_ok = shifted(4, w)
+        moved = ops.take_along_axis(x, ops.broadcast_to(ops.reshape(rows, (-1, h, 1, 1)), (n, h, w, c)), axis=1)
+        moved = ops.take_along_axis(moved, ops.broadcast_to(ops.reshape(cols, (-1, 1, w, 1)), (n, h, w, c)), axis=2)
+        x = gated(3, x, moved * ops.reshape(row_ok, (-1, h, 1, 1)) * ops.reshape(col_ok, (-1, 1, w, 1)))
 
     def outside(k, side):
         size = int(side * CUTOUT + 0.5)
@@ -160,22 +166,32 @@ def diff_augment(images, u, on=None):
         index = ops.arange(side, dtype="int32")[None, :]
         return ops.logical_or(index < start[:, None], index >= start[:, None] + size)  # (N, side)
 
-    keep = ops.logical_or(ops.reshape(outside(5, h), (-1, h, 1, 1)), ops.reshape(outside(6, w), (-1, 1, w, 1)))
-    return gated(4, x, x * ops.cast(keep, "float32"))
+    if "cutout" in policy:
+        keep = ops.logical_or(ops.reshape(outside(5, h), (-1, h, 1, 1)), ops.reshape(outside(6, w), (-1, 1, w, 1)))
+        x = gated(4, x, x * ops.cast(keep, "float32"))
+    return x
 
 
 @keras.saving.register_keras_serializable(package="dcgan_cli")
 class DiffAugment(keras.layers.Layer):
-    """diff_augment as a layer of the train_on_batch loop's GAN model: [images, u] -> augmented images; with hack
-    23 u is (N, AUGMENT_DRAWS + AUGMENT_OPS), the draws and then which operations apply."""
+    """diff_augment as a layer of the train_on_batch loop's GAN model: [images, u] -> augmented images, by the
+    operations of `policy`; with hack 23 u is (N, AUGMENT_DRAWS + AUGMENT_OPS), the draws and then which operations
+    apply."""
+
+    def __init__(self, *, policy: tuple[str, ...] = AUGMENT_POLICY, **kwargs):
+        super().__init__(**kwargs)
+        self.policy = tuple(policy)
 
     def call(self, inputs):
         images, u = inputs
         on = u[:, AUGMENT_DRAWS:] if u.shape[-1] > AUGMENT_DRAWS else None
-        return ops.cast(diff_augment(images, u[:, :AUGMENT_DRAWS], on), self.compute_dtype)
+        return ops.cast(diff_augment(images, u[:, :AUGMENT_DRAWS], on, policy=self.policy), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "policy": list(self.policy)}
 
 
 @keras.saving.register_keras_serializable(package="dcgan_cli")

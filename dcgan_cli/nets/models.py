@@ -301,7 +301,8 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
         #                                                          by the step's draws, an input here
         width = AUGMENT_DRAWS + (AUGMENT_OPS if cfg.hacks.adaptive_augment else 0)
         draws = keras.Input((width,), name="augment_draws")  # (N, 7), or (N, 12): the draws, which operations apply
-        inputs, image = [*inputs, draws], DiffAugment(name="augmented")([image, draws])  # same shape
+        augmented = DiffAugment(policy=cfg.hacks.diff_augment_policy, name="augmented")
+        inputs, image = [*inputs, draws], augmented([image, draws])  # same shape
     if cfg.hacks.instance_noise:  # hack 14: the G update's D input gets the step's noise, an input here
         noise = keras.Input(g.output.shape[1:], name="d_input_noise")  # (N, size, size, channels)
         inputs, image = [*inputs, noise], layers.Add(name="noisy")([image, noise])  # same shape

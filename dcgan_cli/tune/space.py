@@ -172,8 +172,11 @@ def _checked(path: str, value: Any) -> Any:
 
 
 def _encoded(value: Any) -> Any:
-    """A choice as Optuna stores it: scalars as they are, ranges as their YAML text ("[0.7, 1.2]")."""
-    return f"[{value[0]!r}, {value[1]!r}]" if isinstance(value, tuple) else value
+    """A choice as Optuna stores it: scalars as they are, ranges and lists as their YAML text ("[0.7, 1.2]",
+    "[color, cutout]")."""
+    if not isinstance(value, tuple):
+        return value
+    return "[" + ", ".join(item if isinstance(item, str) else repr(item) for item in value) + "]"
 
 
 def word(value: Any) -> str:
@@ -185,4 +188,6 @@ def word(value: Any) -> str:
 
 def _type_word(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "one of its words"}
+    if hint == tuple[str, ...]:
+        return "a list of its words"
     return names.get(hint, "a range [low, high]" if str(hint).startswith("tuple") else "an optional value")
