@@ -90,12 +90,67 @@ def test_a_space_maps_keys_to_optuna_distributions_and_back_to_config_values():
         "hacks.diff_augment_policy": ("translation", "cutout")}
 
 
-def test_the_shipped_spaces_load_and_draw_configs_the_loader_accepts():
-    for path in sorted((DIGITS.parent / "spaces").glob("*.yaml")):
-        space = load_space(path)
-        assert len(space.params) >= 5
-        lows = {p.path: p.values[0] for p in space.params}
-        space.apply(load_config(DIGITS), lows)
+def test_the_first_trial_is_the_base_as_far_as_the_space_holds_it(tmp_path):
+    """SPACE holds the base's learning rate, beta_1 and label range, but not its ema_decay (0, outside [0.9,
+    0.99]): trial 0 takes the three, the sampler draws the fourth; a second process does not enqueue it again."""
+    tuning = tuning_in(tmp_path / "study")
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    again = tuning_module.optuna_study(tuning)
+    first = study.ask(tuning.space.distributions())
+    values = tuning.space.values(first.params)
+    base = tuning.base.hacks
+    assert values["hacks.learning_rate"] == base.learning_rate and values["hacks.beta_1"] == base.beta_1
+    assert values["hacks.real_label_range"] == base.real_label_range
+    assert 0.9 <= values["train.ema_decay"] <= 0.99
+    assert len(again.get_trials(deepcopy=False)) == 1  # the one enqueued, now running: no second copy waits
+
+
+def documented_study(path: Path) -> tuple[Path, list[str]]:
+    """The --config and the --set values of the `dcgan tune` command in a shipped space's opening comment."""
+    comment = " ".join(line.lstrip("#").strip().rstrip("\\") for line in path.read_text().splitlines()
+                       if line.startswith("#"))
+    command = comment[comment.index("dcgan tune "):].split()
+    config = DIGITS.parent.parent / command[command.index("--config") + 1]
+    return config, [command[k + 1] for k, word in enumerate(command) if word == "--set"]
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in (DIGITS.parent / "spaces").glob("*.yaml")))
+def test_each_shipped_space_loads_and_every_choice_and_bound_is_valid_on_its_study_base(name):
+    """Each value of each key, alone on the base its comment's command tunes, passes every check of the config,
+    the cross-checks included; and trial 0, the base, takes its own value of every key the space has."""
+    path = DIGITS.parent / "spaces" / name
+    space = load_space(path)
+    config, sets = documented_study(path)
+    base = load_config(config, sets)
+    assert len(space.params) >= 5 and sets
+    for param in space.params:
+        for value in param.values:
+            space.apply(base, {param.path: value})
+    if name != "digits.yaml":  # the presets' studies: trial 0 is exactly the default hacks
+        assert set(space.drawn(base)) == {p.path for p in space.params}
+
+
+PRESET_KEYS = ["hacks.strided_conv", "hacks.transposed_conv", "hacks.leaky_relu", "hacks.batch_norm",
+               "model.d_bn_in_g_update", "hacks.gaussian_init", "hacks.adam", "hacks.scale_images",
+               "hacks.gaussian_latent", "hacks.separate_batches", "hacks.label_smoothing",
+               "hacks.noisy_labels", "hacks.r1_gamma", "hacks.instance_noise_std",
+               "hacks.diff_augment_policy", "hacks.lecam_weight", "hacks.learning_rate",
+               "hacks.d_learning_rate", "hacks.g_learning_rate", "hacks.beta_1", "hacks.real_label_range",
+               "hacks.flip_probability", "train.ema_decay", "model.g_filters", "model.d_filters"]
+
+
+def test_the_presets_spaces_cover_what_a_user_can_set():
+    """Every hack 1-11 with an alternative, the stabilisers 12-24 with their magnitudes, the optimiser's and
+    labels' magnitudes, the widths; both presets' spaces search the same keys."""
+    spaces = DIGITS.parent / "spaces"
+    searched = {p.path for p in load_space(spaces / "cifar10.yaml").params}
+    switches = {f"hacks.{field}" for field in ("ttur", "train_d_more", "instance_noise", "g_dropout",
+                                               "spectral_norm", "hinge_loss", "r1_penalty", "minibatch_std",
+                                               "diff_augment", "class_conditional", "replay", "adaptive_augment",
+                                               "lecam")}
+    assert set(PRESET_KEYS) | switches <= searched
+    assert {p.path for p in load_space(spaces / "mnist.yaml").params} == searched
 
 
 @pytest.mark.parametrize("space, message", [

@@ -89,6 +89,21 @@ class Space:
             raise ConfigError(problems)
         return cfg
 
+    def drawn(self, cfg: Config) -> dict[str, Any]:
+        """Optuna's parameters that give `cfg`'s own values: for each key whose value in `cfg` the space holds
+        (among its choices, within its range); the others are left for the sampler."""
+        values = config_module.flatten(cfg)
+        found = {}
+        for param in self.params:
+            value = values[param.path]
+            value = tuple(value) if isinstance(value, list) else value  # flatten gives ranges and lists as lists
+            if param.kind == "choice":
+                if value in param.values:
+                    found[param.path] = _encoded(value)
+            elif value is not None and param.values[0] <= value <= param.values[1]:
+                found[param.path] = value
+        return found
+
     def to_dict(self) -> dict:
         """The space as YAML-ready data, as it was read (ranges as lists)."""
         return {p.path: {p.kind: [list(v) if isinstance(v, tuple) else v for v in p.values]} for p in self.params}

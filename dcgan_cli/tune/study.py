@@ -150,6 +150,9 @@ def optuna_study(tuning: Tuning):
     saved = study.user_attrs.get(IDENTITY_ATTR)
     if saved is None:
         study.set_user_attr(IDENTITY_ATTR, mine)
+        # The first trial is the base itself, as far as the space holds its values: the study then measures what
+        # it is trying to beat, and the sampler starts from it. Processes starting together enqueue it once.
+        study.enqueue_trial(tuning.space.drawn(tuning.base), skip_if_exists=True)
     elif saved != mine:
         differing = [key for key in mine if saved.get(key) != mine[key]]
         raise TuneError(f"--storage: the study {tuning.name!r} there is another one (its {', '.join(differing)} "
