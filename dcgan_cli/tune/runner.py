@@ -81,7 +81,8 @@ def asked(tuning: Tuning, study, *, trials: int, deadline: float | None, outcome
     from optuna.trial import TrialState
 
     distributions = tuning.space.distributions()
-    while (deadline is None or time.monotonic() < deadline) and len(study.get_trials(deepcopy=False)) < trials:
+    while (deadline is None or time.monotonic() < deadline) and (
+            _waiting(study) or len(study.get_trials(deepcopy=False)) < trials):
         trial = study.ask(distributions)
         directory = tuning.trial_directory(trial.number)
         held = claim(directory)  # a new trial's directory: no one else holds it
@@ -106,7 +107,7 @@ def run(tuning: Tuning, study, *, trials: int, timeout: float | None, executor: 
     started = time.perf_counter()
     resumed = orphans(tuning, study)
     deadline = time.monotonic() + timeout if timeout else None
-    planned = max(trials - len(study.get_trials(deepcopy=False)), 0) + len(resumed)
+    planned = max(trials - len(study.get_trials(deepcopy=False)), 0) + _waiting(study) + len(resumed)
     with tqdm(total=planned, unit="trial", desc="tune", dynamic_ncols=True) as bar:
         def done(job: TrialJob, code: int) -> None:
             job.held.release()
@@ -124,6 +125,13 @@ def run(tuning: Tuning, study, *, trials: int, timeout: float | None, executor: 
                       gpus=gpus, finished=done, command=WORKER)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _waiting(study) -> int:
+    """Enqueued trials not yet asked for (trial 0, the base, in a new study): they run whatever --trials says."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _best_value(study) -> float | None:
