@@ -49,7 +49,12 @@ from dcgan_cli.data import sources  # noqa: E402
 from dcgan_cli.nets import hacks  # noqa: E402
 from dcgan_cli.nets.models import build_models  # noqa: E402
 from dcgan_cli.state import draws  # noqa: E402
-from dcgan_cli.training import train  # noqa: E402
+try:
+    from dcgan_cli.training import loops  # noqa: E402
+    SPLIT_LOOP, COMPILED_LOOP = loops.SplitLoop, loops.CompiledLoop
+except ImportError:  # --against a revision from before training/loops.py
+    from dcgan_cli.training import train as loops  # noqa: E402
+    SPLIT_LOOP, COMPILED_LOOP = loops._SplitLoop, loops._CompiledLoop
 
 # ngf = ndf = 64, BatchNorm, LeakyReLU 0.2 in D and ReLU in G, N(0, 0.02), 4x4 kernels, Adam(2e-4, 0.5); no bias
 # where batch norm follows (D's first and G's last convolution keep theirs).
@@ -107,8 +112,7 @@ class ReferenceLoop:
 
 
 def make_loop(loop: str, models, cfg, images):
-    runner = {"reference": ReferenceLoop, "train_on_batch": train._SplitLoop,
-              "compiled": train._CompiledLoop}[loop]
+    runner = {"reference": ReferenceLoop, "train_on_batch": SPLIT_LOOP, "compiled": COMPILED_LOOP}[loop]
     if loop == "reference":
         return runner(models, cfg, images, draws.Draws(cfg, count=len(images)))
     return runner(models, cfg, images, draws.Draws(cfg, count=len(images)), None)  # no class labels (hack 21)
@@ -187,8 +191,8 @@ def breakdown(arch: str, batch: int, loop: str, precision: str, steps: int, warm
 
         figures["inputs_ms"] = _per_step_ms(lambda: keras.ops.convert_to_numpy(inputs()[1]), steps, lambda: None)
         batches, g_inputs, g_targets = inputs()
-        figures["d_updates_ms"] = _per_step_ms(lambda: train.update_d(models, batches, cfg=cfg), steps, sync)
-        figures["g_update_ms"] = _per_step_ms(lambda: train.update_g(models, g_inputs, g_targets), steps, sync)
+        figures["d_updates_ms"] = _per_step_ms(lambda: loops.update_d(models, batches, cfg=cfg), steps, sync)
+        figures["g_update_ms"] = _per_step_ms(lambda: loops.update_g(models, g_inputs, g_targets), steps, sync)
         figures["step_alone_ms"] = figures["inputs_ms"] + figures["d_updates_ms"] + figures["g_update_ms"]
     figures["full_step_ms"] = _per_step_ms(lambda: runner.step(next(run_steps)), steps, sync)
     runner.close()

@@ -15,6 +15,7 @@ import pytest
 
 from dcgan_cli import backend
 from dcgan_cli.training import plots, train
+from dcgan_cli.training.monitor import METRICS
 from dcgan_cli.training.compiled import CompiledStep
 from dcgan_cli.state.draws import Draws
 from dcgan_cli.config import load_config
@@ -50,7 +51,7 @@ def test_both_loops_agree_from_the_same_weights_batches_latents_and_labels(tmp_p
         runs[loop] = train.run(cfg, run_dir=tmp_path / loop)
     assert_close(arrays(runs["train_on_batch"], 5), arrays(runs["compiled"], 5))
     split, compiled = ((run / "metrics.jsonl").read_text().splitlines()[-1] for run in runs.values())
-    for key in train.METRICS:
+    for key in METRICS:
         a = float(split.split(f'"{key}": ')[1].split(",")[0])
         b = float(compiled.split(f'"{key}": ')[1].split(",")[0])
         assert a == pytest.approx(b, rel=1e-4), key

@@ -18,7 +18,7 @@ from dcgan_cli.data import sources
 from dcgan_cli.nets import hacks
 from dcgan_cli.nets.models import build_models
 from dcgan_cli.state import checkpoint
-from dcgan_cli.training import health, plots, tensorboard_log, train
+from dcgan_cli.training import health, loops, plots, tensorboard_log, train, upkeep
 from dcgan_cli.training.monitor import read_events
 from dcgan_cli.training.probes import Probe
 
@@ -87,7 +87,7 @@ def test_rollbacks_restore_the_named_checkpoint_bit_for_bit_lower_ds_rate_and_su
         return step, draws, path
 
     monkeypatch.setattr(train, "roll_back", spy)
-    with pytest.raises(train.MonitorStopped, match="stopped at step 3 of 6 by the grad_norm rule"):
+    with pytest.raises(upkeep.MonitorStopped, match="stopped at step 3 of 6 by the grad_norm rule"):
         train.run(cfg, run_dir=tmp_path / "run")
     assert len(seen) == 2
     lr_key = next(f"d_optimizer/{i:04d}" for i, path in enumerate(_d_optimizer_paths(cfg))
@@ -131,7 +131,7 @@ def _d_optimizer_paths(cfg) -> list[str]:
 def test_rollback_without_a_healthy_checkpoint_stops(tiny_overrides, tmp_path):
     cfg = load_config(None, [*tiny_overrides, "monitor.check_every=2", "monitor.max_grad_norm=0",
                              "monitor.action=rollback"])
-    with pytest.raises(train.MonitorStopped, match="step 2 of 4 by the grad_norm rule"):
+    with pytest.raises(upkeep.MonitorStopped, match="step 2 of 4 by the grad_norm rule"):
         train.run(cfg, run_dir=tmp_path / "run")
     (event,) = read_events(tmp_path / "run")
     assert event["action"] == "stop" and event["note"] == "no checkpoint from before step 2 to roll back to"
@@ -147,7 +147,7 @@ def test_warn_writes_a_line_and_an_event_and_goes_on(tiny_overrides, tmp_path, c
 
 def test_a_nan_is_an_event_and_can_be_rolled_back(tiny_overrides, tmp_path, monkeypatch):
     cfg = load_config(None, [*tiny_overrides, "train.steps=6", "monitor.action=rollback"])
-    real_update_g = train.update_g
+    real_update_g = loops.update_g
     calls = []
 
     def update_g(models, *g_side):
@@ -155,7 +155,7 @@ def test_a_nan_is_an_event_and_can_be_rolled_back(tiny_overrides, tmp_path, monk
         loss, norm = real_update_g(models, *g_side)
         return (float("nan") if len(calls) == 3 else loss), norm
 
-    monkeypatch.setattr(train, "update_g", update_g)
+    monkeypatch.setattr(loops, "update_g", update_g)
     train.run(cfg, run_dir=tmp_path / "run")
     events = read_events(tmp_path / "run")
     assert [(e.get("rule"), e["step"], e.get("action", e.get("to"))) for e in events] == [
@@ -243,9 +243,9 @@ def test_the_bar_and_losses_png_show_what_is_on_and_gs_gradient_norm_always(tiny
     adaptive = load_config(None, [*tiny_overrides, "hacks.adaptive_augment=true"])
     means = {"d_loss_real": 0.5, "d_loss_fake": 0.4, "g_loss": 1.5, "d_real_mean": 0.7, "d_fake_mean": 0.3,
              "d_real_sign": 0.96, "augment_p": 0.0, "g_grad_norm": 2.5, "images_per_s": 100.0}
-    assert "r_t" not in train._postfix(means, default) and " p 0.00" not in train._postfix(means, default)
-    assert "G 1.500 grad 2.5 | D(x) 0.70 D(G(z)) 0.30 |" in train._postfix(means, default)
-    assert "r_t 0.96 p 0.00 |" in train._postfix(means, adaptive)
+    assert "r_t" not in upkeep.postfix(means, default) and " p 0.00" not in upkeep.postfix(means, default)
+    assert "G 1.500 grad 2.5 | D(x) 0.70 D(G(z)) 0.30 |" in upkeep.postfix(means, default)
+    assert "r_t 0.96 p 0.00 |" in upkeep.postfix(means, adaptive)
     records = [{"step": 50, **means}]
 
     def shown(cfg, records=records):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dcgan_cli.nets import hacks
-from dcgan_cli.training import train
+from dcgan_cli.training import loops, train
 from dcgan_cli.ablate.design import FACTORS, GROUPS, parse_factors, variants
 from dcgan_cli.config import HacksConfig, flatten, load_config
 from dcgan_cli.nets.layers import MinibatchStdDev
@@ -149,12 +149,12 @@ def test_spectral_norm_moves_only_in_ds_own_updates(tiny_cfg):
     models = build_models(cfg, np.random.default_rng(0))
     images = np.random.default_rng(3).integers(0, 256, size=(40, 16, 16, 1), dtype=np.uint8)
     step_draws = draws.Draws(cfg, count=len(images), seed=0)
-    prepare = train.step_preparer(models.g, step_draws, resident=True)
+    prepare = loops.step_preparer(models.g, step_draws, resident=True)
     batches, *g_side = prepare(images, 1)
     before = [np.array(v.numpy()) for v in models.d.weights]
-    train.update_g(models, *g_side)
+    loops.update_g(models, *g_side)
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, models.d.weights)), "frozen D changed"
-    train.update_d(models, batches, cfg=cfg)
+    loops.update_d(models, batches, cfg=cfg)
     u_paths = [v.path for v in models.d.weights if v.path.endswith("/u")]
     moved = [v.path for a, v in zip(before, models.d.weights) if not np.array_equal(a, v.numpy())]
     assert len(u_paths) == 3 and set(u_paths) <= set(moved)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
 from dcgan_cli.state import checkpoint
-from dcgan_cli.training import train
+from dcgan_cli.training import loops, train, upkeep
 
 STEPS = 24
 RUN = {
@@ -207,7 +207,7 @@ def quick_cfg(tmp_path):
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(quick_cfg, tmp_path,
                                                                                      monkeypatch):
-    real_update_g = train.update_g
+    real_update_g = loops.update_g
     calls = []
 
     def update_g(models, *g_side):
@@ -215,15 +215,15 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
         loss, norm = real_update_g(models, *g_side)
         return (float("nan") if len(calls) == 5 else loss), norm
 
-    monkeypatch.setattr(train, "update_g", update_g)
-    with pytest.raises(train.Diverged, match="training diverged at step 5: g_loss=nan; nothing from this step was "
+    monkeypatch.setattr(loops, "update_g", update_g)
+    with pytest.raises(upkeep.Diverged, match="training diverged at step 5: g_loss=nan; nothing from this step was "
                                              "saved and the last good checkpoint is .*step_000004"):
         train.run(quick_cfg, run_dir=tmp_path / "run")
     assert [p.name for p in checkpoint.complete(tmp_path / "run")] == ["step_000002", "step_000004"]
 
 
 def test_non_finite_weights_are_never_checkpointed(quick_cfg, tmp_path, monkeypatch):
-    real_step = train.train_step
+    real_step = loops.train_step
     calls = []
 
     def poisoned_step(models, *args, **kwargs):
@@ -234,7 +234,7 @@ def test_non_finite_weights_are_never_checkpointed(quick_cfg, tmp_path, monkeypa
             kernel.assign(np.full(kernel.shape, np.inf, np.float32))
         return logs
 
-    monkeypatch.setattr(train, "train_step", poisoned_step)
-    with pytest.raises(train.Diverged, match="at step 4: a weight or optimizer variable is NaN or infinite"):
+    monkeypatch.setattr(loops, "train_step", poisoned_step)
+    with pytest.raises(upkeep.Diverged, match="at step 4: a weight or optimizer variable is NaN or infinite"):
         train.run(quick_cfg, run_dir=tmp_path / "run")
     assert [p.name for p in checkpoint.complete(tmp_path / "run")] == ["step_000002"]

@@ -12,7 +12,8 @@ from dcgan_cli import backend
 from dcgan_cli.data import sources
 from dcgan_cli.state import draws
 from dcgan_cli.nets import losses
-from dcgan_cli.training import rundir, train
+from dcgan_cli.training import loops, rundir, train
+from dcgan_cli.training.monitor import METRICS
 from dcgan_cli.config import load_config
 from dcgan_cli.nets.models import build_models
 
@@ -24,7 +25,7 @@ def setup(tiny_overrides, *extra):
     cfg = load_config(None, [*tiny_overrides, *extra])
     models = build_models(cfg, np.random.default_rng(0))
     images = sources.load_dataset(cfg, progress=False).images
-    prepare = train.step_preparer(models.g, draws.Draws(cfg, count=len(images)), resident=True)
+    prepare = loops.step_preparer(models.g, draws.Draws(cfg, count=len(images)), resident=True)
     source = keras.ops.convert_to_tensor(images)
     batches, *g_side = prepare(source, 1)
     return cfg, models, lambda: prepare(source, 1), batches, g_side
@@ -51,14 +52,14 @@ def test_d_update_trains_d_only_and_g_update_trains_g_only(tiny_overrides, separ
     assert any(is_statistic(path) for path in snapshot(models.d))
     for _ in range(2):
         d_before, g_before = snapshot(models.d), snapshot(models.g)
-        g_loss, g_norm = train.update_g(models, *g_side)
+        g_loss, g_norm = loops.update_g(models, *g_side)
         d_after, g_after = snapshot(models.d), snapshot(models.g)
         assert changed(d_before, d_after) == set(), "D's weights and moving statistics stay put on a G update"
         assert changed(g_before, g_after) == set(g_before), "every G weight and statistic moves on a G update"
         assert np.isfinite(g_loss) and np.isfinite(g_norm) and g_norm > 0
 
         d_before, g_before = d_after, g_after
-        logs = train.update_d(models, prepare()[0], cfg=cfg)
+        logs = loops.update_d(models, prepare()[0], cfg=cfg)
         d_after, g_after = snapshot(models.d), snapshot(models.g)
         assert changed(d_before, d_after) == set(d_before), "every D weight and statistic moves on a D update"
         assert changed(g_before, g_after) == set(), "G stays put on a D update"
@@ -83,7 +84,7 @@ def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overri
     cfg, models, prepare, batches, g_side = setup(tiny_overrides, f"model.d_bn_in_g_update={mode}",
                                              "hacks.init_stddev=0.3")
     for _ in range(3):
-        train.update_d(models, batches, cfg=cfg)
+        loops.update_d(models, batches, cfg=cfg)
     fakes = prepare()[0][1][0]  # the all-fake batch of G's current fakes (hack 9 on)
     models.d.trainable = True
     p_batch, _ = models.d.stateless_call([v.value for v in models.d.trainable_variables],
@@ -93,7 +94,7 @@ def test_in_the_g_update_d_uses_the_configured_batch_norm_statistics(tiny_overri
     loss_batch = float(keras.ops.mean(losses.g_loss(ones, p_batch)))
     loss_moving = float(keras.ops.mean(losses.g_loss(ones, p_moving)))
     assert abs(loss_batch - loss_moving) > 0.01, "the two statistics must give visibly different outputs"
-    g_loss, _ = train.update_g(models, *g_side)
+    g_loss, _ = loops.update_g(models, *g_side)
     expected = loss_batch if mode == "batch" else loss_moving
     assert g_loss == pytest.approx(expected, rel=1e-4)
 
@@ -112,14 +113,14 @@ def test_the_g_update_reports_the_norm_of_the_gradient_it_applied(tiny_overrides
 
     _, _, grads = backend.input_gradient(g_objective, [v.value for v in g.trainable_variables])
     expected = np.sqrt(sum(float(np.sum(np.square(keras.ops.convert_to_numpy(grad)))) for grad in grads))
-    _, g_norm = train.update_g(models, *g_side)
+    _, g_norm = loops.update_g(models, *g_side)
     assert expected > 0 and g_norm == pytest.approx(expected, rel=1e-4)
 
 
 def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides):
     cfg, models, prepare, batches, g_side = setup(tiny_overrides)
     models.d.trainable = False
-    train.update_g(models, *g_side)  # moving statistics now differ from the batch's
+    loops.update_g(models, *g_side)  # moving statistics now differ from the batch's
     before = snapshot(models.g)
     batches, z, _ = prepare()
     fakes = keras.ops.convert_to_numpy(batches[1][0])  # the all-fake batch (hack 9 on)
@@ -134,8 +135,8 @@ def test_fakes_come_from_g_in_training_mode_without_side_effects(tiny_overrides)
 def test_train_step_reports_every_metric_per_source(tiny_overrides, separate):
     cfg, models, prepare, batches, g_side = setup(tiny_overrides, f"hacks.separate_batches={separate}",
                                              "hacks.label_smoothing=false", "hacks.noisy_labels=false")
-    logs = train.train_step(models, batches, *g_side, cfg=cfg)
-    assert set(logs) == {*train.METRICS, "d_real_score", "d_fake_score"} and all(np.isfinite(v) for v in logs.values())
+    logs = loops.train_step(models, batches, *g_side, cfg=cfg)
+    assert set(logs) == {*METRICS, "d_real_score", "d_fake_score"} and all(np.isfinite(v) for v in logs.values())
     assert (logs["d_real_mean"] > 0.5) == (logs["d_real_score"] > 0), "the raw score is the probability's logit"
     assert 0 < logs["d_real_mean"] < 1 and 0 < logs["d_fake_mean"] < 1
     # with hard labels, D's loss on each source is -log D(x) and -log(1 - D(G(z))) averaged: both positive
@@ -148,7 +149,7 @@ def test_run_writes_the_run_directory(tmp_path, tiny_overrides):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4]
-    assert set(lines[0]) == {"step", *train.METRICS, "images_per_s", "wall_s"}
+    assert set(lines[0]) == {"step", *METRICS, "images_per_s", "wall_s"}
     assert load_config(run_dir / "config.yaml").output.run_dir == str(run_dir)
     assert (run_dir / "losses.png").is_file() and (run_dir / "progress.gif").is_file()
     assert not (run_dir / "events.jsonl").exists() and not (run_dir / "tensorboard").exists()

@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 from dcgan_cli.state import checkpoint
 from dcgan_cli.data import sources
 from dcgan_cli.training import train as training
+from dcgan_cli.training import upkeep
 from dcgan_cli.ablate import compare
 from dcgan_cli.ablate.design import AblationError
 from dcgan_cli.ablate.study import RESULT, SPEC
@@ -40,7 +41,7 @@ class Busy(Exception):
     """Another process holds the run directory."""
 
 
-def run_one(directory: str | Path, *, judge: training.Judge | None = None) -> dict:
+def run_one(directory: str | Path, *, judge: upkeep.Judge | None = None) -> dict:
     """Train and score the run in `directory` (planned by study.prepare) unless its result exists; return it.
     `judge` (a tuning trial's pruner) sees each training-time score and may stop the run: its result says
     "pruned", and its checkpoints stay."""
@@ -58,7 +59,7 @@ def run_one(directory: str | Path, *, judge: training.Judge | None = None) -> di
         lock.release()
 
 
-def _run(directory: Path, judge: training.Judge | None) -> dict:
+def _run(directory: Path, judge: upkeep.Judge | None) -> dict:
     found = directory / RESULT
     if found.is_file():
         return json.loads(found.read_text(encoding="utf-8"))
@@ -71,9 +72,9 @@ def _run(directory: Path, judge: training.Judge | None) -> dict:
         if not done or checkpoint.read_state(done[-1])["step"] < cfg.train.steps:
             training.run(cfg, run_dir=directory, resume=True, judge=judge)
         result["status"] = "done"
-    except training.Diverged as error:
+    except upkeep.Diverged as error:
         result.update(status="diverged", message=str(error), collapsed=True)
-    except training.Pruned as error:
+    except upkeep.Pruned as error:
         result.update(status="pruned", message=str(error), step=checkpoint.read_state(
             checkpoint.complete(directory)[-1])["step"], grid=_final_grid(directory))
     result["train_seconds"] = round(time.perf_counter() - started, 1)

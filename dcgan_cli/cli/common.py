@@ -103,7 +103,7 @@ def training_outcomes(*mistakes: type[Exception]):
     """How a training run ends at the CLI: `mistakes` (and config errors) exit 2 in one line, a signal exits
     128 + N after its checkpoint, the monitor's stop exits 3 (STOPPED_BY_MONITOR) after its checkpoint, a run that
     failed exits 1. Keras must be started already."""
-    from dcgan_cli.training import train as training
+    from dcgan_cli.training import upkeep
 
     try:
         yield
@@ -111,13 +111,13 @@ def training_outcomes(*mistakes: type[Exception]):
         raise UserError(str(error)) from None
     except ConfigError as error:
         raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
-    except training.Interrupted as error:
+    except upkeep.Interrupted as error:
         click.echo(str(error), err=True)
         sys.exit(128 + error.signum)
-    except training.MonitorStopped as error:
+    except upkeep.MonitorStopped as error:
         click.echo(str(error), err=True)
         sys.exit(STOPPED_BY_MONITOR)
-    except training.TrainingError as error:
+    except upkeep.TrainingError as error:
         raise RunFailed(str(error)) from None
 
 

@@ -1,6 +1,6 @@
 """train.loop: compiled — the train_on_batch loop's mathematics as one compiled function per step.
 
-Per step, as in train.update_d and train.update_g: D is updated on each batch of the hack-9 plan (all-real then
+Per step, as in loops.update_d and loops.update_g: D is updated on each batch of the hack-9 plan (all-real then
 all-fake, or one mixed batch) with the same targets, then G is updated through D with D frozen (its BatchNorm on the
 batch's own statistics, or its moving ones, as model.d_bn_in_g_update says) toward the label 1, on the same z.
 As in the PyTorch reference, G runs forward once per step: its fakes feed the D updates (detached) and, kept under

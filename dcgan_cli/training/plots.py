@@ -17,8 +17,8 @@ from dcgan_cli.files import read_jsonl, write_atomically
 LOSSES = "losses.png"
 PROGRESS = "progress.gif"
 METRICS = "metrics.jsonl"
-RULE_COLOURS = {"collapse": "tab:red", "d_wins": "tab:purple", "g_rising": "tab:orange", "grad_norm": "tab:brown", "d_overfits": "tab:green",
-                "non_finite": "black"}
+RULE_COLOURS = {"collapse": "tab:red", "d_wins": "tab:purple", "g_rising": "tab:orange", "grad_norm": "tab:brown",
+                "d_overfits": "tab:green", "non_finite": "black"}
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
