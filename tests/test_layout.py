@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib
+import re
 from pathlib import Path
+
+from dcgan_cli.config import HacksConfig
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dcgan_cli"
 # Bottom to top; a module may import from its own layer or any layer below it.
@@ -18,6 +23,14 @@ LAYERS = [
     {"tune"},
     {"cli", "__main__"},
 ]
+
+
+# Inside the packages split along their seams, bottom to top: a room imports only from the rooms before it.
+ROOMS = {
+    "config": ["schema", "checks", "edit", "loader"],
+    "nets.hacks": ["architecture", "optimisers", "pixels", "labels", "d_inputs", "memory", "penalties"],
+    "training": ["monitor", "upkeep", "loops", "train"],
+}
 
 
 def layer(name: str) -> int:
@@ -51,6 +64,20 @@ def test_every_module_imports_only_from_its_layer_or_below():
     assert upward == []
 
 
+def test_the_rooms_of_a_split_package_import_only_the_rooms_before_them():
+    backward = []
+    for package, rooms in ROOMS.items():
+        folder = PACKAGE.joinpath(*package.split("."))
+        assert {path.stem for path in folder.glob("*.py")} >= set(rooms), package
+        for k, room in enumerate(rooms):
+            for target in imports(folder / f"{room}.py"):
+                head, _, rest = target.partition(package + ".")
+                sibling = rest.split(".")[0] if not head and rest else None
+                if sibling in rooms and rooms.index(sibling) >= k:
+                    backward.append(f"{package}.{room} imports {target}")
+    assert backward == []
+
+
 def test_the_layers_name_every_module_and_package():
     tops = {path.stem if path.is_file() else path.name for path in PACKAGE.iterdir()
             if (path.suffix == ".py" or (path / "__init__.py").exists()) and path.name != "__init__.py"}
@@ -61,3 +88,15 @@ def test_an_upward_import_is_caught(tmp_path):
     module = tmp_path / "stats.py"
     module.write_text("def f():\n    from dcgan_cli.training import train\n")
     assert {layer(name) for name in imports(module)} == {layer("training")} and layer("training") > layer("evaluate")
+
+
+def test_docs_hacks_names_each_hacks_function_where_it_is():
+    """docs/hacks.md's "In the code" table: every hack 1-24 once, each function in the module it names."""
+    text = (PACKAGE.parent / "docs" / "hacks.md").read_text()
+    table = text[text.index("## In the code"):text.index("## What they did")]
+    rows = re.findall(r"^\| (\d+) \| `(\w+)` \| (.+) \|$", table, flags=re.M)
+    assert [int(number) for number, _, _ in rows] == list(range(1, 25))
+    for number, key, functions in rows:
+        for module, name in re.findall(r"`(\w+)\.(\w+)`", functions):
+            assert callable(getattr(importlib.import_module(f"dcgan_cli.nets.hacks.{module}"), name)), number
+        assert key in {f.name for f in dataclasses.fields(HacksConfig)}, key
