@@ -130,7 +130,7 @@ def runs_per_loop(tmp_path_factory, config_of):
 
 def as_written_before_the_logit_losses(path) -> None:
     """Make a checkpoint what format 2 wrote: the same weights (its D's sigmoid had none), no gradient norm among
-    G's optimizer variables (its last, models.keeping_gradient_norm), and a config with the retired d_wins keys."""
+    G's optimizer variables (its last, gradients.keeping_gradient_norm), and a config with the retired d_wins keys."""
     state = json.loads((path / "state.json").read_text())
     last = f"g_optimizer/{len(state['variables']['g_optimizer']) - 1:04d}"
     assert state["variables"]["g_optimizer"][-1][0].endswith("gradient_norm")

@@ -24,7 +24,7 @@ def group(run, step: int, name: str) -> list[np.ndarray]:
 @pytest.mark.parametrize("loop", ["train_on_batch", "compiled"])
 def test_the_average_equals_one_computed_by_hand_from_each_steps_weights(tmp_path, tiny_overrides, loop):
     """decay_t = min(decay, (1 + t) / (10 + t)) over G's weights; the BatchNorm statistics are G's batch
-    statistics under the averaged weights (models.calibrate_ema), not an average."""
+    statistics under the averaged weights (ema.calibrate_ema), not an average."""
     sets = [*tiny_overrides, f"train.loop={loop}", "train.ema_decay=0.6", "train.steps=3",
             "output.checkpoint_every=1"]
     cfg = load_config(None, sets)

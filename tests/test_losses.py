@@ -10,7 +10,8 @@ from keras import ops
 
 from dcgan_cli import backend
 from dcgan_cli.nets import losses
-from dcgan_cli.nets.models import build_models, global_norm
+from dcgan_cli.nets.gradients import global_norm
+from dcgan_cli.nets.models import build_models
 
 LABELS = [0.0, 0.05, 0.3, 0.7, 0.95, 1.0, 1.2]  # hard, flipped-smoothed, one-sided smoothing's range and beyond 1
 

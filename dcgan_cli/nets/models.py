@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ from keras import layers, ops
 from dcgan_cli.nets import hacks, losses
 from dcgan_cli.config import Config
 from dcgan_cli.data.common import Dataset
+from dcgan_cli.nets.gradients import keeping_gradient_norm
 from dcgan_cli.nets.layers import AUGMENT_DRAWS, AUGMENT_OPS, DiffAugment
 
 
@@ -135,38 +135,6 @@ class Models:
         return self.g_ema if self.g_ema is not None else self.g
 
 
-EMA_CALIBRATION = 512  # latents whose batch statistics become the moving average's BatchNorm statistics
-EMA_STREAM = 2  # their numpy generator is seeded with [train.seed, EMA_STREAM] (scoring's latents use 1)
-
-
-def ema_decay_at(decay: float, step):
-    """The average's decay at training step `step` (an int32 tensor): min(decay, (1 + step) / (10 + step)), as
-    TensorFlow's ExponentialMovingAverage warms up, so that the random initial weights are forgotten within the
-    first hundred steps instead of weighing decay^step. Float32 scalar."""
-    step = ops.cast(step, "float32")
-    return ops.minimum(ops.convert_to_tensor(decay, "float32"), (1.0 + step) / (10.0 + step))
-
-
-def ema_blend(average, value, decay):
-    """One step of an exponential moving average: decay * average + (1 - decay) * value."""
-    return average * decay + value * (1.0 - decay)
-
-
-def ema_values(averages: list, values: list, *, decay: float, step) -> list:
-    """The averages after training step `step`: each blended with G's value at ema_decay_at(decay, step)."""
-    at = ema_decay_at(decay, step)
-    return [ema_blend(average, value, at) for average, value in zip(averages, values)]
-
-
-def assign_ema(models: Models, *, decay: float, step) -> None:
-    """Move g_ema's weights to ema_values in place (TensorFlow and torch, inside or outside a compiled call)."""
-    averages = models.g_ema.trainable_variables
-    new = ema_values([a.value for a in averages], [v.value for v in models.g.trainable_variables], decay=decay,
-                     step=step)
-    for average, value in zip(averages, new):
-        average.assign(value)
-
-
 def g_inputs(z, classes):
     """G's input: z (N, latent_dim), or [z, classes (N,)] for a class-conditional G (hack 21)."""
     return z if classes is None else [z, classes]
@@ -175,24 +143,6 @@ def g_inputs(z, classes):
 def d_inputs(images, classes):
     """D's input: images (N, H, W, C), or [images, classes (N,)] for a class-conditional D (hack 21)."""
     return images if classes is None else [images, classes]
-
-
-def calibrate_ema(g_ema: keras.Model, cfg: Config, classes: Classes | None = None) -> None:
-    """Give the averaged G BatchNorm statistics that belong to its own weights: each BN layer's moving mean and
-    variance become its batch statistics on EMA_CALIBRATION fixed latents in one training-mode pass. Averaging G's
-    moving statistics instead pairs averaged weights with statistics of other weights (measured: FD 258 instead of
-    19 on the digits at step 1000 with decay 0.999)."""
-    rng = np.random.default_rng([cfg.train.seed, EMA_STREAM])
-    z = hacks.sample_latent(rng, EMA_CALIBRATION, cfg.model.latent_dim, hacks=cfg.hacks)
-    norms = [layer for layer in g_ema.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0
-    try:
-        g_ema(g_inputs(z, None if classes is None else classes.balanced(EMA_CALIBRATION)), training=True)
-    finally:
-        for layer, momentum in zip(norms, momenta):
-            layer.momentum = momentum
 
 
 def base_size(image_size: int) -> tuple[int, int]:
@@ -321,44 +271,6 @@ def build_models(cfg: Config, rng: np.random.Generator, classes: Classes | None 
     adaptive = AdaptiveState() if cfg.hacks.adaptive_augment or cfg.hacks.lecam else None
     return Models(g=g, d=d, gan=gan, g_ema=g_ema, classes=classes if cfg.hacks.class_conditional else None,
                   replay=replay, adaptive=adaptive)
-
-
-def global_norm(grads: list):
-    """The global L2 norm of a list of gradient tensors, summed in float32 on the device: a scalar."""
-    return ops.sqrt(sum(ops.sum(ops.square(ops.cast(grad, "float32"))) for grad in grads))
-
-
-@functools.cache
-def _norm_keeping(cls: type) -> type:
-    """The subclass of optimizer class `cls` that keeps_gradient_norm makes, one per class."""
-
-    class NormKeeping(cls):
-        """`cls`, also keeping the global norm of the last gradients it applied in `gradient_norm` (float32)."""
-
-        def build(self, variables):
-            super().build(variables)
-            # "mean": under tf.distribute each replica assigns its own gradients' norm.
-            self.gradient_norm = self.add_variable((), dtype="float32", aggregation="mean", name="gradient_norm")
-
-        def apply(self, grads, trainable_variables=None):
-            norm = global_norm([grad for grad in grads if grad is not None])
-            super().apply(grads, trainable_variables)
-            self.gradient_norm.assign(norm)
-
-    NormKeeping.__name__ = NormKeeping.__qualname__ = f"NormKeeping{cls.__name__}"
-    return NormKeeping
-
-
-def keeping_gradient_norm(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
-    """`optimizer` again (its own class and settings) keeping the global norm of each update's gradients in a
-    variable, `gradient_norm`, among its own (so JAX's stateless updates carry it and checkpoints keep it): what
-    `train_on_batch` lets the loop see of G's gradient, which the monitor watches for a G that stopped learning."""
-    return _norm_keeping(type(optimizer)).from_config(optimizer.get_config())
-
-
-def gradient_norm(optimizer: keras.optimizers.Optimizer) -> keras.Variable:
-    """The variable of keeping_gradient_norm in G's optimizer, also where float16's loss scaling wraps it."""
-    return getattr(optimizer, "inner_optimizer", optimizer).gradient_norm
 
 
 def build_optimizers(models: Models) -> None:

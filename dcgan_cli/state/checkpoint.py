@@ -39,7 +39,8 @@ from dcgan_cli import config as config_module
 from dcgan_cli.config import ARCHITECTURE, CONDITIONAL_ARCHITECTURE, Config, ConfigError
 from dcgan_cli.state.draws import DrawState
 from dcgan_cli.files import fsync, one_line
-from dcgan_cli.nets.models import Classes, Models, build_generator, build_optimizers, gradient_norm, saved_variables
+from dcgan_cli.nets.gradients import gradient_norm
+from dcgan_cli.nets.models import Classes, Models, build_generator, build_optimizers, saved_variables
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -47,7 +48,7 @@ EMA = "g_ema"  # the weights.npz group of the moving average of G's variables
 REPLAY = "replay"  # ... and of hack 22's buffer of past fakes
 ADAPTIVE = "adaptive"  # ... and of hack 23's augmentation strength and hack 24's averages
 MARKER = "COMPLETE"
-FORMAT = 3  # 3: D ends in its raw score and G's optimizer keeps its gradient norm (models.keeping_gradient_norm);
+FORMAT = 3  # 3: D ends in its raw score and G's optimizer keeps its gradient norm (gradients.keeping_gradient_norm);
 #            2: D of the cross-entropy ended in a sigmoid (no weights) and the step draws came from the device; 1
 #            kept a host state for the draws
 LOGITS = 3  # the first format of D's losses on its raw score

@@ -24,8 +24,9 @@ from dcgan_cli.backend import (compile_function, distribute_batch, forward_with_
                                int32_argument, stateless_optimizers, value_and_grad, vjp)
 from dcgan_cli.config import Config
 from dcgan_cli.state.draws import G_UPDATE, Draws, d_sources, g_targets
-from dcgan_cli.nets.models import (Models, assign_ema, build_optimizers, d_inputs, ema_values, g_inputs,
-                                   gradient_norm)
+from dcgan_cli.nets.ema import assign_ema, ema_values
+from dcgan_cli.nets.gradients import gradient_norm
+from dcgan_cli.nets.models import Models, build_optimizers, d_inputs, g_inputs
 from dcgan_cli.training.monitor import METRICS
 
 

@@ -19,8 +19,9 @@ from dcgan_cli import backend
 from dcgan_cli.backend import compile_function
 from dcgan_cli.config import Config
 from dcgan_cli.nets import hacks
-from dcgan_cli.nets.models import (AdaptiveState, Models, ReplayBuffer, assign_ema, build_optimizers, ema_values,
-                                   g_inputs, gradient_norm)
+from dcgan_cli.nets.ema import assign_ema, ema_values
+from dcgan_cli.nets.gradients import gradient_norm
+from dcgan_cli.nets.models import AdaptiveState, Models, ReplayBuffer, build_optimizers, g_inputs
 from dcgan_cli.state import draws
 from dcgan_cli.training.feed import Feed
 from dcgan_cli.training.monitor import METRICS
@@ -82,7 +83,7 @@ def update_g(models: Models, inputs, targets) -> tuple[float, float]:
     """(2) Update G on latents z (N, latent_dim), or [z, the fakes' classes (hack 21), hack 20's draws, the noise
     on D's input (hack 14)] (Draws.g_inputs), through a frozen D, toward D's "real" label (always 1, never
     smoothed; `targets`, draws.g_targets). Returns G's loss and its gradient's global norm
-    (models.keeping_gradient_norm)."""
+    (gradients.keeping_gradient_norm)."""
     models.d.trainable = False
     loss = models.gan.train_on_batch(inputs, targets, return_dict=True)["loss"]
     return loss, float(gradient_norm(models.gan.optimizer).numpy())
@@ -118,7 +119,7 @@ def adapter(models: Models, cfg: Config) -> Callable[[dict, int], float] | None:
 
 def ema_updater(models: Models, *, decay: float) -> Callable[[int], None]:
     """The train_on_batch loop's moving average: after step `step`, g_ema's weights move toward G's
-    (models.ema_values) in one compiled call; JAX computes the new values there and assigns them after."""
+    (ema.ema_values) in one compiled call; JAX computes the new values there and assigns them after."""
     if not backend.stateless_optimizers():
         compiled = compile_function(lambda step: assign_ema(models, decay=decay, step=step))
         return lambda step: compiled(backend.int32_argument(step))

@@ -13,7 +13,8 @@ from dcgan_cli.nets import hacks, losses
 from dcgan_cli.backend import compile_function, input_gradient
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
-from dcgan_cli.nets.models import Classes, Models, d_inputs, g_inputs, generate, global_norm
+from dcgan_cli.nets.gradients import global_norm
+from dcgan_cli.nets.models import Classes, Models, d_inputs, g_inputs, generate
 from dcgan_cli.state.draws import g_targets
 
 REAL_IMAGES = 500  # real images whose mean pairwise distance the samples' is compared with

@@ -21,15 +21,28 @@ from dcgan_cli.data import sources
 from dcgan_cli.evaluate.scoring import TrainingScorer, preflight
 from dcgan_cli.files import write_atomically
 from dcgan_cli.nets import hacks
-from dcgan_cli.nets.models import Classes, Models, build_models, calibrate_ema
+from dcgan_cli.nets.ema import calibrate_ema
+from dcgan_cli.nets.models import Classes, Models, build_models
 from dcgan_cli.signals import StopRequest
 from dcgan_cli.state import checkpoint, draws
 from dcgan_cli.training import tensorboard_log
 from dcgan_cli.training.health import Health, RollBack, roll_back
 from dcgan_cli.training.loops import CompiledLoop, SplitLoop
 from dcgan_cli.training.runlog import RunLog
-from dcgan_cli.training.upkeep import (BestKeeper, Diverged, Interrupted, Judge, MonitorStopped, Pruned, Window,
-                                       diverged, due, postfix, sample_grid, writing)
+from dcgan_cli.training.upkeep import (
+    BestKeeper,
+    Diverged,
+    Interrupted,
+    Judge,
+    MonitorStopped,
+    Pruned,
+    Window,
+    diverged,
+    due,
+    postfix,
+    sample_grid,
+    writing,
+)
 
 
 def run(cfg: Config, *, run_dir: str | Path, resume: bool = False, judge: Judge | None = None) -> Path:
