@@ -24,7 +24,7 @@ from dcgan_cli.ablate import compare
 from dcgan_cli.ablate.design import AblationError
 from dcgan_cli.ablate.study import RESULT, SPEC
 from dcgan_cli.config import Config, load_config
-from dcgan_cli.evaluate import scoring
+from dcgan_cli.evaluate import results, scoring
 from dcgan_cli.evaluate.features import PRIMARY, dataset_key, real_order
 from dcgan_cli.evaluate.stats import mean_pairwise_distance
 from dcgan_cli.files import write_atomically
@@ -83,7 +83,7 @@ def _run(directory: Path, judge: upkeep.Judge | None) -> dict:
         final = checkpoint.complete(directory)[-1]
         evaluation = spec["evaluation"]
         scored = _score(final, evaluation)
-        scoring.write_result(final / scoring.SCORES_FILE, scored)
+        results.write_result(final / scoring.SCORES_FILE, scored)
         diversity = _diversity(final, cfg, seed=evaluation["seed"])
         step = checkpoint.read_state(final)["step"]
         result.update(step=step, features=scored["features"],

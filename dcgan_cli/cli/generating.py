@@ -178,7 +178,7 @@ def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Pat
     start_keras()
     from dcgan_cli.state import checkpoint
     from dcgan_cli.data.common import DataError
-    from dcgan_cli.evaluate import scoring
+    from dcgan_cli.evaluate import results, scoring
     from dcgan_cli.evaluate.features import EvaluationError
 
     try:
@@ -196,6 +196,6 @@ def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Pat
     except ConfigError as error:
         raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
     with writing(target):
-        scoring.write_result(target, result)
-    click.echo(json.dumps(result, indent=1) if as_json else "\n".join(scoring.lines(result)))
+        results.write_result(target, result)
+    click.echo(json.dumps(result, indent=1) if as_json else "\n".join(results.lines(result)))
     click.echo(f"wrote {target}", err=True)

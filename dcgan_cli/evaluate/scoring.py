@@ -10,7 +10,6 @@ scored. What cannot be scored is found before any image is decoded where the fil
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from dcgan_cli.data.common import Dataset, cache_root
 from dcgan_cli.evaluate import domain, inception, rotation, stats
 from dcgan_cli.evaluate.features import (PRIMARY, EvaluationError, cached_summary, dataset_key, image_batches,
                                          load_arrays, real_order, save_arrays, summarise)
-from dcgan_cli.files import exclusive, to_stderr, write_atomically
+from dcgan_cli.files import exclusive, to_stderr
 from dcgan_cli.nets.models import Classes, generate
 
 GENERATE_BATCH = 250  # latents turned into images at a time
@@ -229,61 +228,6 @@ def folder_images(root: Path, cfg: Config, *, limit: int | None,
         folder.report_unreadable(root, files, readable, log=log, key="--images")
 
     return batches(), len(files)
-
-
-def write_result(path: Path, result: dict) -> Path:
-    """Record a result in an eval.json: one entry per feature space, the newest replacing an older one."""
-    found = {}
-    if path.is_file():
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            found = {}
-    if not isinstance(found, dict):
-        found = {}
-    found[result["features"]] = result
-    return write_atomically(path, lambda file: file.write((json.dumps(found, indent=1) + "\n").encode()))
-
-
-def lines(result: dict) -> list[str]:
-    """The result as a few lines of text, each score naming its feature space."""
-    s, space = result["scores"], result["features"]
-
-    def row(label: str, text: str) -> str:
-        return f"  {label}".ljust(36) + text
-
-    head = [f"{result['images']:,} images ({result['generated']})",
-            f"  against {result['real_set']}",
-            f"  in {result['feature_space']}"]
-    pr = row(f"precision, recall (k={s['nearest_k']}, {space})",
-             f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} real)")
-    binned = [row(f"NDB ({space})", f"{s['ndb']} of {s['bins']} bins differ (NDB/K {s['ndb_k']:.2f}); "
-                                    f"{s['bins_covered']} of {s['bins']} bins covered")] if "ndb" in s else []
-    if space == "domain":
-        body = [row("Frechet distance (domain)", f"{s['frechet_distance']:.3f}"),
-                row("modes covered", f"{s['modes_covered']} of {s['classes']} classes (>= {s['mode_share']:.0%} of "
-                                     f"the images each: {', '.join(s['covered_classes'])})"),
-                row("class histogram KL", f"{s['class_kl']:.4f} nats, KL(generated || real) of the predicted classes"),
-                row("mean top-class confidence", f"{s['mean_confidence']:.3f}"), *binned, pr]
-    elif space == "rotation":
-        body = [row("Frechet distance (rotation)", f"{s['frechet_distance']:.3f}"), *binned, pr]
-    else:
-        body = [row("FID (Inception)", f"{s['fid']:.3f}"),
-                row("KID (Inception)", f"{s['kid']:.5f} +- {s['kid_std']:.5f}   ({s['kid_subsets']} subsets of "
-                                       f"{s['kid_subset_size']:,})"), *binned, pr]
-    return head + body + conditional_lines(result.get("conditional"), row) + [f"  {result['seconds']:.1f} s"]
-
-
-def conditional_lines(found: dict | None, row: Callable[[str, str], str]) -> list[str]:
-    """A class-conditional G's rows (conditional_scores): conditional accuracy and intra-class FD, overall and
-    per class."""
-    if found is None:
-        return []
-    per_class = ", ".join(f"{name} {value:.0%}" for name, value in found["class_accuracy"].items())
-    fds = ", ".join(f"{name} {value:.2f}" for name, value in found["class_fd"].items())
-    return [row("conditional accuracy (domain)", f"{found['conditional_accuracy']:.1%} of "
-                                                  f"{found['per_class']:,} per class asked for: {per_class}"),
-            row("intra-class FD (domain)", f"{found['intra_fd']:.3f} mean over classes: {fds}")]
 
 
 # ------------------------------------------------------------------ what `dcgan evaluate` runs
