@@ -7,16 +7,8 @@ from pathlib import Path
 
 import click
 
-from dcgan_cli.cli.common import (
-    RunFailed,
-    UserError,
-    features_option,
-    inception_option,
-    load,
-    set_option,
-    start_keras,
-    study_worker,
-)
+from dcgan_cli.cli.common import (RunFailed, UserError, executor_options, features_option, inception_option, load,
+                                  set_option, start_keras, study_worker, worker_threads)
 
 
 @click.command()
@@ -36,14 +28,7 @@ from dcgan_cli.cli.common import (
               help="Runs per variant, with train.seed = base seed + 0, 1, ...")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Runs at once [default: 1 with --executor local; as many as Ray's resources allow with ray].")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: processes on this machine; ray: Ray tasks (pip install \"dcgan-cli[ray]\").")
-@click.option("--address", help="Ray: the address of an existing cluster [default: a local Ray instance on "
-                                "127.0.0.1, started and stopped by this command].")
-@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Ray: CPUs each run asks for (and its compute threads).")
-@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Ray: GPUs each run asks for (fractions share one).")
+@executor_options("run")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="The study's directory [default: runs/<config name>-<design>]. The same command continues it.")
 @click.option("--n", "count", type=click.IntRange(min=10), default=5000, show_default=True,
@@ -61,11 +46,10 @@ from dcgan_cli.cli.common import (
 @click.option("--yes", is_flag=True, help="Run a factorial design of more than 6 factors.")
 def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, design: str, seeds: int,
            jobs: int | None, executor: str, address: str | None, cpus_per_run: int, gpus_per_run: float,
-           run_dir: Path | None, count: int, score_overrides: tuple[str, ...], features: str | None, inception_weights: Path | None, plan: bool,
-           report_dir: Path | None, yes: bool) -> None:
+           run_dir: Path | None, count: int, score_overrides: tuple[str, ...], features: str | None,
+           inception_weights: Path | None, plan: bool, report_dir: Path | None, yes: bool) -> None:
     """Measure which hacks matter: train each variant of a base config with several seeds, score every run, and
     write a report (report.md, results.csv, report.png, samples.png). Interrupted, the same command continues."""
-    from dcgan_cli.ablate import executors
     from dcgan_cli.ablate import study as studies
     from dcgan_cli.ablate.design import AblationError, parse_factors, variants
 
@@ -75,8 +59,7 @@ def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, d
             return
         if config_path is None:
             raise UserError("give --config PATH (the base config), or --report DIR to report on a study")
-        if executor == "ray" and not executors.ray_available():
-            raise UserError('--executor ray: Ray is not installed; pip install "dcgan-cli[ray]". Received: ray')
+        threads = worker_threads(executor, jobs, cpus_per_run)
         base = load(config_path, overrides)
         chosen, everything = parse_factors(factors)
         made, reference, varied, notes = variants(base, chosen, design=design, everything=everything,
@@ -98,7 +81,6 @@ def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, d
     total = len(planned.runs())
     click.echo(f"study: {root} ({len(made)} variants x {planned.seeds} seeds; {total - len(pending)} of {total} runs "
                "finished already)", err=True)
-    threads = cpus_per_run if executor == "ray" else max(1, executors.cores() // (jobs or 1))
     if plan:
         for command in studies.commands(pending, threads=threads):
             click.echo(command)

@@ -88,6 +88,39 @@ inception_option = click.option("--inception-weights", type=click.Path(dir_okay=
                                 envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
                                 help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")
 
+def executor_options(unit: str, *, ray_note: str = ""):
+    """Where a study's runs go: --executor, --address, --cpus-per-run, --gpus-per-run; `unit` names one of them
+    ("run", "trial") in the help."""
+    options = [
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help=f'local: processes on this machine; ray: Ray tasks (pip install "dcgan-cli[ray]"'
+                          f'{ray_note}).'),
+        click.option("--address", help="Ray: the address of an existing cluster [default: a local Ray instance on "
+                                       "127.0.0.1, started and stopped by this command]."),
+        click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
+                     help=f"Ray: CPUs each {unit} asks for (and its compute threads)."),
+        click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help=f"Ray: GPUs each {unit} asks for (fractions share one)."),
+    ]
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def worker_threads(executor: str, jobs: int | None, cpus_per_run: int) -> int:
+    """Each run's compute threads: its Ray CPUs, or this machine's cores shared by --jobs; a UserError where
+    --executor ray is asked for without Ray."""
+    from dcgan_cli.ablate import executors
+
+    if executor == "ray" and not executors.ray_available():
+        raise UserError('--executor ray: Ray is not installed; pip install "dcgan-cli[ray]". Received: ray')
+    return cpus_per_run if executor == "ray" else max(1, executors.cores() // (jobs or 1))
+
+
 raw_option = click.option("--raw", is_flag=True,
                           help="Use G's trained weights, not the moving average a checkpoint holds (train.ema_decay).")
 

@@ -46,7 +46,8 @@ def show_data(config_path: Path, overrides: tuple[str, ...], out: Path, count: i
         raise UserError(str(error)) from None
     for line in sources.describe(dataset):
         click.echo(line)
-    sample = sources.sample_batch(dataset.images, min(count, len(dataset.images)), np.random.default_rng(cfg.train.seed))
+    sample = sources.sample_batch(dataset.images, min(count, len(dataset.images)),
+                                  np.random.default_rng(cfg.train.seed))
     with writing(out):
         images.save_grid(sample, out)
     click.echo(f"wrote {out}", err=True)

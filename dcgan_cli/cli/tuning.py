@@ -8,16 +8,8 @@ from pathlib import Path
 
 import click
 
-from dcgan_cli.cli.common import (
-    RunFailed,
-    UserError,
-    features_option,
-    inception_option,
-    load,
-    set_option,
-    start_keras,
-    study_worker,
-)
+from dcgan_cli.cli.common import (RunFailed, UserError, executor_options, features_option, inception_option, load,
+                                  set_option, start_keras, study_worker, worker_threads)
 
 INSTALL = 'pip install "dcgan-cli[tune]"'
 
@@ -60,15 +52,7 @@ def _need_optuna() -> None:
               help="Images of each run's final generator to score.")
 @features_option
 @inception_option
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: processes on this machine; ray: Ray tasks (pip install \"dcgan-cli[ray]\"; trials on "
-                   "other machines need --storage).")
-@click.option("--address", help="Ray: the address of an existing cluster [default: a local Ray instance on "
-                                "127.0.0.1].")
-@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Ray: CPUs each trial asks for (and its compute threads).")
-@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Ray: GPUs each trial asks for (fractions share one).")
+@executor_options("trial", ray_note="; trials on other machines need --storage")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the report of the study in this directory from the trials finished so far; run nothing.")
 @click.option("--confirm", "confirm_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -84,13 +68,10 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
     ones pruned, then a report (report.md, trials.csv, Optuna's plots, best.yaml, samples.png). Interrupted, the
     same command continues; several processes on one --run-dir (or one --storage) share the study."""
     _need_optuna()
-    from dcgan_cli.ablate import executors
     from dcgan_cli.tune import study as tuning_module
     from dcgan_cli.tune.space import SpaceError, load_space
 
-    if executor == "ray" and not executors.ray_available():
-        raise UserError('--executor ray: Ray is not installed; pip install "dcgan-cli[ray]". Received: ray')
-    threads = cpus_per_run if executor == "ray" else max(1, executors.cores() // jobs)
+    threads = worker_threads(executor, jobs, cpus_per_run)
     run = {"executor": executor, "jobs": jobs, "threads": threads, "address": address, "cpus": cpus_per_run,
            "gpus": gpus_per_run}
     try:

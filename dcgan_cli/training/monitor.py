@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -119,35 +120,32 @@ class Monitor:
         while D judges the distribution, large once it has learnt the training images themselves."""
         c = self.cfg
         holds = gap > c.d_overfits_gap and step > c.d_overfits_after
-        if not (c.d_overfits and self.overfits.see(holds, step, needed=c.d_overfits_checks)):
-            return []
-        return [Trip("d_overfits", step, self.overfits.since,
-                     f"D overfits its training images: its mean output on them is {gap:.3f} above that on held-out "
-                     f"real images (> {c.d_overfits_gap:g}) at {c.d_overfits_checks} checks in a row since step "
-                     f"{self.overfits.since}; try hacks.adaptive_augment", {"d_holdout_gap": gap})]
+        return tripped(c.d_overfits and self.overfits.see(holds, step, needed=c.d_overfits_checks), lambda: Trip(
+            "d_overfits", step, self.overfits.since,
+            f"D overfits its training images: its mean output on them is {gap:.3f} above that on held-out real "
+            f"images (> {c.d_overfits_gap:g}) at {c.d_overfits_checks} checks in a row since step "
+            f"{self.overfits.since}; try hacks.adaptive_augment", {"d_holdout_gap": gap}))
 
     def _g_rising(self, step: int, g_loss: float) -> list[Trip]:
         c = self.cfg
         self.g_history = (self.g_history + [(step, g_loss)])[-c.g_rising_logs:]
         rise, tau = rising(self.g_history) if len(self.g_history) == c.g_rising_logs else (0.0, 0.0)
         holds = rise >= c.g_rising_min and tau >= c.g_rising_tau
-        if not (c.g_rising and self.g_rising.see(holds, step, needed=1)):
-            return []
         first = self.g_history[0][0]
-        return [Trip("g_rising", step, first,
-                     f"G's loss rising steadily: up {rise:.2f} (>= {c.g_rising_min:g}) over the {c.g_rising_logs} "
-                     f"logs since step {first}, Kendall's tau {tau:.2f} (>= {c.g_rising_tau:g})",
-                     {"rise": rise, "tau": tau, "g_loss": g_loss})]
+        return tripped(c.g_rising and self.g_rising.see(holds, step, needed=1), lambda: Trip(
+            "g_rising", step, first,
+            f"G's loss rising steadily: up {rise:.2f} (>= {c.g_rising_min:g}) over the {c.g_rising_logs} logs "
+            f"since step {first}, Kendall's tau {tau:.2f} (>= {c.g_rising_tau:g})",
+            {"rise": rise, "tau": tau, "g_loss": g_loss}))
 
     def _diversity(self, step: int, probe: dict) -> list[Trip]:
         c = self.cfg
         holds = probe["diversity"] < c.collapse_diversity and step > c.collapse_after
-        if not (c.collapse and self.collapse.see(holds, step, needed=c.collapse_checks)):
-            return []
-        return [Trip("collapse", step, self.collapse.since,
-                     f"mode collapse: the fixed-latent samples' mean pairwise distance is {probe['diversity']:.2f} "
-                     f"of the real images' (< {c.collapse_diversity:g}) at {c.collapse_checks} checks in a row "
-                     f"since step {self.collapse.since}", {"diversity": probe["diversity"]})]
+        return tripped(c.collapse and self.collapse.see(holds, step, needed=c.collapse_checks), lambda: Trip(
+            "collapse", step, self.collapse.since,
+            f"mode collapse: the fixed-latent samples' mean pairwise distance is {probe['diversity']:.2f} of the "
+            f"real images' (< {c.collapse_diversity:g}) at {c.collapse_checks} checks in a row since step "
+            f"{self.collapse.since}", {"diversity": probe["diversity"]}))
 
     def _modes(self, step: int, scores: dict) -> list[Trip]:
         """The modes covered: the domain classifier's classes, or without classes NDB's bins covered."""
@@ -159,22 +157,24 @@ class Monitor:
         best = modes if self.best_modes is None else max(self.best_modes, modes)
         holds = best - modes >= c.collapse_mode_drop
         self.best_modes = best
-        if not (c.collapse and self.modes.see(holds, step, needed=1)):
-            return []
-        return [Trip("collapse", step, step,
-                     f"mode collapse: {modes} of {total} {what} covered, {best - modes} fewer than the "
-                     f"run's best ({best}; a drop of {c.collapse_mode_drop} trips)",
-                     {"modes_covered": modes, "best_modes": best, "of": what})]
+        return tripped(c.collapse and self.modes.see(holds, step, needed=1), lambda: Trip(
+            "collapse", step, step,
+            f"mode collapse: {modes} of {total} {what} covered, {best - modes} fewer than the run's best ({best}; "
+            f"a drop of {c.collapse_mode_drop} trips)", {"modes_covered": modes, "best_modes": best, "of": what}))
 
     def _grad_norm(self, step: int, probe: dict) -> list[Trip]:
         c = self.cfg
         norms = {key: probe[key] for key in ("d_grad_norm", "g_grad_norm")}
         holds = any(not value <= c.max_grad_norm for value in norms.values())
-        if not (c.grad_norm and self.grads.see(holds, step, needed=1)):
-            return []
-        return [Trip("grad_norm", step, step,
-                     f"gradient norms over the bound {c.max_grad_norm:g}: D {norms['d_grad_norm']:.3g}, "
-                     f"G {norms['g_grad_norm']:.3g}", norms)]
+        return tripped(c.grad_norm and self.grads.see(holds, step, needed=1), lambda: Trip(
+            "grad_norm", step, step, f"gradient norms over the bound {c.max_grad_norm:g}: D "
+            f"{norms['d_grad_norm']:.3g}, G {norms['g_grad_norm']:.3g}", norms))
+
+
+def tripped(seen: bool, trip: Callable[[], Trip]) -> list[Trip]:
+    """[trip()] once a rule has seen its condition for long enough (Streak.see), else []: the trip, its message
+    included, is made only then."""
+    return [trip()] if seen else []
 
 
 def rising(history: list[tuple[int, float]]) -> tuple[float, float]:
