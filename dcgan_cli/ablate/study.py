@@ -164,16 +164,22 @@ def read_plan(plan: Path, *, kind: str, article: str, version: int, error: type[
     return saved
 
 
+def read_study(root: Path, plan: str, *, kind: str, article: str, version: int,
+               error: type[Exception]) -> tuple[dict, Config]:
+    """A study directory's plan (read_plan) and its base config (base.yaml), else `error` saying what is wrong."""
+    if not (root / plan).is_file():
+        raise error(f"no {kind} here (no {plan}); give the --run-dir of a study. Received: {str(root)!r}")
+    saved = read_plan(root / plan, kind=kind, article=article, version=version, error=error)
+    try:
+        return saved, load_config(root / BASE, saved=True)
+    except ConfigError as problem:
+        raise error(f"{root / BASE}: {'; '.join(problem.problems)}") from None
+
+
 def load(root: str | Path) -> Study:
     """The study planned in `root` (for --report and for a worker)."""
     root = Path(root)
-    if not (root / PLAN).is_file():
-        raise AblationError(f"no ablation here (no {PLAN}); give the --run-dir of a study. Received: {str(root)!r}")
-    saved = read_plan(root / PLAN, **_KIND)
-    try:
-        base = load_config(root / BASE, saved=True)
-    except ConfigError as error:
-        raise AblationError(f"{root / BASE}: {'; '.join(error.problems)}") from None
+    saved, base = read_study(root, PLAN, **_KIND)
     variants = tuple(Variant(v["name"], tuple((p, value) for p, value in v["changes"])) for v in saved["variants"])
     return Study(root=root, design=saved["design"], factors=tuple(saved["factors"]), seeds=int(saved["seeds"]),
                  variants=variants, reference=saved["reference"], base=base, evaluation=saved["evaluation"])

@@ -26,8 +26,8 @@ import numpy as np
 import yaml
 
 from dcgan_cli import config as config_module
-from dcgan_cli.ablate.study import claim, plan_run, read_plan
-from dcgan_cli.config import Config, ConfigError, load_config
+from dcgan_cli.ablate.study import claim, plan_run, read_study
+from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.files import write_atomically
 from dcgan_cli.tune.space import Space, SpaceError, parse_space, word
 
@@ -200,14 +200,9 @@ def _plan(tuning: Tuning) -> dict:
 def load(root: str | Path) -> Tuning:
     """The study planned in `root` (for --report and --confirm)."""
     root = Path(root)
-    if not (root / PLAN).is_file():
-        raise TuneError(f"no tuning study here (no {PLAN}); give the --run-dir of a study. Received: {str(root)!r}")
-    saved = read_plan(root / PLAN, **_KIND)
+    saved, base = read_study(root, PLAN, **_KIND)
     try:
-        base = load_config(root / BASE, saved=True)
         space = parse_space(saved["space"], source=str(root / PLAN))
-    except ConfigError as error:
-        raise TuneError(f"{root / BASE}: {'; '.join(error.problems)}") from None
     except SpaceError as error:
         raise TuneError("; ".join(error.problems)) from None
     return Tuning(root=root, base=base, space=space, seeds=saved["seeds"], objective=saved["objective"],
