@@ -143,3 +143,37 @@ def as_written_before_the_logit_losses(path) -> None:
     monitor = {key: value for key, value in raw["monitor"].items() if key not in ("d_wins_margin", "d_wins_grad_norm")}
     raw["monitor"] = {**monitor, "d_wins_loss": 0.3, "d_wins_output": 0.05}
     (path / "config.yaml").write_text(yaml.safe_dump(raw))
+
+
+# Put on PYTHONPATH for a test's `dcgan` processes: a run whose directory contains $DCGAN_TEST_HOLD waits after
+# each checkpoint it writes until the file $DCGAN_TEST_GATE exists, so a test can act while a run is held midway
+# (stop it, check what it kept) however fast or slow the machine is.
+HOLD_SITE = """
+import os
+if os.environ.get("DCGAN_TEST_GATE"):
+    import time
+    from dcgan_cli.state import checkpoint
+
+    _save = checkpoint.save
+
+    def _held(run_dir, *args, **kwargs):
+        path = _save(run_dir, *args, **kwargs)
+        if os.environ["DCGAN_TEST_HOLD"] in str(run_dir):
+            while not os.path.exists(os.environ["DCGAN_TEST_GATE"]):
+                time.sleep(0.05)
+        return path
+
+    checkpoint.save = _held
+"""
+
+
+def holding(tmp_path: Path, hold: str) -> tuple[dict, Path]:
+    """The environment for `dcgan` processes whose runs matching `hold` (a part of their directory; "" for every
+    run) wait after each checkpoint (HOLD_SITE), and the gate file that lets them go on once it exists."""
+    site = tmp_path / "hold-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(HOLD_SITE)
+    gate = tmp_path / "gate-open"
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "DCGAN_TEST_GATE": str(gate),
+            "DCGAN_TEST_HOLD": hold}, gate

@@ -25,7 +25,7 @@ from dcgan_cli.config import load_config
 from dcgan_cli.files import write_atomically
 from dcgan_cli.training.monitor import METRICS
 
-from conftest import TINY
+from conftest import TINY, holding
 
 BASE = load_config(None, TINY)
 DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
@@ -348,20 +348,22 @@ def test_tiny_ablation_plans_then_runs_two_at_once_and_reports(tmp_path):
 def test_killed_ablation_continues_where_it_stopped(tmp_path):
     root = tmp_path / "study"
     sets = [*STUDY_SET, "train.steps=200", "output.checkpoint_every=25", "output.sample_every=200"]
-    process = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
+    env, gate = holding(tmp_path, "seed1")  # the seed-1 runs wait after a checkpoint until the gate opens
+    process = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path, env=env)
 
     def training_midway() -> list[Path]:
         """Checkpoints of runs still training (not yet at their last step, no result)."""
         return [path for path in root.glob("variants/*/*/checkpoints/step_*")
                 if path.name != "step_000200" and not (path.parent.parent / study.RESULT).exists()]
 
-    # Stop once one run has finished and another is training, past a checkpoint.
-    deadline = time.monotonic() + 300
+    # Stop once one run has finished and another is held midway, past a checkpoint.
+    deadline = time.monotonic() + 1200
     while not (list(root.glob("variants/*/*/result.json")) and training_midway()):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=300)
+    gate.touch()
+    _, err = process.communicate(timeout=600)
     assert process.returncode == 130 and "run the same command again to continue" in err
     done = {path: path.stat().st_mtime_ns for path in root.glob("variants/*/*/result.json")}
     assert 1 <= len(done) < 6
@@ -370,7 +372,7 @@ def test_killed_ablation_continues_where_it_stopped(tmp_path):
     listing = sorted(str(path.relative_to(root)) for path in root.glob("variants/*/*/*"))
     assert training_midway(), listing  # the stopped run kept its checkpoints, to resume from
 
-    again = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path)
+    again = dcgan(*ablate_args(root, "--jobs", "2", sets=sets), cwd=tmp_path, env=env)
     _, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
     assert f"{len(done)} of 6 runs finished already" in err and "6 of 6 runs finished" in err

@@ -20,6 +20,8 @@ from dcgan_cli.config import load_config
 from dcgan_cli.state import checkpoint
 from dcgan_cli.training import loops, train, upkeep
 
+from conftest import holding
+
 STEPS = 24
 RUN = {
     "model": {"image_size": 16, "latent_dim": 8, "g_filters": 8, "d_filters": 8},
@@ -36,12 +38,13 @@ def config_file(tmp_path_factory) -> Path:
     return path
 
 
-def dcgan(*args, limit_bytes: int | None = None) -> subprocess.Popen:
-    """Start `dcgan ...` in a fresh process (optionally with every file it writes capped at limit_bytes)."""
+def dcgan(*args, limit_bytes: int | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start `dcgan ...` in a fresh process (optionally with every file it writes capped at limit_bytes, in the
+    environment `env`, e.g. conftest.holding's)."""
     def cap():
         if limit_bytes is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    env = {**(env or os.environ), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "dcgan_cli", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, preexec_fn=cap)
 
@@ -130,7 +133,7 @@ def test_kill_9_twenty_more_times(config_file, reference, tmp_path, seed):
     kill_and_resume(config_file, reference, tmp_path, seed)
 
 
-def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while not checkpoint.complete(run):
         assert process.poll() is None and time.monotonic() < deadline, "training never wrote a checkpoint"
@@ -141,10 +144,14 @@ def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 1
 @pytest.mark.e2e
 def test_a_signal_finishes_the_step_checkpoints_and_says_how_to_resume(config_file, reference, tmp_path, signum,
                                                                        code):
+    """The run is held after its first checkpoint (conftest.holding) until the signal is sent, so it cannot
+    finish first on a fast machine."""
     run = tmp_path / "run"
-    process = dcgan("train", "--config", config_file, "--run-dir", run)
+    env, gate = holding(tmp_path, "")
+    process = dcgan("train", "--config", config_file, "--run-dir", run, env=env)
     wait_for_checkpoint(run, process)
     process.send_signal(signum)
+    gate.touch()
     returned, stderr = finish(process)
     assert returned == code, stderr
     last_line = stderr.strip().splitlines()[-1]
@@ -160,12 +167,20 @@ def test_a_signal_finishes_the_step_checkpoints_and_says_how_to_resume(config_fi
 
 @pytest.mark.e2e
 def test_a_second_ctrl_c_quits_at_once_without_breaking_checkpoints(config_file, tmp_path):
+    """Held after its first checkpoint (conftest.holding, the gate never opened), the run gets a second SIGINT
+    once it has answered the first: two sent at once may reach it as one."""
     run = tmp_path / "run"
-    process = dcgan("train", "--config", config_file, "--run-dir", run)
+    env, _ = holding(tmp_path, "")
+    process = dcgan("train", "--config", config_file, "--run-dir", run, env=env)
     wait_for_checkpoint(run, process)
     process.send_signal(signal.SIGINT)
+    answer = ""
+    while "send it again to quit at once" not in answer:
+        read = process.stderr.read(1)
+        assert read, answer
+        answer += read
     process.send_signal(signal.SIGINT)
-    returned, stderr = finish(process, timeout=30)
+    returned, stderr = finish(process, timeout=300)
     assert returned == 130 and "Traceback" not in stderr
     assert_checkpoints_whole(run)
     returned, stderr = resume(run)

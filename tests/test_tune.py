@@ -30,7 +30,7 @@ from dcgan_cli.tune import study as tuning_module
 from dcgan_cli.tune import worker as trial_worker
 from dcgan_cli.tune.space import load_space, parse_space
 
-from conftest import TINY
+from conftest import TINY, holding
 
 DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
 SETS = [*TINY, "train.steps=6", "output.eval_every=2", "output.eval_samples=20", "output.sample_every=6",
@@ -347,18 +347,20 @@ def test_killed_study_continues_without_redoing_finished_trials(tmp_path):
     space = space_file(tmp_path / "space.yaml")
     sets = [*SETS, "train.steps=120", "output.checkpoint_every=10", "output.eval_every=40", "output.sample_every=120"]
     args = tune_args(root, space, "--trials", "2", "--pruner", "none", sets=sets)
-    process = dcgan(*args, cwd=tmp_path)
+    env, gate = holding(tmp_path, os.path.join("trials", "0001"))  # trial 1 waits after a checkpoint
+    process = dcgan(*args, cwd=tmp_path, env=env)
 
     def training_midway() -> list[Path]:
         return [path for path in root.glob("trials/*/checkpoints/step_*")
                 if not (path.parent.parent / tuning_module.RESULT).exists()]
 
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 1200
     while not (list(root.glob("trials/*/result.json")) and training_midway()):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=300)
+    gate.touch()
+    _, err = process.communicate(timeout=600)
     assert process.returncode == 130 and "run the same command again to continue" in err
     done = {path: path.stat().st_mtime_ns for path in root.glob("trials/*/result.json")}
     assert len(done) == 1 and training_midway()
@@ -368,7 +370,7 @@ def test_killed_study_continues_without_redoing_finished_trials(tmp_path):
     assert "1 complete, 1 running or interrupted" in partial.output
     assert "Trials: 2" in (root / "report.md").read_text()
 
-    again = dcgan(*args, cwd=tmp_path)
+    again = dcgan(*args, cwd=tmp_path, env=env)
     _, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
     assert "2 of 2 trials there already" in err and "for 1 trials" in err
@@ -378,25 +380,13 @@ def test_killed_study_continues_without_redoing_finished_trials(tmp_path):
     assert "stopped by SIGTERM" in (root / "trials" / "0001" / "log.txt").read_text()  # then resumed
 
 
-# Put on PYTHONPATH for the tune processes: each trial's worker waits until the file GATE names exists.
-GATE = """
-import os, sys, time
-if "tune-run" in sys.argv and os.environ.get("GATE"):
-    while not os.path.exists(os.environ["GATE"]):
-        time.sleep(0.05)
-"""
-
-
 @pytest.mark.e2e
 def test_two_processes_on_one_journal_share_the_trials(tmp_path):
-    """The first process's trial waits (GATE) until the second has planned one of its own, however slow either
-    starts: both then run trials, and no trial runs twice."""
+    """The first process's trial waits after a checkpoint (conftest.holding) until the second process has planned
+    a trial of its own, however slow either starts: both then run trials, and no trial runs twice."""
     root = tmp_path / "study"
     space = space_file(tmp_path / "space.yaml")
-    (tmp_path / "gate").mkdir()
-    (tmp_path / "gate" / "sitecustomize.py").write_text(GATE)
-    env = {**os.environ, "GATE": str(tmp_path / "open"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path / "gate"), os.environ.get("PYTHONPATH", "")])}
+    env, gate = holding(tmp_path, os.path.join("trials", "0000"))
     sets = [*SETS, "train.steps=40", "output.eval_every=20", "output.sample_every=40", "output.checkpoint_every=20"]
     args = tune_args(root, space, "--trials", "3", "--pruner", "none", sets=sets)
     first = dcgan(*args, cwd=tmp_path, env=env)
@@ -407,7 +397,7 @@ def test_two_processes_on_one_journal_share_the_trials(tmp_path):
     while not (root / "trials" / "0001" / tuning_module.TRIAL).is_file():
         assert second.poll() is None, second.communicate()
         time.sleep(0.1)
-    (tmp_path / "open").touch()
+    gate.touch()
     outcomes = [process.communicate(timeout=600) for process in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outcomes
     ran = [int(re.search(r"for (\d+) trials", err).group(1)) for _, err in outcomes]
