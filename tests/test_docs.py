@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import re
 import sys
@@ -59,5 +60,9 @@ def test_every_page_in_the_navigation_exists_and_every_docs_page_is_in_it():
             yield from pages(value) if isinstance(value, list) else [value]
 
     listed = set(pages(config["nav"]))
-    on_disk = {str(path.relative_to(ROOT / "docs")) for path in (ROOT / "docs").rglob("*.md")}
+    # exclude_docs' folders (a study's state and report, kept as files, not as pages) are not pages
+    folders = [line.strip().rstrip("/") for line in config["exclude_docs"].splitlines() if line.strip()]
+    on_disk = {str(path.relative_to(ROOT / "docs")) for path in (ROOT / "docs").rglob("*.md")
+               if not any(fnmatch.fnmatch(str(path.parent.relative_to(ROOT / "docs")), folder)
+                          for folder in folders)}
     assert listed == on_disk
