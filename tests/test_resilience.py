@@ -50,7 +50,14 @@ def dcgan(*args, limit_bytes: int | None = None, env: dict | None = None) -> sub
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
-    _, stderr = process.communicate(timeout=timeout)
+    """The process's exit code and stderr; killed if it has not ended by `timeout` (a held run would wait for
+    ever), and the test fails."""
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
     return process.returncode, stderr
 
 
