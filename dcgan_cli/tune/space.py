@@ -92,11 +92,10 @@ class Space:
     def drawn(self, cfg: Config) -> dict[str, Any]:
         """Optuna's parameters that give `cfg`'s own values: for each key whose value in `cfg` the space holds
         (among its choices, within its range); the others are left for the sampler."""
-        values = config_module.flatten(cfg)
         found = {}
         for param in self.params:
-            value = values[param.path]
-            value = tuple(value) if isinstance(value, list) else value  # flatten gives ranges and lists as lists
+            section, key = param.path.split(".")
+            value = getattr(getattr(cfg, section), key)  # as the config holds it: ranges and lists as tuples
             if param.kind == "choice":
                 if value in param.values:
                     found[param.path] = _encoded(value)
