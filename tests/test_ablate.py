@@ -23,6 +23,7 @@ from dcgan_cli.ablate.design import FACTORS, GROUPS, AblationError, parse_factor
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
 from dcgan_cli.files import write_atomically
+from dcgan_cli.training import upkeep
 from dcgan_cli.training.monitor import METRICS
 
 from conftest import TINY, holding
@@ -174,7 +175,7 @@ def test_a_diverged_run_is_finished_and_reported(tmp_path, monkeypatch):
     run = study.prepare(planned(tmp_path / "study"))[0]
 
     def diverge(cfg, *, run_dir, resume, judge):
-        raise worker.training.Diverged("training diverged at step 3: g_loss=nan")
+        raise upkeep.Diverged("training diverged at step 3: g_loss=nan")
 
     monkeypatch.setattr(worker.training, "run", diverge)
     result = worker.run_one(run.directory)

@@ -24,6 +24,7 @@ from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
 from dcgan_cli.files import read_jsonl
 from dcgan_cli.state import checkpoint
+from dcgan_cli.training import upkeep
 from dcgan_cli.training import train as training
 from dcgan_cli.tune import runner as tune_runner
 from dcgan_cli.tune import study as tuning_module
@@ -215,7 +216,7 @@ def test_a_judge_stops_training_after_a_score_with_a_checkpoint(tmp_path):
         seen.append((step, value))
         return step >= 4
 
-    with pytest.raises(training.Pruned, match="pruned at step 4 of 8"):
+    with pytest.raises(upkeep.Pruned, match="pruned at step 4 of 8"):
         training.run(cfg, run_dir=tmp_path / "run", judge=judge)
     assert [step for step, _ in seen] == [2, 4] and all(value > 0 for _, value in seen)
     assert checkpoint.read_state(checkpoint.complete(tmp_path / "run")[-1])["step"] == 4

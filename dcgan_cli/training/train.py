@@ -1,48 +1,30 @@
-"""A training run: `run` loads the data, builds G and D and trains them into the run directory; `_steps` is the
-loop of DCGAN training, per step (1) update D on real and fake images, (2) update G through a frozen D
-(training/loops.py), with what a run does around its steps (training/upkeep.py): logs, sample grids, scores and
-the best checkpoint, checkpoints, the monitor, clean stops.
+"""A training run: `run` loads the data, builds G and D and trains them into the run directory, from scratch or
+from a checkpoint, and rebuilds the loop after a rollback; the steps themselves are training/steps.py.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
-from dcgan_cli import backend, images
+from dcgan_cli import backend
 from dcgan_cli import config as config_module
 from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.data import sources
 from dcgan_cli.evaluate.scoring import TrainingScorer, preflight
 from dcgan_cli.files import write_atomically
 from dcgan_cli.nets import hacks
-from dcgan_cli.nets.ema import calibrate_ema
 from dcgan_cli.nets.models import Classes, Models, build_models
-from dcgan_cli.signals import StopRequest
 from dcgan_cli.state import checkpoint, draws
 from dcgan_cli.training import tensorboard_log
 from dcgan_cli.training.health import Health, RollBack, roll_back
 from dcgan_cli.training.loops import CompiledLoop, SplitLoop
 from dcgan_cli.training.runlog import RunLog
-from dcgan_cli.training.upkeep import (
-    BestKeeper,
-    Diverged,
-    Interrupted,
-    Judge,
-    MonitorStopped,
-    Pruned,
-    Window,
-    diverged,
-    due,
-    postfix,
-    sample_grid,
-    writing,
-)
+from dcgan_cli.training.steps import Steps
+from dcgan_cli.training.upkeep import BestKeeper, Judge, writing
 
 
 def run(cfg: Config, *, run_dir: str | Path, resume: bool = False, judge: Judge | None = None) -> Path:
@@ -118,8 +100,8 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np.
         loop = (CompiledLoop if cfg.train.loop == "compiled" else SplitLoop)(models, cfg, real_images, step_draws,
                                                                                 real_labels)
         try:
-            _steps(cfg, models, loop, step_draws, sample_latents, run_dir=run_dir, start=start,
-                   resumed_from=resumed_from, keeper=keeper, log=log, health=health)
+            Steps(cfg, models, loop, step_draws, sample_latents, run_dir=run_dir, start=start,
+                  resumed_from=resumed_from, keeper=keeper, log=log, health=health).run()
             log.finish()
             return
         except RollBack as request:
@@ -130,111 +112,3 @@ def _loop(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np.
             start, step_draws, resumed_from = roll_back(cfg, models, rollback, health, run_dir=run_dir,
                                                          count=len(real_images))
 
-
-def _steps(cfg: Config, models: Models, loop: SplitLoop | CompiledLoop, step_draws: draws.Draws,
-           sample_latents: np.ndarray, *, run_dir: Path, start: int, resumed_from: Path | None,
-           keeper: BestKeeper | None, log: RunLog, health: Health) -> None:
-    """The steps of _loop, run by `loop`."""
-    steps, out, batch_size = cfg.train.steps, cfg.output, cfg.train.batch_size
-    last_saved, saved_step, read_step = resumed_from, start, start
-    window = Window()
-
-    def save(step: int) -> Path:
-        with writing(run_dir / checkpoint.CHECKPOINTS / f"step_{step:06d}", last_saved):
-            path = checkpoint.save(run_dir, step=step, models=models, cfg=cfg, draws=step_draws.state(step),
-                                   sample_latents=sample_latents, events=len(log.events))
-            checkpoint.prune(run_dir, keep=out.keep_checkpoints, protect=resumed_from)
-        return path
-
-    def non_finite(step: int, since: int, values: dict, what: str) -> Diverged:
-        """A NaN or infinity: an event, then a rollback where monitor.action allows one, else Diverged."""
-        trip = health.monitor.non_finite(step, since, values)
-        action, target, why = health.action(trip, run_dir)
-        action = action if action == "rollback" else "stop"
-        health.report(trip, action, why)
-        if target is not None:
-            raise RollBack(trip, target)
-        where = f"step {step}" if since == step else f"steps {since}..{step}"
-        return diverged(where, what, last_saved)
-
-    with StopRequest() as stop, \
-            tqdm(total=steps, initial=start, unit="step", desc="train", disable=not out.progress,
-                 dynamic_ncols=True) as bar:
-        for step in range(start + 1, steps + 1):
-            loop.step(step)
-            bar.update(1)
-            logged = due(step, out.log_every, steps)
-            saving = due(step, out.checkpoint_every, steps) or (stop.signum and saved_step != step)
-            evaluating = keeper is not None and due(step, out.eval_every, steps)
-            probing = health.probing(step)
-            if loop.reads_every_step or logged or saving or evaluating:
-                sums = loop.take_sums()
-                bad = {key: value for key, value in sums.items() if not np.isfinite(value)}
-                if bad:
-                    raise non_finite(step, read_step + 1, bad, ", ".join(f"{k}={v}" for k, v in bad.items()))
-                window.add(sums, steps=step - read_step, images=(step - read_step) * batch_size)
-                read_step = step
-            sampling = due(step, out.sample_every, steps)
-            if sampling or saving or evaluating or probing:
-                loop.sync()
-                if models.g_ema is not None and (sampling or saving or evaluating):
-                    calibrate_ema(models.g_ema, cfg, models.classes)
-            scored, new_best = keeper(models, step=step) if evaluating else (None, None)
-            record = {"step": step}
-            if logged:
-                means = window.means()
-                bar.set_postfix_str(postfix(means, cfg) + (keeper.note if keeper else ""), refresh=False)
-                record.update(means)
-                window.reset()
-            if scored:
-                record["eval"] = scored
-            if probing:
-                record["probe"] = health.probe(models)
-            if logged or evaluating or probing:
-                with writing(log.metrics, last_saved):
-                    log.record(record)
-            # Reported before the step's checkpoint, which counts them: a resume from it keeps them.
-            actions = [(trip, *health.action(trip, run_dir)) for trip in health.monitor.observe(record)]
-            with writing(log.events_path, last_saved):
-                for trip, action, _, why in actions:
-                    health.report(trip, action, why)
-            # The grid of a step is written before its checkpoint, so a resumed run never misses one.
-            if sampling:
-                grid_path = run_dir / "samples" / f"step_{step:06d}.png"
-                with writing(grid_path, last_saved):
-                    picture = sample_grid(models, sample_latents, cfg)
-                    images.save_png(picture, grid_path)
-                    log.grid(step, picture)
-            if (saving or new_best) and not checkpoint.all_finite(models):
-                raise non_finite(step, step, {"weights": "nan or inf"},
-                                 "a weight or optimizer variable is NaN or infinite")
-            if saving:
-                last_saved, saved_step = save(step), step
-            if new_best:
-                with writing(run_dir / checkpoint.CHECKPOINTS / checkpoint.BEST, last_saved):
-                    checkpoint.save(run_dir, step=step, models=models, cfg=cfg, draws=step_draws.state(step),
-                                    sample_latents=sample_latents, name=checkpoint.BEST, score=new_best,
-                                    events=len(log.events))
-            if scored and keeper.stops(step, scored) and step < steps:  # the judge sees the last score too
-                if saved_step != step:
-                    last_saved, saved_step = save(step), step
-                with writing(run_dir, last_saved):
-                    log.finish()
-                raise Pruned(f"pruned at step {step} of {steps}; checkpoint {last_saved}")
-            for trip, action, target, _ in actions:
-                if action == "rollback":
-                    raise RollBack(trip, target)
-                if action == "stop":
-                    if saved_step != step:
-                        last_saved, saved_step = save(step), step
-                    with writing(run_dir, last_saved):
-                        log.finish()
-                    raise MonitorStopped(f"monitor: stopped at step {step} of {steps} by the {trip.rule} rule; "
-                                         f"checkpoint {last_saved}. See {log.events_path}; resume with: dcgan "
-                                         f"train --resume --run-dir {run_dir}")
-            if stop.signum:
-                with writing(run_dir, last_saved):
-                    log.finish()
-                name = signal.Signals(stop.signum).name
-                raise Interrupted(f"stopped by {name} at step {step} of {steps}; checkpoint {last_saved}. "
-                                  f"Resume with: dcgan train --resume --run-dir {run_dir}", stop.signum)
