@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -61,6 +62,30 @@ def test_prune_keeps_the_newest(tmp_path, tiny_cfg, models):
         save(tmp_path, tiny_cfg, step, models, np.zeros((1, 8), np.float32))
     checkpoint.prune(tmp_path, keep=2)
     assert [p.name for p in checkpoint.complete(tmp_path)] == ["step_000003", "step_000004"]
+
+
+def test_a_crash_halfway_through_a_prune_leaves_no_complete_checkpoint_with_files_missing(tmp_path, tiny_cfg,
+                                                                                        models, monkeypatch):
+    """A SIGKILL while the oldest checkpoint's files are being deleted: the loaders never see it half gone, and the
+    next start removes what is left."""
+    for step in (1, 2, 3):
+        save(tmp_path, tiny_cfg, step, models, np.zeros((1, 8), np.float32))
+
+    def killed_after_one_file(path, ignore_errors=False):
+        for file in sorted(Path(path).iterdir()):
+            if file.name != checkpoint.MARKER:
+                file.unlink()
+                raise SystemExit("killed")
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_after_one_file)
+    with pytest.raises(SystemExit):
+        checkpoint.prune(tmp_path, keep=2)
+    monkeypatch.undo()
+    for found in checkpoint.complete(tmp_path):
+        assert len(list(found.iterdir())) == 5, found
+    assert [p.name for p in checkpoint.complete(tmp_path)] == ["step_000002", "step_000003"]
+    checkpoint.remove_temporaries(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000002", "step_000003"]
 
 
 def test_resolve_errors_name_the_path(tmp_path):

@@ -16,7 +16,9 @@ It is written into `checkpoints/.tmp-step_NNNNNN/`, every file flushed to disk, 
 at any moment leaves either no checkpoint or a whole one. `checkpoints/best/` (output.eval_every) is the same kind
 of checkpoint under a fixed name, with its score in state.json; it is replaced by moving the old one aside first
 (`.old-best/`), so a crash between the two renames leaves the old one to be moved back at the next start. It is
-never pruned and never resumed from. Everything is written through Python file objects, so a full disk is an
+never pruned and never resumed from. A checkpoint is deleted (pruned, or abandoned by a rollback) by renaming it to
+`.tmp-gone-step_NNNNNN/` first, so a crash halfway through the deletion never leaves a COMPLETE one with files
+missing. Everything is written through Python file objects, so a full disk is an
 ordinary OSError (h5py, behind Keras' .weights.h5, crashes the process when a write fails). Nothing here
 unpickles or runs code from a file.
 """
@@ -55,6 +57,7 @@ LOGITS = 3  # the first format of D's losses on its raw score
 _NAME = re.compile(r"^step_(\d{6,})$")
 _TEMPORARY = ".tmp-"
 _REPLACED = ".old-"
+_GONE = f"{_TEMPORARY}gone-"  # a checkpoint being deleted: a temporary, removed at the next start
 
 
 class CheckpointError(ValueError):
@@ -190,14 +193,24 @@ def prune(run_dir: Path, *, keep: int, protect: Path | None = None) -> None:
     """Delete all but the newest `keep` complete checkpoints, never `protect` (the one a run resumed from)."""
     for old in complete(run_dir)[:-keep]:
         if protect is None or old.resolve() != protect.resolve():
-            shutil.rmtree(old)
+            _delete(old)
 
 
 def remove_after(run_dir: Path, step: int) -> None:
     """Delete the complete checkpoints of steps after `step` (a rollback abandons them); best is kept."""
     for later in complete(run_dir):
         if int(_NAME.match(later.name).group(1)) > step:
-            shutil.rmtree(later)
+            _delete(later)
+
+
+def _delete(checkpoint: Path) -> None:
+    """Delete a checkpoint so that no crash leaves it COMPLETE but partly gone: renamed out of the loaders' sight
+    first (one atomic step), then removed."""
+    gone = checkpoint.with_name(f"{_GONE}{checkpoint.name}")
+    if gone.exists():  # what a failed deletion of the same name left
+        shutil.rmtree(gone)
+    os.replace(checkpoint, gone)
+    shutil.rmtree(gone)
 
 
 def resolve(path: str | Path) -> Path:
