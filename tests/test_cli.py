@@ -143,6 +143,18 @@ def test_summary_prints_both_models_with_shapes_and_parameter_counts(runner, tin
     assert rows["to_image (Conv2DTranspose)"][0] == "(None, 64, 64, 3)"
 
 
+def test_summary_of_a_class_conditional_config_sizes_its_class_layers_from_the_data(runner, tiny_file, tmp_path):
+    conditional = ("--set", "hacks.class_conditional=true", "--set", "hacks.conditioning=auxiliary",
+                   "--set", "data.labels=true")
+    result = invoke(runner, "summary", "--config", tiny_file, *conditional)
+    assert result.exit_code == 0, result.output
+    assert "class_logits (Dense)" in result.output and "(None, 10)" in result.output  # the digits' 10 classes
+    missing = tmp_path / "no-such-folder"
+    result = invoke(runner, "summary", "--config", tiny_file, *conditional, "--set", "data.name=folder",
+                    "--set", f"data.path={missing}")
+    assert result.exit_code == 2 and str(missing) in result.output and "Traceback" not in result.output
+
+
 MNIST_T10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 
 

@@ -14,15 +14,23 @@ from dcgan_cli.config import to_yaml
 @config_option
 @set_option
 def summary(config_path: Path, overrides: tuple[str, ...]) -> None:
-    """Print the generator's and the discriminator's layer tables (shapes and parameter counts)."""
+    """Print the generator's and the discriminator's layer tables (shapes and parameter counts); a
+    class-conditional config (hack 21) reads its data for the classes, whose count sizes the class layers."""
     cfg = load(config_path, overrides)
     start_keras()
     import numpy as np
 
-    from dcgan_cli.nets.models import build_discriminator, build_generator, summary
+    from dcgan_cli.data import sources
+    from dcgan_cli.nets.models import Classes, build_discriminator, build_generator, summary
 
+    classes = None
+    if cfg.hacks.class_conditional:
+        try:
+            classes = Classes.of(sources.load_dataset(cfg, progress=cfg.output.progress))
+        except sources.DataError as error:
+            raise UserError(str(error)) from None
     rng = np.random.default_rng(cfg.train.seed)
-    for model in (build_generator(cfg, rng), build_discriminator(cfg, rng)):
+    for model in (build_generator(cfg, rng, classes), build_discriminator(cfg, rng, classes)):
         click.echo(summary(model))
 
 
