@@ -8,6 +8,7 @@ D.train_on_batch on real, D.train_on_batch on fake, GAN.train_on_batch). Warm-up
     python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled --cli          # `dcgan train` itself
     python bench/throughput.py --arch dcgan64 --batch 64 --loop compiled --peer ../shared/peers/torch_loop.py
     python bench/throughput.py --arch dcgan64 --batch 64 --loop compiled --against a0a2c22   # this tree vs a commit
+    python bench/throughput.py --arch dcgan32 --batch 64 --loop compiled --onednn    # TensorFlow's oneDNN on vs off
 
 One measurement prints one JSON line; --compare prints a table of medians and ratios to the reference loop.
 --breakdown times, per step: host_ms, what the host does before the step's compiled work (the step number and the
@@ -21,7 +22,8 @@ from its metrics.jsonl (the first log window, which includes compilation, left o
 leaves of a step; --arch dcgan64-narrow is DCGAN-64 at a quarter of its widths (ngf = ndf = 16), the same depth.
 --peer PATH measures the pytorch/examples loop (the file ../shared/peers/torch_loop.py) at the same architecture and
 batch beside the product's loop, --against REV the product's loop with the code of git revision REV beside this
-tree's: each measurement in a fresh process, --rounds interleaved rounds, medians and the ratio to the first.
+tree's, --onednn this tree with TensorFlow's oneDNN kernels on and off (TF_ENABLE_ONEDNN_OPTS): each
+measurement in a fresh process, --rounds interleaved rounds, medians and the ratio to the first.
 The backend is Keras' (KERAS_BACKEND=tensorflow|jax|torch).
 """
 
@@ -256,13 +258,13 @@ def side_by_side(args: argparse.Namespace) -> None:
     own = [sys.executable, str(Path(__file__).resolve()), "--arch", args.arch, "--batch", str(args.batch), "--loop",
            args.loop, "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--xla", args.xla]
-    sides = {"this tree": (own, ROOT)}
+    sides = {"this tree": (own, ROOT, {})}
     scratch = tempfile.TemporaryDirectory(prefix="bench-against-")
     if args.against:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from before_after import export
 
-        sides[args.against] = (own, export(args.against, Path(scratch.name)))
+        sides[args.against] = (own, export(args.against, Path(scratch.name)), {})
     if args.peer:
         if args.arch not in PEER_ARCHS:
             raise SystemExit(f"--peer: no matching peer architecture for --arch {args.arch}")
@@ -271,12 +273,15 @@ def side_by_side(args: argparse.Namespace) -> None:
                     f"peer.ARCHS['dcgan64-narrow'] = {PEER_NARROW}; sys.argv[0] = {str(peer)!r}; peer.main()")
         sides["pytorch/examples (peer)"] = ([sys.executable, "-c", run_peer, "--arch", PEER_ARCHS[args.arch],
                                              "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
-                                             str(args.warmup), "--threads", str(os.cpu_count())], ROOT)
+                                             str(args.warmup), "--threads", str(os.cpu_count())], ROOT, {})
+    if args.onednn:
+        sides = {"oneDNN on": (own, ROOT, {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+                 "oneDNN off": (own, ROOT, {"TF_ENABLE_ONEDNN_OPTS": "0"})}
     found = {name: [] for name in sides}
     with scratch:
         for round_number in range(args.rounds):
-            for name, (command, code) in sides.items():
-                env = {**os.environ, "PYTHONPATH": str(code)}
+            for name, (command, code, extra) in sides.items():
+                env = {**os.environ, "PYTHONPATH": str(code), **extra}
                 out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=code).stdout
                 result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
                 found[name].append(result["images_per_s"])
@@ -284,7 +289,7 @@ def side_by_side(args: argparse.Namespace) -> None:
     first = statistics.median(next(iter(found.values())))
     print(f"\n{args.arch}, batch {args.batch}, {args.loop} loop, {keras.backend.backend()}, {args.precision}: "
           f"median of {args.rounds} interleaved rounds, {args.steps} steps each")
-    print(f"{'':<28}{'images/s':>10}{'vs this tree':>14}   rounds")
+    print(f"{'':<28}{'images/s':>10}{'vs the first':>14}   rounds")
     for name, values in found.items():
         median = statistics.median(values)
         print(f"{name:<28}{median:>10.1f}{median / first:>13.3f}x   {', '.join(f'{v:.1f}' for v in values)}")
@@ -305,6 +310,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="--compare, --peer, --against: interleaved rounds")
     parser.add_argument("--peer", metavar="PATH", help="also the pytorch/examples loop in this file (torch_loop.py)")
     parser.add_argument("--against", metavar="REV", help="also this loop with the code of git revision REV")
+    parser.add_argument("--onednn", action="store_true", help="TensorFlow's oneDNN kernels on, then off")
     parser.add_argument("--breakdown", action="store_true", help="host, step alone and full step, in ms per step")
     parser.add_argument("--cli", action="store_true", help="time `dcgan train` itself, from its metrics.jsonl")
     parser.add_argument("--stream", action="store_true",
@@ -314,7 +320,7 @@ def main() -> None:
         STREAM.append("train.device_data_fraction=0")
     args.steps = args.steps or {"dcgan32": 60, "dcgan64": 12, "dcgan64-narrow": 60, "tiny": 300}[args.arch]
     steps = args.steps
-    if args.peer or args.against:
+    if args.peer or args.against or args.onednn:
         side_by_side(args)
     elif args.breakdown:
         print(json.dumps(breakdown(args.arch, args.batch, args.loop, args.precision, steps, args.warmup, args.xla)))

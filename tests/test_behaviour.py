@@ -5,9 +5,10 @@ A change meant to alter what the defaults train rewrites the record in the same 
 
     DCGAN_RECORD_BEHAVIOUR=1 pytest tests/test_behaviour.py -p no:xdist
 
-On the CPU the record was taken on, each run's weights must hash the same, bit for bit. Another CPU may round
-differently (oneDNN and XLA pick kernels by instruction set), so there the weights are held to the recorded
-summary of each array instead, to a relative 1e-3.
+On a CPU a record was taken on (with the same oneDNN setting), each run's weights must hash the same, bit for bit.
+Another CPU may round differently (oneDNN and XLA pick kernels by instruction set), and 12 steps of a GAN grow the
+difference, so there D's and G's weights are held to the first record's summary of each array instead, to
+ROUNDING of the array's spread (its standard deviation).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ RUNS = RECORD / "runs.json"
 RECORDING = os.environ.get("DCGAN_RECORD_BEHAVIOUR") == "1"
 LOOPS = ("train_on_batch", "compiled")
 STEPS = 12
+# Another CPU's rounding, grown over STEPS steps, moved D's and G's weights by at most 0.029 of each array's spread
+# (TensorFlow's oneDNN kernels against its Eigen ones; JAX 0.011, torch 0.003); raising the flip rate from 0.05 to
+# 0.06 moved them by 0.16, the learning rate from 2e-4 to 2.1e-4 by 0.20.
+ROUNDING = 0.08
 PRESETS = sorted(path.name for path in (ROOT / "configs").glob("*.yaml"))
 
 # Both loops' runs in one process per backend (a process start costs more than a short run).
@@ -42,13 +47,15 @@ for args in json.loads(sys.argv[1]):
 """
 
 
-def cpu_model() -> str:
-    """The CPU's model name, which decides whether the weights must match bit for bit."""
+def machine() -> str:
+    """The CPU's model name and TensorFlow's oneDNN setting (which kernels it runs): the record they have, if any,
+    must match bit for bit."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return "unknown"
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+        lines = []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+    return f"{cpu}, TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}"
 
 
 def default_run(run: Path, loop: str) -> list[str]:
@@ -97,19 +104,22 @@ def test_a_short_default_run_trains_the_recorded_weights_on_each_loop(backend, t
                                  "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     found = {f"{backend}/{loop}": final_weights(tmp_path / loop) for loop in LOOPS}
-    record = json.loads(RUNS.read_text()) if RUNS.is_file() else {"cpu": cpu_model(), "runs": {}}
+    records = json.loads(RUNS.read_text()) if RUNS.is_file() else {}
     if RECORDING:
-        record = {"cpu": cpu_model(), "runs": {**record["runs"], **{
-            name: {"sha256": digest(weights), "summary": summary(weights)} for name, weights in found.items()}}}
+        records[machine()] = {**records.get(machine(), {}), **{
+            name: {"sha256": digest(weights), "summary": summary(weights)} for name, weights in found.items()}}
         RUNS.parent.mkdir(parents=True, exist_ok=True)
-        RUNS.write_text(json.dumps(record, indent=1) + "\n")
+        RUNS.write_text(json.dumps(records, indent=1) + "\n")
+    own = records.get(machine(), {})
     for name, weights in found.items():
-        recorded = record["runs"][name]
-        if record["cpu"] == cpu_model():
-            assert digest(weights) == recorded["sha256"], f"{name}: the default run trains other weights"
-        else:
-            for key, values in summary(weights).items():
-                np.testing.assert_allclose(values, recorded["summary"][key], rtol=1e-3, atol=1e-6,
+        if name in own:
+            assert digest(weights) == own[name]["sha256"], f"{name}: the default run trains other weights"
+            continue
+        recorded = next(iter(records.values()))[name]["summary"]
+        for key, values in summary(weights).items():
+            if key.startswith(("d/", "g/")):  # the networks' weights; Adam's moments amplify rounding further
+                spread = recorded[key][1]  # the array's standard deviation: the scale of its values
+                np.testing.assert_allclose(values, recorded[key], rtol=1e-3, atol=ROUNDING * spread,
                                            err_msg=f"{name}: {key}")
 
 
