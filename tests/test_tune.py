@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,6 +304,25 @@ def test_tiny_study_runs_four_trials_two_at_once_and_reports(tiny_study):
         assert result["status"] == "complete" and (trial / "checkpoints" / "step_000006").is_dir()
         assert result["value"] == pytest.approx(result["runs"][0]["objective"])
         assert load_config(trial / "config.yaml").train.seed == 0
+
+
+@pytest.mark.e2e
+def test_a_study_restored_from_its_small_files_reports_without_its_run_directories(tiny_study, tmp_path):
+    """What docs/studies/ keeps of a study outlives its run directories; its report must still be written."""
+    root, code, _, err = tiny_study
+    assert code == 0, err
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    for name in (tuning_module.PLAN, tuning_module.JOURNAL, "base.yaml", "space.yaml"):
+        shutil.copy(root / name, restored / name)
+    for trial in (root / "trials").iterdir():
+        (restored / "trials" / trial.name).mkdir(parents=True)
+        for name in trial.glob("*.json"):
+            shutil.copy(name, restored / "trials" / trial.name / name.name)
+    result = invoke("tune", "--report", restored)
+    assert result.exit_code == 0, result.output
+    assert "Trials: 4 (4 complete)" in result.output and (restored / "report.md").is_file()
+    assert not (restored / "samples.png").exists()  # no grid survived to draw
 
 
 @pytest.mark.e2e

@@ -343,13 +343,15 @@ def samples(report: Report, path: Path) -> None:
 
 
 def grid_sheet(grids: list[tuple[str, Path]], path: Path, *, columns: int = 5) -> None:
-    """Sample grids side by side, each under its title (nothing is written without one)."""
+    """Sample grids side by side, each under its title; a grid whose file is gone (a study restored from its result
+    files, without its run directories' images) is left out, and nothing is written without one."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from PIL import Image
 
+    grids = [(title, image_path) for title, image_path in grids if Path(image_path).is_file()]
     if not grids:
         return
     columns = min(columns, len(grids))
