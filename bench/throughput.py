@@ -258,7 +258,9 @@ def side_by_side(args: argparse.Namespace) -> None:
     own = [sys.executable, str(Path(__file__).resolve()), "--arch", args.arch, "--batch", str(args.batch), "--loop",
            args.loop, "--precision", args.precision, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--xla", args.xla]
-    sides = {"this tree": (own, ROOT, {})}
+    sides = ({"oneDNN on": (own, ROOT, {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+              "oneDNN off": (own, ROOT, {"TF_ENABLE_ONEDNN_OPTS": "0"})} if args.onednn
+             else {"this tree": (own, ROOT, {})})
     scratch = tempfile.TemporaryDirectory(prefix="bench-against-")
     if args.against:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -274,9 +276,6 @@ def side_by_side(args: argparse.Namespace) -> None:
         sides["pytorch/examples (peer)"] = ([sys.executable, "-c", run_peer, "--arch", PEER_ARCHS[args.arch],
                                              "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
                                              str(args.warmup), "--threads", str(os.cpu_count())], ROOT, {})
-    if args.onednn:
-        sides = {"oneDNN on": (own, ROOT, {"TF_ENABLE_ONEDNN_OPTS": "1"}),
-                 "oneDNN off": (own, ROOT, {"TF_ENABLE_ONEDNN_OPTS": "0"})}
     found = {name: [] for name in sides}
     with scratch:
         for round_number in range(args.rounds):
@@ -320,6 +319,8 @@ def main() -> None:
         STREAM.append("train.device_data_fraction=0")
     args.steps = args.steps or {"dcgan32": 60, "dcgan64": 12, "dcgan64-narrow": 60, "tiny": 300}[args.arch]
     steps = args.steps
+    if args.onednn and (args.peer or args.against):
+        parser.error("--onednn compares this tree with itself: not with --peer or --against")
     if args.peer or args.against or args.onednn:
         side_by_side(args)
     elif args.breakdown:

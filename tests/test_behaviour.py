@@ -105,12 +105,13 @@ def test_a_short_default_run_trains_the_recorded_weights_on_each_loop(backend, t
     assert result.returncode == 0, result.stderr[-3000:]
     found = {f"{backend}/{loop}": final_weights(tmp_path / loop) for loop in LOOPS}
     records = json.loads(RUNS.read_text()) if RUNS.is_file() else {}
+    here = machine()
     if RECORDING:
-        records[machine()] = {**records.get(machine(), {}), **{
+        records[here] = {**records.get(here, {}), **{
             name: {"sha256": digest(weights), "summary": summary(weights)} for name, weights in found.items()}}
         RUNS.parent.mkdir(parents=True, exist_ok=True)
         RUNS.write_text(json.dumps(records, indent=1) + "\n")
-    own = records.get(machine(), {})
+    own = records.get(here, {})
     for name, weights in found.items():
         if name in own:
             assert digest(weights) == own[name]["sha256"], f"{name}: the default run trains other weights"

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dcgan_cli.cli.common import UserError, config_option, load, set_option, start_keras, writing
-from dcgan_cli.config import to_yaml
+from dcgan_cli.config import Config, to_yaml
 
 
 @click.command()
@@ -20,15 +20,9 @@ def summary(config_path: Path, overrides: tuple[str, ...]) -> None:
     start_keras()
     import numpy as np
 
-    from dcgan_cli.data import sources
     from dcgan_cli.nets.models import Classes, build_discriminator, build_generator, summary
 
-    classes = None
-    if cfg.hacks.class_conditional:
-        try:
-            classes = Classes.of(sources.load_dataset(cfg, progress=cfg.output.progress))
-        except sources.DataError as error:
-            raise UserError(str(error)) from None
+    classes = Classes.of(_dataset(cfg)) if cfg.hacks.class_conditional else None
     rng = np.random.default_rng(cfg.train.seed)
     for model in (build_generator(cfg, rng, classes), build_discriminator(cfg, rng, classes)):
         click.echo(summary(model))
@@ -48,10 +42,7 @@ def show_data(config_path: Path, overrides: tuple[str, ...], out: Path, count: i
     from dcgan_cli import images
     from dcgan_cli.data import sources
 
-    try:
-        dataset = sources.load_dataset(cfg, progress=cfg.output.progress)
-    except sources.DataError as error:
-        raise UserError(str(error)) from None
+    dataset = _dataset(cfg)
     for line in sources.describe(dataset):
         click.echo(line)
     sample = sources.sample_batch(dataset.images, min(count, len(dataset.images)),
@@ -59,6 +50,16 @@ def show_data(config_path: Path, overrides: tuple[str, ...], out: Path, count: i
     with writing(out):
         images.save_grid(sample, out)
     click.echo(f"wrote {out}", err=True)
+
+
+def _dataset(cfg: Config):
+    """The configured dataset; a data error is the user's, exit 2 with its message."""
+    from dcgan_cli.data import sources
+
+    try:
+        return sources.load_dataset(cfg, progress=cfg.output.progress)
+    except sources.DataError as error:
+        raise UserError(str(error)) from None
 
 
 @click.command("config")
