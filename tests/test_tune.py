@@ -108,6 +108,38 @@ def test_the_first_trial_is_the_base_as_far_as_the_space_holds_it(tmp_path):
     assert len(again.get_trials(deepcopy=False)) == 1  # the one enqueued, now running: no second copy waits
 
 
+def test_a_start_from_config_is_tried_after_the_base_once_and_marked(tmp_path):
+    """--start-from: a known config's values of the searched keys are trial 1 (its ema_decay 0.5 lies outside the
+    space, so the sampler draws that one and a note names it); a rerun or a joining process enqueues it no more."""
+    from dcgan_cli.tune import report
+
+    tuning = tuning_in(tmp_path / "study")
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    start = load_config(DIGITS, [*SETS, "hacks.learning_rate=0.0007", "hacks.beta_1=0.9", "train.ema_decay=0.5"])
+    notes = tuning_module.start_from(study, tuning, {"preset.yaml": start})
+    assert notes == ["--start-from preset.yaml: the space does not hold its train.ema_decay; the sampler draws them"]
+    tuning_module.start_from(tuning_module.optuna_study(tuning), tuning, {"preset.yaml": start})
+    base, started = (study.ask(tuning.space.distributions()) for _ in range(2))
+    assert tuning.space.values(base.params)["hacks.learning_rate"] == tuning.base.hacks.learning_rate
+    values = tuning.space.values(started.params)
+    assert values["hacks.learning_rate"] == 0.0007 and values["hacks.beta_1"] == 0.9
+    assert values["hacks.real_label_range"] == start.hacks.real_label_range and 0.9 <= values["train.ema_decay"] <= 0.99
+    assert len(study.get_trials(deepcopy=False)) == 2  # no second copy waits
+    assert [row.note for row in report.collect(tuning, study)] == ["", "started from preset.yaml"]
+
+
+def test_start_from_a_bad_config_or_beside_report_exits_2_before_anything_is_written(tmp_path):
+    space = space_file(tmp_path / "space.yaml")
+    broken = tmp_path / "preset.yaml"
+    broken.write_text("hacks: {learning_rat: 0.001}\n")
+    bad = invoke(*tune_args(tmp_path / "a", space, "--start-from", broken))
+    assert bad.exit_code == 2 and "preset.yaml" in bad.output and "learning_rat" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "a").exists()
+    beside = invoke("tune", "--report", tmp_path / "a", "--start-from", broken)
+    assert beside.exit_code == 2 and "--start-from: starts a search" in beside.output
+
+
 def documented_study(path: Path) -> tuple[Path, list[str]]:
     """The --config and the --set values of the `dcgan tune` command in a shipped space's opening comment."""
     comment = " ".join(line.lstrip("#").strip().rstrip("\\") for line in path.read_text().splitlines()

@@ -21,11 +21,12 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-def load(config_path: Path | None, overrides: tuple[str, ...]) -> Config:
+def load(config_path: Path | None, overrides: tuple[str, ...], *, label: str = "config") -> Config:
+    """The config a command was given; its mistakes exit 2, each on a line under 'invalid <label>:'."""
     try:
         return load_config(config_path, overrides)
     except ConfigError as error:
-        raise UserError("invalid config:\n  " + "\n  ".join(error.problems)) from None
+        raise UserError(f"invalid {label}:\n  " + "\n  ".join(error.problems)) from None
 
 
 @contextmanager

@@ -26,6 +26,9 @@ def _need_optuna() -> None:
 @click.option("--space", "space_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The search space: a YAML file of config keys and distributions, e.g. "
                    "hacks.learning_rate: {log_uniform: [5.0e-5, 1.0e-3]}.")
+@click.option("--start-from", "start_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A config file (a preset, another study's best.yaml) whose values of the searched keys are "
+                   "tried right after the base, once. Repeatable.")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Trials the study holds when it is done (all processes together; a rerun continues to it).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -59,7 +62,8 @@ def _need_optuna() -> None:
               help="Retrain the best trial's config and the base on fresh seeds (--seeds), and report the "
                    "difference with its interval; --set changes both, e.g. train.steps=3000 for trials tuned "
                    "shorter.")
-def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path | None, trials: int,
+def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path | None,
+         start_paths: tuple[Path, ...], trials: int,
          timeout: float | None, jobs: int, seeds: int | None, objective: str, sampler: str, pruner: str,
          storage: str | None, study_name: str | None, run_dir: Path | None, count: int, features: str | None,
          inception_weights: Path | None, executor: str, address: str | None, cpus_per_run: int,
@@ -75,6 +79,9 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
     run = {"executor": executor, "jobs": jobs, "threads": threads, "address": address, "cpus": cpus_per_run,
            "gpus": gpus_per_run}
     try:
+        if start_paths and (report_dir is not None or confirm_dir is not None):
+            raise UserError(f"--start-from: starts a search; --report and --confirm search nothing. Received: "
+                            f"{', '.join(map(str, start_paths))}")
         if report_dir is not None:
             tuning = tuning_module.load(report_dir)
             _write_report(tuning, tuning_module.optuna_study(tuning))
@@ -86,6 +93,7 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
             raise UserError("give --config PATH and --space PATH, or --report DIR / --confirm DIR for a study")
         base = load(config_path, overrides)
         space = load_space(space_path)
+        starts = {str(path): load(path, (), label=f"config in --start-from {path}") for path in start_paths}
         if pruner != "none" and not base.output.eval_every:
             raise UserError(f"--pruner {pruner}: pruning judges the training-time scores, and output.eval_every is "
                             "0; set it (e.g. --set output.eval_every=250) or use --pruner none. Received: 0")
@@ -107,6 +115,8 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
                                       name=study_name or root.resolve().name, evaluation=evaluation)
         tuning_module.prepare(tuning)
         study = tuning_module.optuna_study(tuning)
+        for note in tuning_module.start_from(study, tuning, starts):
+            click.echo(note, err=True)
     except SpaceError as error:
         raise UserError("invalid search space:\n  " + "\n  ".join(error.problems)) from None
     except tuning_module.TuneError as error:

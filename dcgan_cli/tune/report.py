@@ -26,7 +26,7 @@ from dcgan_cli.ablate.compare import CONFIDENCE, TAIL, Effect
 from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES
 from dcgan_cli.files import write_atomically
 from dcgan_cli.tune.space import word
-from dcgan_cli.tune.study import CONFIRM, Tuning, best_config, trial_result
+from dcgan_cli.tune.study import CONFIRM, START_ATTR, Tuning, best_config, trial_result
 
 TOP = 5
 PLOTS = ("history", "importances", "slice", "parallel", "intermediate")
@@ -45,7 +45,7 @@ class TrialRow:
     result: dict | None  # result.json, where the trial's directory is on this machine
     directory: Path
     seconds: float | None
-    note: str = ""  # why it failed or was refused
+    note: str = ""  # why it failed or was refused; the --start-from config it began as
 
     def pruned_at(self) -> int | None:
         if self.state != "pruned" or not self.result:
@@ -77,7 +77,9 @@ def collect(tuning: Tuning, study) -> list[TrialRow]:
         result = trial_result(directory)
         seconds = result.get("seconds") if result else (
             trial.duration.total_seconds() if trial.duration else None)
-        note = refused or (result or {}).get("message", "")
+        started = trial.user_attrs.get(START_ATTR)
+        note = "; ".join(part for part in (refused or (result or {}).get("message", ""),
+                                           started and f"started from {started}") if part)
         rows.append(TrialRow(trial.number, state, trial.value if state == "complete" else None,
                              tuning.space.values(trial.params), result, directory, seconds, note))
     return rows

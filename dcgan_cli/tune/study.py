@@ -43,6 +43,7 @@ PLANNER_LOCK = ".planner.lock"  # held by the tune process that planned or resum
 CONFIRM = "confirm"
 FORMAT = 1
 IDENTITY_ATTR = "dcgan_tune"  # the study's user attribute that holds its identity, for processes that join it
+START_ATTR = "start_from"  # an enqueued trial's user attribute: the config file it was started from
 OBJECTIVES = ("final", "best", "tail")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -160,6 +161,22 @@ def optuna_study(tuning: Tuning):
                         f"Received: {_safe(tuning.storage_url())}")
     study.sampler = sampler(tuning.sampler, seed=process_seed(tuning, len(study.get_trials(deepcopy=False))))
     return study
+
+
+def start_from(study, tuning: Tuning, starts: dict[str, Config]) -> list[str]:
+    """Enqueue each named config's values of the searched keys as a trial, after the base and once however often
+    it is asked (a rerun, a joining process), so the sampler also begins beside a config known to be good, e.g. a
+    preset found on other data. Returns a line for each config with keys whose value the space does not hold
+    (the sampler draws those)."""
+    notes = []
+    for name, cfg in starts.items():
+        params = tuning.space.drawn(cfg)
+        outside = [param.path for param in tuning.space.params if param.path not in params]
+        if outside:
+            notes.append(f"--start-from {name}: the space does not hold its {', '.join(outside)}; the sampler "
+                         "draws them")
+        study.enqueue_trial(params, user_attrs={START_ATTR: name}, skip_if_exists=True)
+    return notes
 
 
 def _shared_identity(identity: dict) -> dict:
