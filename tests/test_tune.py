@@ -357,6 +357,40 @@ def test_a_study_restored_from_its_small_files_reports_without_its_run_directori
     assert not (restored / "samples.png").exists()  # no grid survived to draw
 
 
+def test_a_report_over_forty_keys_stays_readable_and_its_importances_repeat(tmp_path):
+    """The presets' spaces have 40 keys: the importances plot grows a row per key, the slice and parallel plots keep
+    the 8 most important (forty side by side were 9,400 pixels wide), and fANOVA's numbers are the same each time."""
+    import optuna
+    from PIL import Image
+
+    from dcgan_cli.config import ConfigError
+    from dcgan_cli.tune import report
+
+    configs = DIGITS.parent
+    tuning = dataclasses.replace(tuning_in(tmp_path / "study"), base=load_config(configs / "mnist.yaml"),
+                                 space=load_space(configs / "spaces" / "mnist.yaml"))
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    rng = np.random.default_rng(0)
+    while sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) < 12:
+        trial = study.ask(tuning.space.distributions())
+        try:
+            tuning.space.apply(tuning.base, tuning.space.values(trial.params))
+        except ConfigError:  # a combination the config refuses, as the study marks it
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        study.tell(trial, 10 + 5 * float(trial.params["hacks.beta_1"]) + float(rng.uniform()))
+    report.write(tuning, study)
+    first = (tuning.root / "report.md").read_text()
+    report.write(tuning, study)
+    assert (tuning.root / "report.md").read_text() == first
+    assert "The slice and parallel-coordinate plots show the 8 most important keys." in first
+    with Image.open(tuning.root / "slice.png") as image:
+        assert image.width < 3000
+    with Image.open(tuning.root / "importances.png") as image:
+        assert image.height > 40 * 25  # a readable row per key
+
+
 @pytest.mark.e2e
 def test_best_yaml_is_the_best_trials_full_config_and_trains(tiny_study, tmp_path):
     root, code, _, err = tiny_study

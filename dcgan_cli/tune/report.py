@@ -15,6 +15,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from dcgan_cli.tune.study import CONFIRM, START_ATTR, Tuning, best_config, trial
 
 TOP = 5
 PLOTS = ("history", "importances", "slice", "parallel", "intermediate")
+SHOWN = 8  # the slice and parallel-coordinate plots show the most important keys, at most this many
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running or interrupted",
           "WAITING": "waiting"}
 OBJECTIVE_WORDS = {"final": "the final generator's", "best": "the best training-time",
@@ -118,11 +120,12 @@ def write(tuning: Tuning, study) -> tuple[list[TrialRow], list[str]]:
             (f"# dcgan tune: trial {top.number} of {tuning.root}, objective {top.value:.4g}\n"
              + config_module.to_yaml(cfg)).encode()))
     _write_csv(tuning, rows)
-    drawn = _plots(tuning, study, rows)
+    importances = _importances(study)
+    drawn = _plots(tuning, study, rows, importances)
     _samples(tuning, rows)
     confirmed = confirmations(tuning)
     summary = _summary(tuning, rows, top, confirmed)
-    text = "\n".join(_markdown(tuning, study, rows, top, drawn, confirmed, summary))
+    text = "\n".join(_markdown(tuning, rows, top, drawn, confirmed, summary, importances))
     write_atomically(tuning.root / "report.md", lambda file: file.write(text.encode()))
     return rows, summary
 
@@ -155,8 +158,8 @@ def _summary(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None,
     return lines
 
 
-def _markdown(tuning: Tuning, study, rows: list[TrialRow], top: TrialRow | None, drawn: dict[str, str],
-              confirmed: list[Confirmation], summary: list[str]) -> list[str]:
+def _markdown(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, drawn: dict[str, str],
+              confirmed: list[Confirmation], summary: list[str], importances: dict[str, float]) -> list[str]:
     base, metric = tuning.base, _metric(tuning)
     seconds = sum(row.seconds or 0 for row in rows)
     lines = [
@@ -185,7 +188,6 @@ def _markdown(tuning: Tuning, study, rows: list[TrialRow], top: TrialRow | None,
         lines += ["", "`best.yaml` holds the best trial's config in full: `dcgan train --config "
                   f"{tuning.root / 'best.yaml'}`.", "", f"## Top {TOP} trials", ""]
         lines += _top_table(tuning, rows)
-    importances = _importances(study)
     if importances:
         lines += ["", "## Parameter importances (fANOVA)", ""]
         lines += [f"- {path}: {share:.2f}" for path, share in importances.items()]
@@ -193,6 +195,8 @@ def _markdown(tuning: Tuning, study, rows: list[TrialRow], top: TrialRow | None,
         lines += ["", f"Not confirmed yet: `dcgan tune --confirm {tuning.root} --seeds 3` retrains the best and the "
                   "base on fresh seeds."]
     lines += ["", "## Plots", ""]
+    if len(tuning.space.params) > SHOWN and importances:
+        lines += [f"The slice and parallel-coordinate plots show the {SHOWN} most important keys.", ""]
     for name in PLOTS:
         note = drawn.get(name)
         lines.append(f"![{name}]({name}.png)" if note == "" else f"- {name}: not drawn ({note})")
@@ -209,13 +213,20 @@ def _top_table(tuning: Tuning, rows: list[TrialRow]) -> list[str]:
     return lines
 
 
+def _evaluator():
+    """fANOVA with a fixed seed: the report's numbers and its plot come from the same fit, the same each time."""
+    import optuna
+
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
 def _importances(study) -> dict[str, float]:
     import optuna
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return optuna.importance.get_param_importances(study)
+            return optuna.importance.get_param_importances(study, evaluator=_evaluator())
     except (ValueError, RuntimeError):  # fewer than two completed trials, or nothing varied
         return {}
 
@@ -237,16 +248,20 @@ def _write_csv(tuning: Tuning, rows: list[TrialRow]) -> None:
     write_atomically(tuning.root / "trials.csv", lambda file: file.write(buffer.getvalue().encode()))
 
 
-def _plots(tuning: Tuning, study, rows: list[TrialRow]) -> dict[str, str]:
-    """Optuna's plots as PNGs; {name: "" when drawn, else why not}."""
+def _plots(tuning: Tuning, study, rows: list[TrialRow], importances: dict[str, float]) -> dict[str, str]:
+    """Optuna's plots as PNGs; {name: "" when drawn, else why not}. Beyond SHOWN keys, the slice and parallel
+    plots keep the most important ones (forty side by side were unreadable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
 
-    draw = {"history": optuna_plots.plot_optimization_history, "importances": optuna_plots.plot_param_importances,
-            "slice": optuna_plots.plot_slice, "parallel": optuna_plots.plot_parallel_coordinate,
+    shown = list(importances)[:SHOWN] if len(tuning.space.params) > SHOWN and importances else None
+    draw = {"history": optuna_plots.plot_optimization_history,
+            "importances": partial(optuna_plots.plot_param_importances, evaluator=_evaluator()),
+            "slice": partial(optuna_plots.plot_slice, params=shown),
+            "parallel": partial(optuna_plots.plot_parallel_coordinate, params=shown),
             "intermediate": optuna_plots.plot_intermediate_values}
     complete = sum(row.state == "complete" for row in rows)
     drawn = {}
@@ -263,7 +278,7 @@ def _plots(tuning: Tuning, study, rows: list[TrialRow]) -> dict[str, str]:
             drawn[name] = str(error).splitlines()[0] if str(error) else error.__class__.__name__
             continue
         figure = np.ravel(axes)[0].figure
-        _fit(figure, name, params=len(tuning.space.params))
+        _fit(figure, name, params=len(shown) if shown and name in ("slice", "parallel") else len(tuning.space.params))
         ablate_report.save_figure(figure, tuning.root / f"{name}.png")
         plt.close(figure)
         drawn[name] = ""
@@ -280,6 +295,8 @@ def _fit(figure, name: str, *, params: int) -> None:
                 label.set_horizontalalignment("right")
     if name == "parallel":
         width = max(width, 2.4 * (params + 1) + 1.5)
+    if name == "importances":
+        height = max(height, 0.3 * params + 1.5)  # a bar and its label each; 40 keys overlapped at the default
     figure.set_size_inches(max(width, 8), max(height, 5))
 
 
