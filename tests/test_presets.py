@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dcgan_cli.cli import main
 
 from dcgan_cli.config import load_config
 from dcgan_cli.training import train
@@ -37,3 +41,26 @@ def test_a_shipped_preset_trains_scores_and_resumes_where_it_stopped(name, tmp_p
     assert finished.keys() == resumed.keys()
     for key in finished:
         np.testing.assert_array_equal(resumed[key], finished[key], err_msg=f"{name}: {key}")
+
+
+def test_the_colour_preset_on_a_flat_folder_says_how_to_train_without_classes(tmp_path):
+    """configs/cifar10.yaml draws classes; a folder without class subfolders gets one line naming the two keys to
+    set (exit 2, nothing trained), and with them it trains."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(24):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    args = ["train", "--config", str(CONFIGS / "cifar10.yaml"), "--set", "data.name=folder", "--set",
+            f"data.path={folder}", "--set", f"data.cache_dir={tmp_path / 'cache'}", "--run-dir", str(tmp_path / "run")]
+    for item in SHORT:  # the length and cadences; the data and what scores them are the folder's
+        if not item.startswith(("data.", "output.eval_features")):
+            args += ["--set", item]
+    refused = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert refused.exit_code == 2 and "set data.labels=false and" in refused.output
+    assert "hacks.class_conditional=false" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    trained = CliRunner().invoke(main, [*args, "--set", "data.labels=false", "--set", "hacks.class_conditional=false",
+                                        "--set", "output.eval_every=0"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()

@@ -78,7 +78,8 @@ def _chosen(labels: np.ndarray | None, cfg: Config, *, source: str):
 
 def _no_labels(source: str) -> str:
     return (f"data.labels: {source} has no class labels (a folder needs one subfolder per class, at least two; an "
-            ".npz needs an array 'y'). Received: True")
+            ".npz needs an array 'y'); to train without classes, set data.labels=false and, where it is on, "
+            "hacks.class_conditional=false. Received: True")
 
 
 @functools.lru_cache(maxsize=4)
