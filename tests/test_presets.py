@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dcgan_cli.cli import main
-
 from dcgan_cli.config import load_config
 from dcgan_cli.training import train
 

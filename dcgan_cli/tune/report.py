@@ -121,11 +121,12 @@ def write(tuning: Tuning, study) -> tuple[list[TrialRow], list[str]]:
              + config_module.to_yaml(cfg)).encode()))
     _write_csv(tuning, rows)
     importances = _importances(study)
-    drawn = _plots(tuning, study, rows, importances)
+    shown = _shown(tuning, importances)
+    drawn = _plots(tuning, study, rows, shown)
     _samples(tuning, rows)
     confirmed = confirmations(tuning)
     summary = _summary(tuning, rows, top, confirmed)
-    text = "\n".join(_markdown(tuning, rows, top, drawn, confirmed, summary, importances))
+    text = "\n".join(_markdown(tuning, rows, top, drawn, confirmed, summary, importances, shown))
     write_atomically(tuning.root / "report.md", lambda file: file.write(text.encode()))
     return rows, summary
 
@@ -159,7 +160,8 @@ def _summary(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None,
 
 
 def _markdown(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, drawn: dict[str, str],
-              confirmed: list[Confirmation], summary: list[str], importances: dict[str, float]) -> list[str]:
+              confirmed: list[Confirmation], summary: list[str], importances: dict[str, float],
+              shown: list[str]) -> list[str]:
     base, metric = tuning.base, _metric(tuning)
     seconds = sum(row.seconds or 0 for row in rows)
     lines = [
@@ -195,8 +197,8 @@ def _markdown(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, drawn:
         lines += ["", f"Not confirmed yet: `dcgan tune --confirm {tuning.root} --seeds 3` retrains the best and the "
                   "base on fresh seeds."]
     lines += ["", "## Plots", ""]
-    if len(tuning.space.params) > SHOWN and importances:
-        lines += [f"The slice and parallel-coordinate plots show the {SHOWN} most important keys.", ""]
+    if len(shown) < len(tuning.space.params):
+        lines += [f"The slice and parallel-coordinate plots show the {len(shown)} most important keys.", ""]
     for name in PLOTS:
         note = drawn.get(name)
         lines.append(f"![{name}]({name}.png)" if note == "" else f"- {name}: not drawn ({note})")
@@ -248,16 +250,23 @@ def _write_csv(tuning: Tuning, rows: list[TrialRow]) -> None:
     write_atomically(tuning.root / "trials.csv", lambda file: file.write(buffer.getvalue().encode()))
 
 
-def _plots(tuning: Tuning, study, rows: list[TrialRow], importances: dict[str, float]) -> dict[str, str]:
-    """Optuna's plots as PNGs; {name: "" when drawn, else why not}. Beyond SHOWN keys, the slice and parallel
-    plots keep the most important ones (forty side by side were unreadable)."""
+def _shown(tuning: Tuning, importances: dict[str, float]) -> list[str]:
+    """The keys of the slice and parallel plots: all of them, or beyond SHOWN keys the most important ones (forty
+    side by side were unreadable)."""
+    if len(tuning.space.params) > SHOWN and importances:
+        return list(importances)[:SHOWN]
+    return [param.path for param in tuning.space.params]
+
+
+def _plots(tuning: Tuning, study, rows: list[TrialRow], shown: list[str]) -> dict[str, str]:
+    """Optuna's plots as PNGs, the slice and parallel ones over the `shown` keys; {name: "" when drawn, else why
+    not}."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
 
-    shown = list(importances)[:SHOWN] if len(tuning.space.params) > SHOWN and importances else None
     draw = {"history": optuna_plots.plot_optimization_history,
             "importances": partial(optuna_plots.plot_param_importances, evaluator=_evaluator()),
             "slice": partial(optuna_plots.plot_slice, params=shown),
@@ -278,7 +287,7 @@ def _plots(tuning: Tuning, study, rows: list[TrialRow], importances: dict[str, f
             drawn[name] = str(error).splitlines()[0] if str(error) else error.__class__.__name__
             continue
         figure = np.ravel(axes)[0].figure
-        _fit(figure, name, params=len(shown) if shown and name in ("slice", "parallel") else len(tuning.space.params))
+        _fit(figure, name, params=len(shown if name in ("slice", "parallel") else tuning.space.params))
         ablate_report.save_figure(figure, tuning.root / f"{name}.png")
         plt.close(figure)
         drawn[name] = ""
