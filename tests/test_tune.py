@@ -140,22 +140,26 @@ def test_start_from_a_bad_config_or_beside_report_exits_2_before_anything_is_wri
     assert beside.exit_code == 2 and "--start-from: starts a search" in beside.output
 
 
-def documented_study(path: Path) -> tuple[Path, list[str]]:
-    """The --config and the --set values of the `dcgan tune` command in a shipped space's opening comment."""
+def documented_study(path: Path) -> tuple[Path, list[str], list[Path]]:
+    """The --config, the --set values and the --start-from files of the `dcgan tune` command in a shipped space's
+    opening comment."""
     comment = " ".join(line.lstrip("#").strip().rstrip("\\") for line in path.read_text().splitlines()
                        if line.startswith("#"))
     command = comment[comment.index("dcgan tune "):].split()
-    config = DIGITS.parent.parent / command[command.index("--config") + 1]
-    return config, [command[k + 1] for k, word in enumerate(command) if word == "--set"]
+    root = DIGITS.parent.parent
+    config = root / command[command.index("--config") + 1]
+    starts = [root / command[k + 1] for k, word in enumerate(command) if word == "--start-from"]
+    return config, [command[k + 1] for k, word in enumerate(command) if word == "--set"], starts
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in (DIGITS.parent / "spaces").glob("*.yaml")))
 def test_each_shipped_space_loads_and_every_choice_and_bound_is_valid_on_its_study_base(name):
     """Each value of each key, alone on the base its comment's command tunes, passes every check of the config,
-    the cross-checks included; and trial 0, the base, takes its own value of every key the space has."""
+    the cross-checks included; trial 0, the base, takes its own value of every key the space has; and each known
+    config the command starts from (--start-from) loads and is a trial of the space on that base."""
     path = DIGITS.parent / "spaces" / name
     space = load_space(path)
-    config, sets = documented_study(path)
+    config, sets, starts = documented_study(path)
     base = load_config(config, sets)
     assert len(space.params) >= 5 and sets
     for param in space.params:
@@ -163,6 +167,8 @@ def test_each_shipped_space_loads_and_every_choice_and_bound_is_valid_on_its_stu
             space.apply(base, {param.path: value})
     if name != "digits.yaml":  # the presets' studies: trial 0 is exactly the default hacks
         assert set(space.drawn(base)) == {p.path for p in space.params}
+    for start in starts:
+        space.apply(base, space.drawn(load_config(start)))
 
 
 PRESET_KEYS = ["hacks.strided_conv", "hacks.transposed_conv", "hacks.leaky_relu", "hacks.batch_norm",
