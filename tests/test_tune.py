@@ -146,10 +146,10 @@ def documented_study(path: Path) -> tuple[Path, list[str], list[Path]]:
     comment = " ".join(line.lstrip("#").strip().rstrip("\\") for line in path.read_text().splitlines()
                        if line.startswith("#"))
     command = comment[comment.index("dcgan tune "):].split()
+    given = {flag: [command[k + 1] for k, word in enumerate(command) if word == flag]
+             for flag in ("--config", "--set", "--start-from")}
     root = DIGITS.parent.parent
-    config = root / command[command.index("--config") + 1]
-    starts = [root / command[k + 1] for k, word in enumerate(command) if word == "--start-from"]
-    return config, [command[k + 1] for k, word in enumerate(command) if word == "--set"], starts
+    return root / given["--config"][0], given["--set"], [root / start for start in given["--start-from"]]
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in (DIGITS.parent / "spaces").glob("*.yaml")))
