@@ -13,7 +13,7 @@ from dcgan_cli.config import HacksConfig
 PACKAGE = Path(__file__).resolve().parents[1] / "dcgan_cli"
 # Bottom to top; a module may import from its own layer or any layer below it.
 LAYERS = [
-    {"config", "files", "images", "signals", "backend"},
+    {"config", "files", "images", "signals", "machine", "backend"},
     {"data"},
     {"nets"},
     {"state"},
