@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from dcgan_cli.config import ConfigError
+from dcgan_cli.machine import this_cpu
 
 
 def compile_function(fn: Callable, *, jit_compile: bool = False, donate_first: bool = False) -> Callable:
@@ -257,6 +258,77 @@ def distribute_batch(x):
     if distribution is None:
         return keras.ops.convert_to_tensor(x)
     return keras.distribution.distribute_tensor(x, distribution.get_data_layout(x.shape))
+
+
+def on_cpu() -> bool:
+    """Whether the backend computes on this machine's CPU (it sees no GPU or TPU)."""
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.config.list_logical_devices("GPU")
+    if name == "jax":
+        import jax
+
+        return jax.devices()[0].platform == "cpu"
+    if name == "torch":
+        import torch
+
+        return not torch.cuda.is_available()
+    return True
+
+
+def _capability(text) -> tuple[int, ...]:
+    """A CUDA compute capability ("8.6", (8, 6)) as a tuple; (99,) where it is not one (a ROCm GPU's gfx name: the
+    GPUs JAX and ROCm run on compute bfloat16)."""
+    try:
+        return tuple(int(part) for part in (text.split(".") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        return (99,)
+
+
+def native_bfloat16() -> bool:
+    """Whether the device computes bfloat16 in hardware: a TPU, a GPU of CUDA compute capability 8.0 or more, a CPU
+    with AVX-512 BF16 or AMX (machine.Cpu.native_bfloat16)."""
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "tpu":
+            return True
+        if device.platform == "gpu":
+            return _capability(getattr(device, "compute_capability", "")) >= (8, 0)
+    elif name == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return _capability(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")) >= (8, 0)
+    elif name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.is_bf16_supported()
+    return this_cpu().native_bfloat16
+
+
+def resolve_precision(setting: str) -> str:
+    """train.mixed_precision as a run computes it: auto becomes bfloat16 where the device computes it natively
+    (native_bfloat16), else off (float32); the other settings are themselves."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if native_bfloat16() else "off"
+
+
+def emulated_bfloat16(mode: str) -> str | None:
+    """A one-line warning when bfloat16 is asked for on a CPU that emulates it, else None."""
+    if mode != "bfloat16" or not on_cpu() or native_bfloat16():
+        return None
+    cpu = this_cpu()
+    return (f"warning: train.mixed_precision: this CPU has no bfloat16 arithmetic (no avx512_bf16 or amx_bf16); on "
+            f"such a CPU{' with' if 'avx512f' in cpu.flags else ' without'} AVX-512 float32 trained "
+            f"{cpu.bfloat16_slowdown:g}x faster (docs/loops.md#precision): set auto or off. Received: bfloat16")
 
 
 @contextmanager

@@ -202,4 +202,4 @@ def test_a_bare_off_means_the_choice_off(tmp_path):
     assert cfg.train.mixed_precision == "off" and cfg.train.distribution == "off"
     assert load_config(None, ["train.mixed_precision=off"]).train.mixed_precision == "off"
     assert problems(tmp_path, "train:\n  mixed_precision: on\n") == [
-        "train.mixed_precision: expected one of off, bfloat16, float16. Received: True"]
+        "train.mixed_precision: expected one of off, auto, bfloat16, float16. Received: True"]

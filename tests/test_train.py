@@ -149,7 +149,8 @@ def test_run_writes_the_run_directory(tmp_path, tiny_overrides):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4]
-    assert set(lines[0]) == {"step", *METRICS, "images_per_s", "wall_s"}
+    assert set(lines[0]) == {"step", *METRICS, "images_per_s", "precision", "wall_s"}
+    assert lines[0]["precision"] == "off"
     assert load_config(run_dir / "config.yaml").output.run_dir == str(run_dir)
     assert (run_dir / "losses.png").is_file() and (run_dir / "progress.gif").is_file()
     assert not (run_dir / "events.jsonl").exists() and not (run_dir / "tensorboard").exists()

@@ -143,13 +143,26 @@ def claim(plan: Path, identity: dict, *, kind: str, article: str, version: int, 
         saved = read_plan(plan, kind=kind, article=article, version=version, error=error)
         differing = [key for key in identity if saved.get(key) != json.loads(json.dumps(identity[key]))]
         if differing:
-            raise error(f"--run-dir: this directory holds another {kind} (its {', '.join(differing)} differ); "
-                        f"continue it with the same options, or choose a new --run-dir. Received: {str(root)!r}")
+            raise error(f"--run-dir: this directory holds another {kind} (its {', '.join(differing)} differ"
+                        f"{_base_keys(saved.get('base'), identity.get('base'))}); continue it with the same options, "
+                        f"or choose a new --run-dir. Received: {str(root)!r}")
         return True
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise error(f"--run-dir: this path holds something other than {article} {kind}; choose a new one so "
                     f"nothing is overwritten. Received: {str(root)!r}")
     return False
+
+
+def _base_keys(saved, asked) -> str:
+    """The config keys where a study's saved base and the one asked for now differ, with both values (at most 3),
+    so that a --set that would continue it is plain; "" where the bases are not both configs."""
+    if not isinstance(saved, dict) or not isinstance(asked, dict):
+        return ""
+    asked = json.loads(json.dumps(asked))
+    keys = [f"{section}.{key}: {values.get(key)!r} there, {asked[section].get(key)!r} here"
+            for section, values in saved.items() if isinstance(values, dict) and isinstance(asked.get(section), dict)
+            for key in sorted(set(values) | set(asked[section])) if values.get(key) != asked[section].get(key)]
+    return f"; base {'; '.join(keys[:3])}" if keys else ""
 
 
 def read_plan(plan: Path, *, kind: str, article: str, version: int, error: type[Exception]) -> dict:

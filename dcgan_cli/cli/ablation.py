@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from dcgan_cli.cli.common import (RunFailed, UserError, executor_options, features_option, inception_option, load,
-                                  set_option, start_keras, study_worker, worker_threads)
+from dcgan_cli.cli.common import (SCREEN_DEFAULTS, RunFailed, UserError, executor_options, features_option,
+                                  inception_option, load, set_option, start_keras, study_worker, worker_threads)
 
 
 @click.command()
@@ -49,7 +49,9 @@ def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, d
            run_dir: Path | None, count: int, score_overrides: tuple[str, ...], features: str | None,
            inception_weights: Path | None, plan: bool, report_dir: Path | None, yes: bool) -> None:
     """Measure which hacks matter: train each variant of a base config with several seeds, score every run, and
-    write a report (report.md, results.csv, report.png, samples.png). Interrupted, the same command continues."""
+    write a report (report.md, results.csv, report.png, samples.png). Interrupted, the same command continues.
+    Runs compute in train.mixed_precision auto (bfloat16 where the device has it natively) unless the config or a
+    --set names a precision."""
     from dcgan_cli.ablate import study as studies
     from dcgan_cli.ablate.design import AblationError, parse_factors, variants
 
@@ -60,7 +62,7 @@ def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, d
         if config_path is None:
             raise UserError("give --config PATH (the base config), or --report DIR to report on a study")
         threads = worker_threads(executor, jobs, cpus_per_run)
-        base = load(config_path, overrides)
+        base = load(config_path, overrides, defaults=SCREEN_DEFAULTS)
         chosen, everything = parse_factors(factors)
         made, reference, varied, notes = variants(base, chosen, design=design, everything=everything,
                                                   allow_large=yes)

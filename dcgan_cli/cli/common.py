@@ -21,10 +21,17 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-def load(config_path: Path | None, overrides: tuple[str, ...], *, label: str = "config") -> Config:
-    """The config a command was given; its mistakes exit 2, each on a line under 'invalid <label>:'."""
+# A screen (dcgan ablate, dcgan tune's trials) computes in the device's fastest precision unless the config or a
+# --set names one; confirmations and the shipped presets train in float32.
+SCREEN_DEFAULTS = ("train.mixed_precision=auto",)
+
+
+def load(config_path: Path | None, overrides: tuple[str, ...], *, label: str = "config",
+         defaults: tuple[str, ...] = ()) -> Config:
+    """The config a command was given (`defaults`: the command's own, under the file's and the overrides'); its
+    mistakes exit 2, each on a line under 'invalid <label>:'."""
     try:
-        return load_config(config_path, overrides)
+        return load_config(config_path, overrides, defaults=defaults)
     except ConfigError as error:
         raise UserError(f"invalid {label}:\n  " + "\n  ".join(error.problems)) from None
 

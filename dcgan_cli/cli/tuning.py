@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from dcgan_cli.cli.common import (RunFailed, UserError, executor_options, features_option, inception_option, load,
-                                  set_option, start_keras, study_worker, worker_threads)
+from dcgan_cli.cli.common import (SCREEN_DEFAULTS, RunFailed, UserError, executor_options, features_option,
+                                  inception_option, load, set_option, start_keras, study_worker, worker_threads)
 
 INSTALL = 'pip install "dcgan-cli[tune]"'
 
@@ -70,7 +70,9 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
          gpus_per_run: float, report_dir: Path | None, confirm_dir: Path | None) -> None:
     """Search the values of a config's keys with Optuna: each trial an ordinary run scored as it trains, hopeless
     ones pruned, then a report (report.md, trials.csv, Optuna's plots, best.yaml, samples.png). Interrupted, the
-    same command continues; several processes on one --run-dir (or one --storage) share the study."""
+    same command continues; several processes on one --run-dir (or one --storage) share the study. Trials compute
+    in train.mixed_precision auto (bfloat16 where the device has it natively) unless the config or a --set names
+    a precision; --confirm retrains in float32."""
     _need_optuna()
     from dcgan_cli.tune import study as tuning_module
     from dcgan_cli.tune.space import SpaceError, load_space
@@ -91,7 +93,7 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
             return
         if config_path is None or space_path is None:
             raise UserError("give --config PATH and --space PATH, or --report DIR / --confirm DIR for a study")
-        base = load(config_path, overrides)
+        base = load(config_path, overrides, defaults=SCREEN_DEFAULTS)
         space = load_space(space_path)
         starts = {str(path): load(path, (), label=f"config in --start-from {path}") for path in start_paths}
         if pruner != "none" and not base.output.eval_every:

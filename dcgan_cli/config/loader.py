@@ -59,12 +59,17 @@ RETIRED = {
 }
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *, saved: bool = False) -> Config:
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), *, saved: bool = False,
+                defaults: Iterable[str] = ()) -> Config:
     """Read a config file (or only defaults), apply `SECTION.KEY=VALUE` overrides, and check everything. `saved`:
     the file is one this tool wrote (config.yaml of a run, a checkpoint or a study), whose RETIRED keys are
-    dropped."""
+    dropped. `defaults` (SECTION.KEY=VALUE) stand in for the schema's defaults of a command (a screen's precision):
+    a key the file or an override gives keeps its value."""
     problems: list[str] = []
     raw = _read_file(Path(path), problems) if path is not None else {}
+    named = {f"{section}.{key}" for section, values in raw.items() if isinstance(values, dict) for key in values}
+    named |= {override.partition("=")[0].strip() for override in overrides}
+    raw = _apply_overrides(raw, [d for d in defaults if d.partition("=")[0].strip() not in named], problems)
     raw = _apply_overrides(raw, overrides, problems)
     config = _build(raw, problems, saved=saved)
     if problems:

@@ -132,8 +132,9 @@ class TrainConfig:
     #                                     loop, or the same mathematics as one compiled function per step
     jit_compile: str = setting("auto", choices=("auto", "on", "off"))  # TensorFlow, compiled loop: XLA for the
     #                                     step; auto = on with a GPU, off on a CPU (oneDNN's kernels are faster)
-    mixed_precision: str = setting("off", choices=("off", "bfloat16", "float16"))  # compute dtype of the layers;
-    #                                     variables, losses and D's raw score stay float32; float16 adds loss scaling
+    mixed_precision: str = setting("off", choices=("off", "auto", "bfloat16", "float16"))  # compute dtype of the
+    #                                     layers; variables, losses and D's raw score stay float32; float16 adds loss
+    #                                     scaling; auto = bfloat16 where the device computes it natively, else off
     device_data_fraction: float = setting(0.25, low=0.0, high=1.0)  # keep the uint8 dataset on the device
     #                                     when it takes at most this share of its memory (RAM on a CPU), so a step
     #                                     gathers its batch there; 0 = stream each step's uint8 batch

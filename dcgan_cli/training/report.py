@@ -10,6 +10,10 @@ from dcgan_cli.evaluate.features import PRIMARY, SCORE_NAMES, coverage
 from dcgan_cli.training.monitor import read_events
 
 
+PRECISION = {"off": "float32", "bfloat16": "mixed bfloat16", "float16": "mixed float16",
+             "auto": "auto precision"}  # train.mixed_precision in words ("auto": a run from before it was resolved)
+
+
 class ReportError(ValueError):
     """A directory that holds no run to report on."""
 
@@ -47,7 +51,8 @@ def summary(run_dir: Path, cfg: Config) -> list[str]:
     logs = [r for r in records if "g_loss" in r]
     last = records[-1]["step"] if records else 0
     lines = [f"run {run_dir}: {cfg.data.name} {cfg.model.image_size}x{cfg.model.image_size}, "
-             f"{cfg.train.loop} loop, batch {cfg.train.batch_size}, seed {cfg.train.seed}",
+             f"{cfg.train.loop} loop, {PRECISION[cfg.train.mixed_precision]}, batch {cfg.train.batch_size}, "
+             f"seed {cfg.train.seed}",
              f"  steps        {last:,} of {cfg.train.steps:,}" + ("" if last >= cfg.train.steps else " (unfinished)")]
     if records:
         wall = records[-1].get("wall_s", 0.0)

@@ -122,7 +122,7 @@ class Steps:
         if duties.logged:
             means = self.window.means()
             bar.set_postfix_str(postfix(means, self.cfg) + (self.keeper.note if self.keeper else ""), refresh=False)
-            record.update(means)
+            record.update(means, precision=self.cfg.train.mixed_precision)  # what images_per_s was measured in
             self.window.reset()
         if scored:
             record["eval"] = scored

@@ -33,6 +33,11 @@ def run(cfg: Config, *, run_dir: str | Path, resume: bool = False, judge: Judge 
     `judge` sees each output.eval_every score and may stop the run early (Pruned)."""
     run_dir = Path(run_dir)
     cfg = config_module.replace_value(cfg, "output.run_dir", str(run_dir))
+    # auto becomes the precision this device runs, written so into config.yaml: a resumed run keeps it.
+    cfg = config_module.replace_value(cfg, "train.mixed_precision", backend.resolve_precision(cfg.train.mixed_precision))
+    warning = backend.emulated_bfloat16(cfg.train.mixed_precision)
+    if warning:
+        print(warning, file=sys.stderr)
     if cfg.train.distribution != "off" and cfg.train.loop == "compiled" and keras.backend.backend() != "jax":
         raise ConfigError(["train.distribution: data_parallel with train.loop compiled needs the JAX backend "
                            "(use train.loop: train_on_batch on TensorFlow). Received: data_parallel"])

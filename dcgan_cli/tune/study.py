@@ -293,6 +293,8 @@ def confirmation_study(tuning: Tuning, values: dict[str, Any], *, seeds: int, ov
         base = config_module.with_overrides(tuning.base, overrides)
     except ConfigError as error:
         raise TuneError("--set: " + "; ".join(error.problems)) from None
+    if not any(o.partition("=")[0].strip() == "train.mixed_precision" for o in overrides):
+        base = config_module.replace_value(base, "train.mixed_precision", "off")  # confirmed in float32
     base = config_module.replace_value(base, "train.seed", tuning.base.train.seed + FRESH_SEEDS)
     tuned = Variant("tuned", tuple((path, value) for path, value in values.items()))
     root = tuning.root / "-".join([CONFIRM, *(re.sub(r"[^A-Za-z0-9._=-]", "_", o.strip()) for o in overrides)])
