@@ -260,6 +260,29 @@ def distribute_batch(x):
     return keras.distribution.distribute_tensor(x, distribution.get_data_layout(x.shape))
 
 
+def fuses_batch_norm(inputs, axis: int) -> bool:
+    """Whether batch_statistics_norm runs as one fused op here: TensorFlow, images (N, H, W, C) normalised over C."""
+    rank = len(inputs.shape)
+    return keras.backend.backend() == "tensorflow" and rank == 4 and axis % rank == 3
+
+
+def batch_statistics_norm(inputs, scale, offset, *, epsilon: float):
+    """BatchNormalization in training mode on TensorFlow as one op (FusedBatchNormV3, and FusedBatchNormGradV3 for
+    its gradient; oneDNN's on a CPU) instead of Keras' moments and batch_normalization, about ten ops each way:
+    inputs float32 (N, H, W, C), scale and offset (C,) or None; returns (outputs, the batch's mean (C,), its
+    variance (C,) as Keras' moments gives it: over the N * H * W values, not Bessel-corrected)."""
+    import tensorflow as tf
+
+    channels = inputs.shape[-1]
+    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=inputs, scale=tf.ones((channels,)) if scale is None else scale,
+        offset=tf.zeros((channels,)) if offset is None else offset, mean=tf.constant([], tf.float32),
+        variance=tf.constant([], tf.float32), epsilon=epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+        is_training=True)
+    count = tf.cast(tf.size(inputs) // channels, tf.float32)
+    return outputs, mean, variance * (count - 1.0) / count  # the op's variance is Bessel-corrected
+
+
 def on_cpu() -> bool:
     """Whether the backend computes on this machine's CPU (it sees no GPU or TPU)."""
     name = keras.backend.backend()

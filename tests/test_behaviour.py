@@ -48,8 +48,8 @@ for args in json.loads(sys.argv[1]):
 
 
 def machine() -> str:
-    """The CPU's model name and TensorFlow's oneDNN setting (which kernels it runs): the record they have, if any,
-    must match bit for bit."""
+    """The CPU's model name and TensorFlow's oneDNN switch as this process has it, dcgan-cli's default included
+    (which kernels it runs): the record they have, if any, must match bit for bit."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:

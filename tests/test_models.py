@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dcgan_cli.config import load_config
+from dcgan_cli.nets import layers
 from dcgan_cli.nets.layers import BatchNorm
 from dcgan_cli.nets.models import base_size, build_discriminator, build_generator, build_models
 
@@ -128,3 +130,43 @@ def test_same_seed_same_weights_other_seed_other_weights():
     other = build_generator(cfg, np.random.default_rng(1))
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
     assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+                    reason="only TensorFlow fuses BatchNorm; elsewhere the layer is Keras' own")
+@pytest.mark.parametrize("affine", [True, False])
+def test_the_fused_batch_norm_computes_what_keras_batch_normalization_computes(affine, monkeypatch):
+    """TensorFlow's training-mode BatchNorm runs as one fused op (backend.batch_statistics_norm): its output, its
+    gradients and its moving statistics are Keras' own, trainable or frozen with batch statistics."""
+    import keras
+
+    from dcgan_cli import backend
+
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(rng.normal(2.0, 3.0, (6, 5, 5, 4)).astype(np.float32))
+    cotangent = keras.ops.convert_to_tensor(rng.normal(size=(6, 5, 5, 4)).astype(np.float32))
+    gamma, beta = rng.uniform(0.5, 1.5, 4).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    found = {}
+    for fused in (True, False):
+        if not fused:  # Keras' own moments and batch_normalization (and ours, frozen with batch statistics)
+            monkeypatch.setattr(layers, "fuses_batch_norm", lambda inputs, axis: False)
+        layer = BatchNorm(momentum=0.9, epsilon=1e-5, center=affine, scale=affine)
+        layer.build(x.shape)
+        if affine:
+            layer.gamma.assign(gamma)
+            layer.beta.assign(beta)
+        weights = layer.trainable_variables
+
+        def loss(images):
+            return keras.ops.sum(layer(images, training=True) * cotangent), None
+
+        out, _, grad = backend.input_gradient(loss, x)
+        found[fused] = [out, grad, layer.moving_mean.value, layer.moving_variance.value]
+        layer.trainable = False  # frozen with batch statistics: the same output, no moving update
+        frozen = layer(x, training=True)
+        found[fused] += [frozen, layer.moving_mean.value]
+        assert len(weights) == (2 if affine else 0)
+    assert backend.fuses_batch_norm(x, -1)
+    for with_fused, with_keras in zip(found[True], found[False]):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(with_fused), keras.ops.convert_to_numpy(with_keras),
+                                   rtol=1e-5, atol=1e-5)

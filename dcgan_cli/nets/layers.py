@@ -7,6 +7,7 @@ import zlib
 import keras
 from keras import ops
 
+from dcgan_cli.backend import batch_statistics_norm, fuses_batch_norm
 from dcgan_cli.config import AUGMENT_POLICY
 
 
@@ -27,6 +28,9 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.frozen_statistics = frozen_statistics
 
     def call(self, inputs, training=None, mask=None):
+        batch_statistics = training and (self.trainable or self.frozen_statistics == "batch") and mask is None
+        if batch_statistics and fuses_batch_norm(inputs, self.axis):
+            return self._fused(inputs)
         if not training or self.trainable or self.frozen_statistics == "moving" or mask is not None:
             return super().call(inputs, training=training, mask=mask)
         inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
@@ -42,6 +46,18 @@ class BatchNorm(keras.layers.BatchNormalization):
             scale=ops.cast(self.gamma, inputs.dtype) if self.scale else None,
             epsilon=self.epsilon,
         )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _fused(self, inputs):
+        """The training-mode call on the batch's statistics as one fused op, the moving statistics moved as Keras
+        moves them where the layer is trainable."""
+        inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        outputs, mean, variance = batch_statistics_norm(
+            inputs, ops.cast(self.gamma, inputs.dtype) if self.scale else None,
+            ops.cast(self.beta, inputs.dtype) if self.center else None, epsilon=self.epsilon)
+        if self.trainable:
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                moving.assign(ops.cast(moving, inputs.dtype) * self.momentum + batch * (1.0 - self.momentum))
         return ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):
