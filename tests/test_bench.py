@@ -97,7 +97,58 @@ def test_throughput_stands_beside_the_peer_and_another_commit():
     assert {"this tree", "HEAD"} <= set(sides) and sides["this tree"]["g_params"] == sides["HEAD"]["g_params"]
     assert "vs the first" in side
     if peer:
-        assert sides["pytorch/examples (peer)"]["arch"] == "dcgan64-narrow"
+        assert sides["pytorch/examples"]["arch"] == "dcgan64-narrow"
+
+
+def test_throughput_compares_the_loops_with_every_peer_and_profiles_a_step():
+    peer = ["--peer", str(PEER)] if PEER.is_file() and _has_torch() else []
+    compared = bench("bench/throughput.py", "--arch", "dcgan64-narrow", "--batch", "4", "--steps", "2", "--warmup",
+                     "1", "--rounds", "1", "--compare", *peer)
+    sides = {line["side"] for line in json_lines(compared)}
+    assert {"reference", "keras.io", "train_on_batch", "compiled"} | ({"pytorch/examples"} if peer else set()) == sides
+    assert "images/s" in compared and "oneDNN" in compared
+    heading = next(line for line in compared.splitlines() if "images/s" in line)
+    assert heading.split()[-2] in ("reference", "keras.io", "pytorch/examples")  # the best peer: "vs <peer>"
+    profiled = json_lines(bench("bench/throughput.py", "--arch", "tiny", "--batch", "4", "--steps", "2", "--profile",
+                                "--set", "hacks.r1_penalty=true"))[0]
+    assert profiled["overrides"] == ["hacks.r1_penalty=true"] and profiled["parts_ms"]["convolutions"] > 0
+    assert abs(sum(profiled["parts_share"].values()) - 1) < 0.01
+
+
+def test_defaults_and_threads_benches_run_each_side(tmp_path):
+    out = bench("bench/defaults.py", "--steps", "12", "--rounds", "1", "--sides", "oneDNN off, float32",
+                "defaults (auto)")
+    lines = json_lines(out)
+    assert {(line["workload"], line["side"]) for line in lines} == {
+        (workload, side) for workload in ("dcgan train, digits", "one dcgan tune worker")
+        for side in ("oneDNN off, float32", "defaults (auto)")}
+    assert all(line["images_per_s"] > 0 for line in lines)
+    assert {tuple(line["precision_used"]) for line in lines if line["side"] == "oneDNN off, float32"} == {("off",)}
+    threads = bench("bench/threads.py", "--arch", "tiny", "--steps", "2", "--rounds", "1")
+    assert "two workers, one thread each" in threads and len(json_lines(threads)) == 2
+
+
+def test_screen_replays_a_studys_trials_on_both_sides_with_equal_pruning(tmp_path):
+    study = tmp_path / "study"
+    space = tmp_path / "space.yaml"
+    space.write_text("hacks.beta_1: {uniform: [0.0, 0.9]}\nhacks.batch_norm: {choice: [true, false]}\n")
+    config = tiny_yaml(tmp_path / "tiny.yaml", "train.steps=6", "output.eval_every=2", "output.eval_samples=20")
+    subprocess.run([sys.executable, "-m", "dcgan_cli", "tune", "--config", str(config), "--space", str(space),
+                    "--trials", "3", "--jobs", "2", "--n", "40", "--sampler", "random", "--run-dir", str(study)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
+    rows = (study / "trials.csv").read_text().splitlines()[1:]
+    replayed = tmp_path / "replay"
+    report = bench("bench/screen.py", "run", str(replayed), "--study", str(study), "--trials", "2", "--before",
+                   "HEAD", "--before-set", "train.mixed_precision=off", "--after-set", "train.mixed_precision=auto",
+                   timeout=900)
+    assert "trials per worker-hour" in report and "after / before" in report
+    for side in ("before", "after"):
+        results = sorted((replayed / side).glob("[0-9]*.json"))
+        assert [int(path.stem) for path in results] == [0, 1]
+        for path, row in zip(results, rows):
+            found = json.loads(path.read_text())
+            assert found["study_state"] == row.split(",")[1] and found["wall_s"] > 0
+    assert json.loads((replayed / "after" / "0000.json").read_text())["precision"] in ("off", "bfloat16")
 
 
 def _has_torch() -> bool:
