@@ -4,7 +4,7 @@ busy with the other tree's worker, as in a two-job screen), every trial trained 
 (pruned at the same step, or to the end): equal pruning, so trials per hour compare the code alone.
 
     python bench/screen.py run OUT --study docs/studies/cifar10 --trials 12 --before REV [--after REV] \\
-        [--set data.path=...] [--after-set train.mixed_precision=auto] [--before-env K=V] [--after-env K=V]
+        [--set data.path=PATH] [--after-set train.mixed_precision=auto] [--before-env K=V] [--after-env K=V]
     python bench/screen.py report OUT
 
 `run` exports the before revision (and --after's, else this tree is the after side) into OUT, writes each side's
@@ -89,12 +89,15 @@ def study_trials(study: Path, count: int) -> list[dict]:
 
 
 def side_base(study: Path, sets: list[str], own: list[str]) -> str:
-    """The study's base config as YAML with `sets` and then the side's `own` values set (section.key=value)."""
+    """The study's base config as YAML with `sets` and then the side's `own` values set (section.key=value); a
+    relative data.path is taken from where this command runs (each side's worker runs in its own tree)."""
     base = json.loads((study / "tune.json").read_text())["base"]
     for item in [*sets, *own]:
         key, _, text = item.partition("=")
         section, name = key.split(".")
         base[section][name] = yaml.safe_load(text)
+    if base["data"].get("path"):
+        base["data"]["path"] = str(Path(base["data"]["path"]).resolve())
     return yaml.safe_dump(base, sort_keys=False)
 
 

@@ -3,12 +3,15 @@ each backend, and the resolved config of every shipped preset, against a record 
 
 A change meant to alter what the defaults train rewrites the record in the same commit, and says why:
 
-    DCGAN_RECORD_BEHAVIOUR=1 pytest tests/test_behaviour.py -p no:xdist
+    DCGAN_RECORD_BEHAVIOUR=1 pytest -n 0 tests/test_behaviour.py
 
 On a CPU a record was taken on (with the same oneDNN setting), each run's weights must hash the same, bit for bit.
 Another CPU may round differently (oneDNN and XLA pick kernels by instruction set), and 12 steps of a GAN grow the
 difference, so there D's and G's weights are held to the first record's summary of each array instead, to
-ROUNDING of the array's spread (its standard deviation).
+ROUNDING of the array's spread (its standard deviation). The oneDNN setting is the switch as the test process has
+it after dcgan-cli's default (dcgan_cli/machine.py): on an x86 CPU with AVX2 but without AVX-512 VNNI or BF16 it
+reads TF_ENABLE_ONEDNN_OPTS=1 since the default turned oneDNN on there, a record of its own (its Eigen-kernel record,
+"unset", no longer applies); where TensorFlow turns oneDNN on by itself it stays "unset".
 """
 
 from __future__ import annotations

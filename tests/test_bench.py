@@ -129,25 +129,36 @@ def test_defaults_and_threads_benches_run_each_side(tmp_path):
 
 
 def test_screen_replays_a_studys_trials_on_both_sides_with_equal_pruning(tmp_path):
+    """A study's small files as `dcgan tune` commits them: trial 0 complete, 1 pruned at step 2, 2 refused."""
+    from dcgan_cli.config import load_config, to_dict
+
     study = tmp_path / "study"
-    space = tmp_path / "space.yaml"
-    space.write_text("hacks.beta_1: {uniform: [0.0, 0.9]}\nhacks.batch_norm: {choice: [true, false]}\n")
-    config = tiny_yaml(tmp_path / "tiny.yaml", "train.steps=6", "output.eval_every=2", "output.eval_samples=20")
-    subprocess.run([sys.executable, "-m", "dcgan_cli", "tune", "--config", str(config), "--space", str(space),
-                    "--trials", "3", "--jobs", "2", "--n", "40", "--sampler", "random", "--run-dir", str(study)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=600)
-    rows = (study / "trials.csv").read_text().splitlines()[1:]
+    base = load_config(None, [*TINY, "train.steps=4", "output.eval_every=2", "output.eval_samples=20"])
+    space = {"hacks.beta_1": {"uniform": [0.0, 0.9]}, "hacks.diff_augment": {"choice": [False, True]},
+             "hacks.adaptive_augment": {"choice": [False, True]}}
+    trials = [(0, "complete", {"hacks.beta_1": 0.5, "hacks.diff_augment": False, "hacks.adaptive_augment": False},
+               ""), (1, "pruned", {"hacks.beta_1": 0.2, "hacks.diff_augment": True, "hacks.adaptive_augment": False},
+                     "2"), (2, "refused", {"hacks.beta_1": 0.1, "hacks.diff_augment": True,
+                                           "hacks.adaptive_augment": True}, "")]
+    (study / "trials").mkdir(parents=True)
+    (study / "tune.json").write_text(json.dumps({"base": to_dict(base), "space": space, "evaluation": {
+        "count": 40, "features": "domain", "seed": 0, "inception_weights": None}}))
+    rows = ["trial,state,value," + ",".join(space) + ",pruned_at,seconds,note,directory"]
+    for number, state, values, pruned_at in trials:
+        rows.append(f"{number},{state},," + ",".join(str(v).lower() for v in values.values()) + f",{pruned_at},1.0,,")
+        if state != "refused":
+            (study / "trials" / f"{number:04d}").mkdir()
+            (study / "trials" / f"{number:04d}" / "trial.json").write_text(json.dumps({"values": values}))
+    (study / "trials.csv").write_text("\n".join(rows) + "\n")
     replayed = tmp_path / "replay"
-    report = bench("bench/screen.py", "run", str(replayed), "--study", str(study), "--trials", "2", "--before",
-                   "HEAD", "--before-set", "train.mixed_precision=off", "--after-set", "train.mixed_precision=auto",
-                   timeout=900)
+    report = bench("bench/screen.py", "run", str(replayed), "--study", str(study), "--trials", "3", "--before",
+                   "HEAD", "--after-set", "train.mixed_precision=auto", timeout=900)
     assert "trials per worker-hour" in report and "after / before" in report
     for side in ("before", "after"):
-        results = sorted((replayed / side).glob("[0-9]*.json"))
-        assert [int(path.stem) for path in results] == [0, 1]
-        for path, row in zip(results, rows):
-            found = json.loads(path.read_text())
-            assert found["study_state"] == row.split(",")[1] and found["wall_s"] > 0
+        found = [json.loads((replayed / side / f"{n:04d}.json").read_text()) for n in range(3)]
+        assert [(f["study_state"], f["status"]) for f in found] == [
+            ("complete", "done"), ("pruned", "pruned"), ("refused", "refused")]
+        assert found[0]["step"] == 4 and found[1]["step"] == 2 and all(f["wall_s"] > 0 for f in found)
     assert json.loads((replayed / "after" / "0000.json").read_text())["precision"] in ("off", "bfloat16")
 
 
