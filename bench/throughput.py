@@ -32,7 +32,9 @@ leaves of a step; --arch dcgan64-narrow is DCGAN-64 at a quarter of its widths (
 --peer PATH measures the pytorch/examples loop (the file ../shared/peers/torch_loop.py) at the same architecture and
 batch beside the product's loop, --against REV the product's loop with the code of git revision REV beside this
 tree's, --onednn this tree with TensorFlow's oneDNN kernels on and off (TF_ENABLE_ONEDNN_OPTS): each
-measurement in a fresh process, --rounds interleaved rounds, medians and the ratio to the first.
+measurement in a fresh process, --rounds interleaved rounds, medians and the ratio to the first; --threads N runs
+each side on N compute threads (1: a study's worker). keras.io's loop is timed inside one fit() from the end of its
+last warm-up batch, so fit()'s start, a cost of each epoch, is not charged to its steps.
 The backend is Keras' (KERAS_BACKEND=tensorflow|jax|torch; keras.io's loop and --profile need TensorFlow).
 """
 
@@ -54,6 +56,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dcgan_cli import backend  # noqa: E402
+from dcgan_cli.ablate.executors import cores, thread_env  # noqa: E402
 from dcgan_cli.backend import distribute_batch  # noqa: E402
 from dcgan_cli.config import load_config  # noqa: E402
 from dcgan_cli.data import sources  # noqa: E402
@@ -83,7 +86,7 @@ ARCHS = {
 }
 LOOPS = ("reference", "keras.io", "train_on_batch", "compiled")
 TORCH_PEER = "pytorch/examples"
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CORES = cores()
 PEERS = ("reference", "keras.io", TORCH_PEER)  # the loops the product's are measured against
 ROOT = Path(__file__).resolve().parent.parent
 # The peer's architecture matching each of ours (its file's ARCHS; the narrow one is added to them here).
@@ -151,6 +154,14 @@ class KerasIoLoop:
 
     def run(self, steps: int) -> None:
         self.gan.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+
+    def timed(self, warmup: int, steps: int) -> float:
+        """Seconds of `steps` steps in one fit() of warmup + steps, from the end of the last warm-up batch to the
+        end of the last: fit()'s own start (its iterator, the shuffle buffer) is a per-epoch cost, not a step's."""
+        ends = [time.perf_counter()]  # without warm-up, from before fit()
+        stamp = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
+        self.gan.fit(self.dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[stamp])
+        return ends[-1] - ends[warmup]
 
 
 def _keras_io_gan(discriminator, generator, latent_dim: int):
@@ -240,10 +251,13 @@ def measure(arch: str, batch: int, loop: str, precision: str, steps: int, warmup
     cfg = config(arch, batch, loop, precision, xla)
     images, labels, models = prepared(cfg)
     runner = make_loop(loop, models, cfg, images, labels)
-    _advance(runner, loop, 1, warmup)
-    started = time.perf_counter()
-    _advance(runner, loop, warmup + 1, steps)
-    seconds = time.perf_counter() - started
+    if loop == "keras.io":
+        seconds = runner.timed(warmup, steps)
+    else:
+        _advance(runner, loop, 1, warmup)
+        started = time.perf_counter()
+        _advance(runner, loop, warmup + 1, steps)
+        seconds = time.perf_counter() - started
     if loop not in ("reference", "keras.io"):
         runner.close()
     return {"arch": arch, "batch": batch, "loop": loop, "backend": keras.backend.backend(), "precision": precision,
@@ -414,7 +428,7 @@ def _peer(args: argparse.Namespace) -> list[str]:
     run_peer = (f"import sys; sys.path.insert(0, {str(peer.parent)!r}); import {peer.stem} as peer; "
                 f"peer.ARCHS['dcgan64-narrow'] = {PEER_NARROW}; sys.argv[0] = {str(peer)!r}; peer.main()")
     return [sys.executable, "-c", run_peer, "--arch", PEER_ARCHS[args.arch], "--batch", str(args.batch), "--steps",
-            str(args.steps), "--warmup", str(args.warmup), "--threads", str(CORES)]
+            str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -453,7 +467,7 @@ def _run_sides(sides: dict, args: argparse.Namespace) -> dict[str, list[float]]:
     found = {name: [] for name in sides}
     for round_number in range(args.rounds):
         for name, (command, code, extra) in sides.items():
-            env = {**os.environ, "PYTHONPATH": str(code), **extra}
+            env = {**os.environ, "PYTHONPATH": str(code), **thread_env(args.threads), **extra}
             out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=code).stdout
             result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
             found[name].append(result["images_per_s"])
@@ -466,7 +480,8 @@ def _table(found: dict[str, list[float]], args: argparse.Namespace, heading: str
     cpu = machine.this_cpu()
     print(f"\n{args.arch}, batch {args.batch}, {keras.backend.backend()}, precision {args.precision}, "
           f"{' '.join(args.sets) + ', ' if args.sets else ''}median of {args.rounds} interleaved rounds, "
-          f"{args.steps} steps each; {cpu.describe()}, {CORES} cores, "
+          f"{args.steps} steps each, {args.threads} thread{'s' if args.threads > 1 else ''}; {cpu.describe()}, "
+          f"{CORES} cores, "
           f"oneDNN {'on' if machine.onednn_on() else 'off'}")
     print(f"{'':<28}{'images/s':>10}{heading:>28}   rounds")
     for name, values in found.items():
@@ -488,6 +503,9 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="the product's loops against the seed loop, keras.io's train_step and (--peer) "
                              "the pytorch/examples loop, interleaved rounds")
+    parser.add_argument("--threads", type=int, default=CORES,
+                        help="--compare, --peer, --against, --onednn: each side's compute threads (default: the "
+                             "cores; 1 is how each worker of a study runs)")
     parser.add_argument("--rounds", type=int, default=3, help="--compare, --peer, --against: interleaved rounds")
     parser.add_argument("--peer", metavar="PATH", help="also the pytorch/examples loop in this file (torch_loop.py)")
     parser.add_argument("--against", metavar="REV", help="also this loop with the code of git revision REV")

@@ -103,9 +103,10 @@ def test_throughput_stands_beside_the_peer_and_another_commit():
 def test_throughput_compares_the_loops_with_the_peers_and_profiles_a_step():
     """--compare beside the Keras peers (the PyTorch one joins them with --peer, as in the test above)."""
     compared = bench("bench/throughput.py", "--arch", "tiny", "--batch", "4", "--steps", "2", "--warmup", "1",
-                     "--rounds", "1", "--compare")
+                     "--rounds", "1", "--compare", "--threads", "1")
     assert {line["side"] for line in json_lines(compared)} == {"reference", "keras.io", "train_on_batch", "compiled"}
-    assert "images/s" in compared and "oneDNN" in compared
+    assert "images/s" in compared and "oneDNN" in compared and "each, 1 thread;" in compared
+    assert all(line["images_per_s"] > 0 for line in json_lines(compared))
     heading = next(line for line in compared.splitlines() if "images/s" in line)
     assert heading.split()[-2] in ("reference", "keras.io")  # the best peer: "vs <peer>"
     profiled = json_lines(bench("bench/throughput.py", "--arch", "tiny", "--batch", "4", "--steps", "2", "--profile",
