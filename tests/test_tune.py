@@ -310,6 +310,76 @@ def test_seed_k_of_a_trial_reports_at_its_own_steps(tmp_path, monkeypatch):
     assert frozen.value == pytest.approx(result["value"])
 
 
+# ------------------------------------------------------------------ constraints
+
+
+def test_a_trial_that_breaks_a_constraint_is_infeasible_reported_and_never_best(tmp_path):
+    """recall >= 2 cannot hold: the trial completes with its value, Optuna holds how far it broke the bound, and
+    the report lists it as infeasible with the score while best.yaml is not written."""
+    from dcgan_cli.tune import report
+    from dcgan_cli.tune.constraints import parse
+
+    tuning = tuning_in(tmp_path / "study", constraints=(parse("recall >= 2"), parse("precision >= 0")))
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    directory = tuning_module.plan_trial(tuning, study.ask(tuning.space.distributions()))
+    result = trial_worker.run_trial(directory)
+    recall = result["runs"][0]["scores"]["recall"]
+    assert result["status"] == "complete" and result["feasible"] is False and 0 <= recall <= 1
+    assert [item["met"] for item in result["constraints"]] == [False, True]
+    frozen = study.get_trials(deepcopy=False)[0]
+    assert frozen.constraints["recall >= 2"] == pytest.approx(2 - recall) and frozen.constraints["precision >= 0"] <= 0
+    rows, summary = report.write(tuning, study)
+    assert rows[0].state == "infeasible" and rows[0].value == pytest.approx(result["value"])
+    assert "1 infeasible" in summary[0] and "No trial has completed yet." in summary
+    assert not (tuning.root / "best.yaml").exists()
+    text = (tuning.root / "report.md").read_text()
+    assert "## Infeasible trials" in text and "recall >= 2; precision >= 0" in text
+    with open(tuning.root / "trials.csv", newline="") as file:
+        assert float(next(csv.DictReader(file))["recall >= 2"]) == pytest.approx(recall)
+
+
+def test_the_best_trial_is_the_best_feasible_one(tmp_path):
+    """The lowest objective broke a bound: the report, --confirm and Optuna all take the best feasible trial."""
+    from dcgan_cli.tune import report
+    from dcgan_cli.tune.constraints import parse
+
+    tuning = tuning_in(tmp_path / "study", constraints=(parse("recall >= 0.5"),))
+    tuning_module.prepare(tuning)
+    study = tuning_module.optuna_study(tuning)
+    for value, violation in ((1.0, 0.1), (2.0, -0.1), (3.0, -0.2)):
+        trial = study.ask(tuning.space.distributions())
+        trial.set_constraint("recall >= 0.5", violation)
+        study.tell(trial, value)
+    rows, summary = report.write(tuning, study)
+    assert [row.state for row in rows] == ["infeasible", "complete", "complete"]
+    assert report.best(rows).number == 1 and study.best_trial.number == 1
+    assert "Best: trial 1" in summary[1] and "trial 1 of" in (tuning.root / "best.yaml").read_text()
+
+
+def test_constraints_are_checked_before_anything_and_kept_by_the_study(tmp_path):
+    space = space_file(tmp_path / "space.yaml")
+    for text, message in (("recall > 0.4", "write SCORE >= NUMBER"), ("variety >= 1", "'variety' is not a score"),
+                          ("recall >= high", "write SCORE >= NUMBER")):
+        result = invoke(*tune_args(tmp_path / "a", space, "--constraint", text))
+        assert result.exit_code == 2 and message in result.output and repr(text) in result.output
+        assert not (tmp_path / "a").exists()
+    report = invoke("tune", "--report", tmp_path / "a", "--constraint", "recall >= 0.4")
+    assert report.exit_code == 2 and "keeps the constraints it was started with" in report.output
+    from dcgan_cli.tune.constraints import parse
+
+    tuning_module.prepare(tuning_in(tmp_path / "b", constraints=(parse("recall>=0.40"),)))
+    assert tuning_module.load(tmp_path / "b").constraints == (parse("recall >= 0.4"),)
+    with pytest.raises(tuning_module.TuneError, match="constraints"):
+        tuning_module.prepare(tuning_in(tmp_path / "b"))
+    plan = tmp_path / "c" / tuning_module.PLAN
+    tuning_module.prepare(tuning_in(tmp_path / "c"))
+    old = {key: value for key, value in json.loads(plan.read_text()).items() if key != "constraints"}
+    plan.write_text(json.dumps(old))  # a study from before constraints existed continues
+    tuning_module.prepare(tuning_in(tmp_path / "c"))
+    assert tuning_module.load(tmp_path / "c").constraints == ()
+
+
 # ------------------------------------------------------------------ end to end
 
 

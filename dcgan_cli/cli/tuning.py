@@ -41,6 +41,10 @@ def _need_optuna() -> None:
 @click.option("--objective", type=click.Choice(["final", "best", "tail"]), default="final", show_default=True,
               help="final: the final generator's score (--n images); best: the best training-time score; tail: "
                    "the mean of the last few training-time (or checkpoint) scores.")
+@click.option("--constraint", "constraint_texts", multiple=True, metavar="'SCORE >= X'",
+              help="A bound on another final score, on the mean over a trial's seeds, e.g. \"recall >= 0.45\": "
+                   "a trial that breaks it is reported as infeasible and is never the best; TPE steers away from "
+                   "such trials. Repeatable.")
 @click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default="median", show_default=True,
               help="Stop hopeless trials early on their training-time scores (needs output.eval_every).")
@@ -64,7 +68,8 @@ def _need_optuna() -> None:
                    "shorter.")
 def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path | None,
          start_paths: tuple[Path, ...], trials: int,
-         timeout: float | None, jobs: int, seeds: int | None, objective: str, sampler: str, pruner: str,
+         timeout: float | None, jobs: int, seeds: int | None, objective: str, constraint_texts: tuple[str, ...],
+         sampler: str, pruner: str,
          storage: str | None, study_name: str | None, run_dir: Path | None, count: int, features: str | None,
          inception_weights: Path | None, executor: str, address: str | None, cpus_per_run: int,
          gpus_per_run: float, report_dir: Path | None, confirm_dir: Path | None) -> None:
@@ -75,6 +80,7 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
     a precision; --confirm retrains in float32."""
     _need_optuna()
     from dcgan_cli.tune import study as tuning_module
+    from dcgan_cli.tune.constraints import ConstraintError, parse
     from dcgan_cli.tune.space import SpaceError, load_space
 
     threads = worker_threads(executor, jobs, cpus_per_run)
@@ -84,6 +90,10 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
         if start_paths and (report_dir is not None or confirm_dir is not None):
             raise UserError(f"--start-from: starts a search; --report and --confirm search nothing. Received: "
                             f"{', '.join(map(str, start_paths))}")
+        if constraint_texts and (report_dir is not None or confirm_dir is not None):
+            raise UserError(f"--constraint: a study keeps the constraints it was started with; --report and "
+                            f"--confirm read them from it. Received: {', '.join(constraint_texts)}")
+        constraints = tuple(parse(text) for text in constraint_texts)
         if report_dir is not None:
             tuning = tuning_module.load(report_dir)
             _write_report(tuning, tuning_module.optuna_study(tuning))
@@ -114,13 +124,16 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
             raise UserError(str(error)) from None
         tuning = tuning_module.Tuning(root=root, base=base, space=space, seeds=seeds or 1, objective=objective,
                                       sampler=sampler, pruner=pruner, storage=storage,
-                                      name=study_name or root.resolve().name, evaluation=evaluation)
+                                      name=study_name or root.resolve().name, evaluation=evaluation,
+                                      constraints=constraints)
         tuning_module.prepare(tuning)
         study = tuning_module.optuna_study(tuning)
         for note in tuning_module.start_from(study, tuning, starts):
             click.echo(note, err=True)
     except SpaceError as error:
         raise UserError("invalid search space:\n  " + "\n  ".join(error.problems)) from None
+    except ConstraintError as error:
+        raise UserError(str(error)) from None
     except tuning_module.TuneError as error:
         raise UserError(str(error)) from None
     held = len(study.get_trials(deepcopy=False))

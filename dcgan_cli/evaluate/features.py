@@ -27,6 +27,8 @@ PRIMARY = {"domain": "frechet_distance", "rotation": "frechet_distance", "incept
 #                                       what checkpoints/best keeps and what an ablation compares
 SCORE_NAMES = {"frechet_distance": ("Frechet distance", "FD"), "kid": ("KID", "KID"), "fid": ("FID", "FID")}  # long,
 #                                       short
+EVAL_LOGGED = ("frechet_distance", "fid", "kid", "modes_covered", "classes", "class_kl", "mean_confidence", "ndb",
+               "bins", "ndb_k", "bins_covered", "precision", "recall")  # what metrics.jsonl keeps of a score
 
 
 def coverage(scores: dict) -> str:

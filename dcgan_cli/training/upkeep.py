@@ -12,7 +12,7 @@ import numpy as np
 
 from dcgan_cli import images
 from dcgan_cli.config import Config
-from dcgan_cli.evaluate.features import SCORE_NAMES, coverage
+from dcgan_cli.evaluate.features import EVAL_LOGGED, SCORE_NAMES, coverage
 from dcgan_cli.evaluate.scoring import TrainingScorer
 from dcgan_cli.nets.models import Models, generate
 from dcgan_cli.state import checkpoint
@@ -77,10 +77,6 @@ def postfix(means: dict[str, float], cfg: Config) -> str:
     return (f"D real {means['d_loss_real']:.3f} fake {means['d_loss_fake']:.3f} | G {means['g_loss']:.3f} "
             f"grad {means['g_grad_norm']:.3g} | D(x) {means['d_real_mean']:.2f} D(G(z)) {means['d_fake_mean']:.2f} | "
             f"{adaptive}{means['images_per_s']:.0f} img/s")
-
-
-EVAL_LOGGED = ("frechet_distance", "fid", "kid", "modes_covered", "classes", "class_kl", "mean_confidence", "ndb",
-               "bins", "ndb_k", "bins_covered", "precision", "recall")  # what metrics.jsonl keeps of a score
 
 
 Judge = Callable[[int, float], bool]  # (step, the primary score then) -> stop the run now

@@ -2,7 +2,8 @@
 
     report.md     the study, the best trial's values, the top trials, the parameters' importances, the plots, and
                   the confirmation on fresh seeds when `--confirm` has run
-    trials.csv    one row per trial: its state, objective (per seed too), values, where it was pruned, its time
+    trials.csv    one row per trial: its state, objective (per seed too), values, where it was pruned, its time,
+                  and the score each --constraint bounds
     best.yaml     the best trial's config in full, ready for `dcgan train --config`
     history.png, importances.png, slice.png, parallel.png, intermediate.png   drawn by Optuna's matplotlib plots
     samples.png   each completed trial's final grid (its first seed), best first
@@ -77,12 +78,14 @@ def collect(tuning: Tuning, study) -> list[TrialRow]:
         refused = trial.user_attrs.get("refused")
         state = "refused" if refused else STATES.get(trial.state.name, trial.state.name.lower())
         result = trial_result(directory)
+        if state == "complete" and any(value > 0 for value in trial.constraints.values()):
+            state = "infeasible"  # complete, but it breaks a --constraint: listed, never the best
         seconds = result.get("seconds") if result else (
             trial.duration.total_seconds() if trial.duration else None)
         started = trial.user_attrs.get(START_ATTR)
         note = "; ".join(part for part in (refused or (result or {}).get("message", ""),
                                            started and f"started from {started}") if part)
-        rows.append(TrialRow(trial.number, state, trial.value if state == "complete" else None,
+        rows.append(TrialRow(trial.number, state, trial.value if state in ("complete", "infeasible") else None,
                              tuning.space.values(trial.params), result, directory, seconds, note))
     return rows
 
@@ -178,6 +181,10 @@ def _markdown(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, drawn:
         f"{base.output.eval_every} steps); storage {tuning.storage or 'journal.log in this directory'}, study "
         f"{tuning.name!r}. Compute so far: {seconds / 60:.1f} min.",
         "",
+        *([f"- Constraints, on the mean over the seeds of each run's final score: "
+           f"{'; '.join(c.text() for c in tuning.constraints)}. A trial that breaks one is infeasible: listed below, "
+           "never the best."] if tuning.constraints else []),
+        "",
         "| parameter | searched |",
         "|---|---|",
         *[f"| {param.path} | {param.describe()} |" for param in tuning.space.params],
@@ -190,6 +197,8 @@ def _markdown(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, drawn:
         lines += ["", "`best.yaml` holds the best trial's config in full: `dcgan train --config "
                   f"{tuning.root / 'best.yaml'}`.", "", f"## Top {TOP} trials", ""]
         lines += _top_table(tuning, rows)
+    if any(row.state == "infeasible" for row in rows):
+        lines += ["", "## Infeasible trials", ""] + _infeasible_table(tuning, rows)
     if importances:
         lines += ["", "## Parameter importances (fANOVA)", ""]
         lines += [f"- {path}: {share:.2f}" for path, share in importances.items()]
@@ -215,6 +224,22 @@ def _top_table(tuning: Tuning, rows: list[TrialRow]) -> list[str]:
     return lines
 
 
+def _infeasible_table(tuning: Tuning, rows: list[TrialRow]) -> list[str]:
+    """The trials that completed but broke a constraint: their objective and each bounded score."""
+    texts = [c.text() for c in tuning.constraints]
+    lines = [f"| trial | {_metric(tuning)} | {' | '.join(texts)} |", "|---|---|" + "---|" * len(texts)]
+    for row in sorted((r for r in rows if r.state == "infeasible"), key=lambda r: r.value):
+        found = _bounded(row)
+        lines.append(f"| {row.number} | {row.value:.3f} | "
+                     + " | ".join(f"{found[text]:.3f}" if text in found else "" for text in texts) + " |")
+    return lines
+
+
+def _bounded(row: TrialRow) -> dict[str, float]:
+    """{constraint: the trial's value of its score} from result.json, where the trial has finished here."""
+    return {item["constraint"]: item["value"] for item in (row.result or {}).get("constraints", [])}
+
+
 def _evaluator():
     """fANOVA with a fixed seed: the report's numbers and its plot come from the same fit, the same each time."""
     import optuna
@@ -235,7 +260,8 @@ def _importances(study) -> dict[str, float]:
 
 def _write_csv(tuning: Tuning, rows: list[TrialRow]) -> None:
     paths = [param.path for param in tuning.space.params]
-    columns = ["trial", "state", "value", *[f"seed{k}" for k in range(tuning.seeds)], *paths, "pruned_at",
+    texts = [c.text() for c in tuning.constraints]
+    columns = ["trial", "state", "value", *[f"seed{k}" for k in range(tuning.seeds)], *paths, *texts, "pruned_at",
                "seconds", "note", "directory"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
@@ -245,7 +271,7 @@ def _write_csv(tuning: Tuning, rows: list[TrialRow]) -> None:
         record = {"trial": row.number, "state": row.state, "value": row.value, "pruned_at": row.pruned_at(),
                   "seconds": row.seconds, "note": row.note, "directory": row.directory.as_posix(),
                   **{f"seed{run['seed']}": run.get("objective") for run in runs},
-                  **{path: word(value) for path, value in row.values.items()}}
+                  **{path: word(value) for path, value in row.values.items()}, **_bounded(row)}
         writer.writerow({key: "" if record.get(key) is None else record[key] for key in columns})
     write_atomically(tuning.root / "trials.csv", lambda file: file.write(buffer.getvalue().encode()))
 

@@ -29,6 +29,7 @@ from dcgan_cli import config as config_module
 from dcgan_cli.ablate.study import claim, plan_run, read_study
 from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.files import write_atomically
+from dcgan_cli.tune.constraints import Constraint, ConstraintError, parse
 from dcgan_cli.tune.space import Space, SpaceError, parse_space, word
 
 PLAN = "tune.json"
@@ -71,12 +72,15 @@ class Tuning:
     storage: str | None  # a database URL; None: the journal in root
     name: str
     evaluation: dict
+    constraints: tuple[Constraint, ...] = ()  # bounds on other final scores (--constraint)
 
     def identity(self) -> dict[str, Any]:
-        """What must match for a directory's (or a storage's) study to be continued."""
+        """What must match for a directory's (or a storage's) study to be continued; no constraints are null, as
+        a study from before they existed reads."""
         return {"format": FORMAT, "base": config_module.to_dict(self.base), "space": self.space.to_dict(),
                 "seeds": self.seeds, "objective": self.objective, "sampler": self.sampler, "pruner": self.pruner,
-                "evaluation": self.evaluation}
+                "evaluation": self.evaluation,
+                "constraints": [c.text() for c in self.constraints] if self.constraints else None}
 
     def storage_url(self) -> str:
         """The storage as trial.json names it: the database URL, or journal:<absolute path of the journal>."""
@@ -154,7 +158,7 @@ def optuna_study(tuning: Tuning):
         # The first trial is the base itself, as far as the space holds its values: the study then measures what
         # it is trying to beat, and the sampler starts from it. Processes starting together enqueue it once.
         study.enqueue_trial(tuning.space.drawn(tuning.base), skip_if_exists=True)
-    elif saved != mine:
+    elif any(saved.get(key) != mine[key] for key in mine):
         differing = [key for key in mine if saved.get(key) != mine[key]]
         raise TuneError(f"--storage: the study {tuning.name!r} there is another one (its {', '.join(differing)} "
                         f"differ); continue it with the same options, or give --study-name. "
@@ -220,11 +224,14 @@ def load(root: str | Path) -> Tuning:
     saved, base = read_study(root, PLAN, **_KIND)
     try:
         space = parse_space(saved["space"], source=str(root / PLAN))
+        constraints = tuple(parse(text) for text in saved.get("constraints") or [])
     except SpaceError as error:
         raise TuneError("; ".join(error.problems)) from None
+    except ConstraintError as error:
+        raise TuneError(f"{root / PLAN}: {error}") from None
     return Tuning(root=root, base=base, space=space, seeds=saved["seeds"], objective=saved["objective"],
                   sampler=saved["sampler"], pruner=saved["pruner"], storage=saved["storage"], name=saved["name"],
-                  evaluation=saved["evaluation"])
+                  evaluation=saved["evaluation"], constraints=constraints)
 
 
 def process_seed(tuning: Tuning, trials_so_far: int) -> int:
@@ -248,7 +255,8 @@ def plan_trial(tuning: Tuning, trial) -> Path:
     spec = {"number": trial.number, "trial_id": trial._trial_id, "values": {p: _plain(v) for p, v in values.items()},
             "runs": [run.relative_to(directory).as_posix() for run in tuning.run_directories(directory)],
             "storage": tuning.storage_url(), "name": tuning.name, "objective": tuning.objective,
-            "pruner": tuning.pruner, "steps": tuning.base.train.steps, "eval_every": tuning.base.output.eval_every}
+            "pruner": tuning.pruner, "steps": tuning.base.train.steps, "eval_every": tuning.base.output.eval_every,
+            "constraints": [c.text() for c in tuning.constraints]}
     write_atomically(directory / TRIAL, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))
     trial.set_user_attr("directory", directory.relative_to(tuning.root).as_posix())
     return directory

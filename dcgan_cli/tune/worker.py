@@ -21,6 +21,7 @@ from dcgan_cli.ablate import compare
 from dcgan_cli.ablate import worker as run_worker
 from dcgan_cli.evaluate.features import PRIMARY
 from dcgan_cli.files import write_atomically
+from dcgan_cli.tune import constraints as bounds
 from dcgan_cli.tune.study import JOURNAL, RESULT, TRIAL, TRIAL_LOCK, TuneError, open_storage, pruner, trial_result
 
 
@@ -39,7 +40,7 @@ def run_trial(directory: str | Path) -> dict:
         spec = json.loads((directory / TRIAL).read_text(encoding="utf-8"))
         study, trial = _trial(spec, directory)
         result = trial_result(directory) or _run(directory, spec, trial)
-        _tell(study, spec["number"], result)
+        _tell(study, trial, spec["number"], result)
         return result
     finally:
         lock.release()
@@ -65,15 +66,18 @@ def _run(directory: Path, spec: dict, trial) -> dict:
     result = {"number": spec["number"], "values": spec["values"], "status": "complete", "runs": []}
     for k, run in enumerate(spec["runs"]):
         found = run_worker.run_one(directory / run, judge=_judge(trial, offset=k * steps))
+        scores = found.get("scores") or {}
         result["runs"].append({"seed": k, "status": found["status"], "directory": run,
                                "objective": _objective(found, spec["objective"]),
-                               "step": found.get("step"), "grid": found.get("grid")})
+                               "step": found.get("step"), "grid": found.get("grid"),
+                               "scores": {name: scores[name] for name in bounds.SCORES if name in scores}})
         if found["status"] != "done":
             result["status"] = "pruned" if found["status"] == "pruned" else "failed"
             result["message"] = found.get("message", "")
             break
     if result["status"] == "complete":
         result["value"] = float(np.mean([run["objective"] for run in result["runs"]]))
+        _check(result, tuple(bounds.parse(text) for text in spec.get("constraints", [])))
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_atomically(directory / RESULT, lambda file: file.write((json.dumps(result, indent=1) + "\n").encode()))
     return result
@@ -101,11 +105,30 @@ def _objective(found: dict, objective: str) -> float | None:
     return float(np.mean(compare.tail(found["series"], steps=found["step"])))
 
 
-def _tell(study, number: int, result: dict) -> None:
-    """Tell the study the trial's outcome (once: a trial told already is left as it is)."""
+def _check(result: dict, constraints: tuple) -> None:
+    """A complete trial's constraints, each on its seeds' mean final score, into result["constraints"] (and
+    result["feasible"]); a score the runs do not have (it depends on the features) fails the trial."""
+    if not constraints:
+        return
+    try:
+        result["constraints"] = bounds.check(constraints, [run["scores"] for run in result["runs"]])
+    except KeyError as missing:
+        result.update(status="failed", message=f"--constraint: the runs' final scores have no {missing.args[0]} "
+                                               "in these features")
+        del result["value"]
+        return
+    result["feasible"] = all(item["met"] for item in result["constraints"])
+
+
+def _tell(study, trial, number: int, result: dict) -> None:
+    """Tell the study the trial's outcome, with how far it breaks each constraint (once: a trial told already is
+    left as it is)."""
     from optuna.trial import TrialState
 
     if result["status"] == "complete":
+        if study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
+            for item in result.get("constraints", []):
+                trial.set_constraint(item["constraint"], item["violation"])
         study.tell(number, result["value"], skip_if_finished=True)
     else:
         state = TrialState.PRUNED if result["status"] == "pruned" else TrialState.FAIL
