@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcgan_cli.config import load_config
+from dcgan_cli.config import ConfigError, load_config
 from dcgan_cli.nets import layers
 from dcgan_cli.nets.layers import BatchNorm
 from dcgan_cli.nets.models import base_size, build_discriminator, build_generator, build_models
@@ -39,6 +39,19 @@ def by_type(model, name):
                                             (32, (4, 3))])
 def test_base_size(size, expected):
     assert base_size(size) == expected
+
+
+def test_base_size_sets_the_depth_of_both_networks_and_must_leave_a_block():
+    """model.base_size 8 at 64x64: G starts at 8x8 and D ends there, a block fewer each, the widths as before."""
+    assert base_size(64, 8) == (8, 3) and base_size(32, 8) == (8, 2) and base_size(28, 8) == (7, 2)
+    cfg = load_config(None, ["model.image_size=64", "model.channels=3", "model.base_size=8"])
+    g, d = output_shapes(build_generator(cfg, rng())), output_shapes(build_discriminator(cfg, rng()))
+    assert [g[name] for name in ("reshape", "up1", "up2", "to_image")] == [
+        (None, 8, 8, 256), (None, 16, 16, 128), (None, 32, 32, 64), (None, 64, 64, 3)] and "up3" not in g
+    assert [d[f"down{i}"] for i in range(1, 4)] == [(None, 32, 32, 64), (None, 16, 16, 128), (None, 8, 8, 256)]
+    assert "down4" not in d
+    with pytest.raises(ConfigError, match=r"model.base_size: G doubles its base at least once.*Received: 16"):
+        load_config(None, ["model.image_size=16", "model.base_size=16"])
 
 
 @pytest.mark.parametrize("size", [8, 16, 28, 32, 64])

@@ -380,6 +380,20 @@ def test_constraints_are_checked_before_anything_and_kept_by_the_study(tmp_path)
     assert tuning_module.load(tmp_path / "c").constraints == ()
 
 
+def test_a_study_begun_before_a_config_key_existed_continues_and_reports(tmp_path):
+    """The committed CIFAR-10 study predates model.base_size: its plan and its journal's identity read the new key
+    at its default, so --report (and the same command) still take it as the same study."""
+    committed = Path(__file__).resolve().parents[1] / "docs" / "studies" / "cifar10"
+    restored = tmp_path / "cifar10"
+    shutil.copytree(committed, restored, ignore=shutil.ignore_patterns("confirm*", "*.png", "*.jpg"))
+    assert "base_size" not in (restored / tuning_module.PLAN).read_text()
+    result = invoke("tune", "--report", restored)
+    assert result.exit_code == 0, result.output
+    assert "Best: trial 59" in result.output
+    tuning = tuning_module.load(restored)
+    tuning_module.prepare(tuning)  # the plan there is this study
+
+
 # ------------------------------------------------------------------ end to end
 
 

@@ -141,6 +141,8 @@ def claim(plan: Path, identity: dict, *, kind: str, article: str, version: int, 
     root = plan.parent
     if plan.is_file():
         saved = read_plan(plan, kind=kind, article=article, version=version, error=error)
+        if isinstance(saved.get("base"), dict):  # keys added since the study began read as their defaults
+            saved = {**saved, "base": config_module.with_defaults(saved["base"])}
         differing = [key for key in identity if saved.get(key) != json.loads(json.dumps(identity[key]))]
         if differing:
             raise error(f"--run-dir: this directory holds another {kind} (its {', '.join(differing)} differ"

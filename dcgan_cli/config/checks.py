@@ -123,6 +123,9 @@ def cross_checks(config: Config) -> list[str]:
     if size % 2:
         problems.append("model.image_size: expected an even size (G doubles its base at least once). "
                         f"Received: {size}")
+    elif size <= config.model.base_size:
+        problems.append(f"model.base_size: G doubles its base at least once, so the base must be below "
+                        f"model.image_size ({size}). Received: {config.model.base_size}")
     return problems
 
 

@@ -38,10 +38,21 @@ ARCHITECTURE = (
     "model.image_size", "model.channels", "model.latent_dim", "model.g_filters", "model.d_filters",
     "model.max_filters", "model.kernel_size", "model.g_activation", "hacks.strided_conv", "hacks.transposed_conv",
     "hacks.leaky_relu", "hacks.batch_norm", "hacks.scale_images", "hacks.minibatch_std",
-    "hacks.spectral_norm", "hacks.g_dropout",
+    "hacks.spectral_norm", "hacks.g_dropout", "model.base_size",
 )
+# Architecture values a checkpoint's hash holds only where they differ from these defaults, so that checkpoints
+# written before the key existed keep their hash.
+HASHED_OFF_DEFAULT = {"model.base_size": 4}
 # ... and with hack 21 on (left out when off, so checkpoints written before it keep their hash).
 CONDITIONAL_ARCHITECTURE = ("hacks.class_conditional", "hacks.conditioning", "hacks.g_conditioning")
+
+
+def with_defaults(saved: dict) -> dict:
+    """A config as to_dict wrote it, perhaps before some keys existed, with each key it lacks at its default: what
+    the same config reads as now (a study's saved base compared with today's)."""
+    defaults = to_dict(Config())
+    return {section: {**defaults.get(section, {}), **values} if isinstance(values, dict) else values
+            for section, values in saved.items()}
 
 
 def flatten(config: Config) -> dict[str, Any]:

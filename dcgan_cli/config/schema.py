@@ -44,6 +44,8 @@ class ModelConfig:
     g_filters: int = setting(64, low=1)  # G's filters in its last hidden block; doubled per block toward the base
     d_filters: int = setting(64, low=1)  # D's filters in its first block; doubled per block toward the base
     max_filters: int = setting(512, low=1)  # cap on the doubled filter counts of both networks
+    base_size: int = setting(4, low=2)  # the depth: G's base side, and D's last, is image_size halved while even and
+    #                                     above this (64 -> 4: four blocks; 8: three blocks, each network shallower)
     kernel_size: int = setting(4, low=1)  # side of every convolution kernel (DCGAN reference 4, paper 5)
     g_activation: str = setting("relu", choices=("relu", "leaky_relu"))  # G's hidden activation (paper: relu)
     bn_momentum: float = setting(0.9, low=0.0, high=1.0, high_open=True)  # BatchNorm moving-average momentum

@@ -145,13 +145,14 @@ def d_inputs(images, classes):
     return images if classes is None else [images, classes]
 
 
-def base_size(image_size: int) -> tuple[int, int]:
-    """G's base side and the number of doublings to reach image_size: halve while even and above 4.
+def base_size(image_size: int, smallest: int = 4) -> tuple[int, int]:
+    """G's base side and the number of doublings to reach image_size: halve while even and above `smallest`
+    (model.base_size, the networks' depth).
 
-    64 -> (4, 4), 28 -> (7, 2), 16 -> (4, 2), 10 -> (5, 1).
+    64 -> (4, 4), 28 -> (7, 2), 16 -> (4, 2), 10 -> (5, 1); with smallest 8: 64 -> (8, 3), 32 -> (8, 2).
     """
     side, doublings = image_size, 0
-    while side % 2 == 0 and side > 4:
+    while side % 2 == 0 and side > smallest:
         side, doublings = side // 2, doublings + 1
     return side, doublings
 
@@ -165,7 +166,7 @@ def build_generator(cfg: Config, rng: np.random.Generator, classes: Classes | No
     """G: z (N, latent_dim) (and the class, hack 21) -> Dense -> (base, base) -> one upsampling block per doubling
     -> image."""
     m, h = cfg.model, cfg.hacks
-    base, doublings = base_size(m.image_size)
+    base, doublings = base_size(m.image_size, m.base_size)
     widths = _filters(m.g_filters, m.max_filters, doublings)[::-1]  # widths[0] at the base, widest
     leaky = m.g_activation == "leaky_relu"
     # G is never frozen inside a training call, so its BN keeps Keras' own frozen behaviour.
@@ -211,7 +212,7 @@ def build_discriminator(cfg: Config, rng: np.random.Generator, classes: Classes 
     the raw score s (N, 1), its logit, on which the losses work (losses.probability gives sigmoid(s)); with hack
     21's auxiliary classifier, the class logits follow: (N, 1 + K)."""
     m, h = cfg.model, cfg.hacks
-    base, doublings = base_size(m.image_size)
+    base, doublings = base_size(m.image_size, m.base_size)
     widths = _filters(m.d_filters, m.max_filters, doublings)
     norm = dict(hacks=h, momentum=m.bn_momentum, epsilon=m.bn_epsilon, frozen_statistics=m.d_bn_in_g_update)
 

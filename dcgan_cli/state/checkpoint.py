@@ -38,7 +38,7 @@ import keras
 import numpy as np
 
 from dcgan_cli import config as config_module
-from dcgan_cli.config import ARCHITECTURE, CONDITIONAL_ARCHITECTURE, Config, ConfigError
+from dcgan_cli.config import ARCHITECTURE, CONDITIONAL_ARCHITECTURE, HASHED_OFF_DEFAULT, Config, ConfigError
 from dcgan_cli.state.draws import DrawState
 from dcgan_cli.files import fsync, one_line
 from dcgan_cli.nets.gradients import gradient_norm
@@ -79,7 +79,8 @@ class Restored:
 def architecture_hash(cfg: Config) -> str:
     """A short hash of the config values that fix the networks' layers and weight shapes."""
     flat = config_module.flatten(cfg)
-    keys = ARCHITECTURE + (CONDITIONAL_ARCHITECTURE if cfg.hacks.class_conditional else ())
+    keys = [key for key in ARCHITECTURE if flat[key] != HASHED_OFF_DEFAULT.get(key)]
+    keys += CONDITIONAL_ARCHITECTURE if cfg.hacks.class_conditional else ()
     return hashlib.sha256(json.dumps({key: flat[key] for key in keys}).encode()).hexdigest()[:16]
 
 

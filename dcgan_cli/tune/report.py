@@ -180,7 +180,6 @@ def _markdown(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, drawn:
         f"- Sampler {tuning.sampler}, pruner {tuning.pruner} on the training-time scores (every "
         f"{base.output.eval_every} steps); storage {tuning.storage or 'journal.log in this directory'}, study "
         f"{tuning.name!r}. Compute so far: {seconds / 60:.1f} min.",
-        "",
         *([f"- Constraints, on the mean over the seeds of each run's final score: "
            f"{'; '.join(c.text() for c in tuning.constraints)}. A trial that breaks one is infeasible: listed below, "
            "never the best."] if tuning.constraints else []),

@@ -153,6 +153,8 @@ def optuna_study(tuning: Tuning):
                         f"{_safe(tuning.storage_url())}") from None
     mine = _shared_identity(tuning.identity())
     saved = study.user_attrs.get(IDENTITY_ATTR)
+    if saved is not None:  # a study begun before some config keys existed holds them at their defaults
+        saved = _shared_identity({**saved, "base": config_module.with_defaults(saved["base"])})
     if saved is None:
         study.set_user_attr(IDENTITY_ATTR, mine)
         # The first trial is the base itself, as far as the space holds its values: the study then measures what
