@@ -21,9 +21,10 @@ NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # bfloat16 arith
 ONEDNN_MEASURED_FLAG = "avx2"
 # How much faster float32 trained than bfloat16 on a CPU without bfloat16 arithmetic (docs/loops.md#precision).
 # With AVX-512, TensorFlow's oneDNN kernels convert to float32 and back: 2.1x (an Intel Xeon without avx512_bf16 or
-# amx_bf16). Without AVX-512, TensorFlow computes bfloat16 in its own kernels (measured with oneDNN capped at AVX2).
+# amx_bf16). Without AVX-512, TensorFlow computes bfloat16 in its own kernels: 11x, a tune worker on an AMD EPYC
+# with oneDNN capped at AVX2 (docs/loops.md#precision).
 BFLOAT16_SLOWDOWN_AVX512 = 2.1
-BFLOAT16_SLOWDOWN_AVX2 = 15
+BFLOAT16_SLOWDOWN_AVX2 = 11
 
 
 @dataclass(frozen=True)
