@@ -358,12 +358,14 @@ def test_a_perfect_generator_scores_the_classifiers_own_accuracy():
 def test_the_switch_changes_the_architecture_hash_only_when_on():
     import hashlib
 
-    from dcgan_cli.config import ARCHITECTURE, flatten
+    from dcgan_cli.config import ARCHITECTURE, HASHED_OFF_DEFAULT, flatten
 
     off = load_config(None, TINY)
     flat = flatten(off)
-    before = hashlib.sha256(json.dumps({key: flat[key] for key in ARCHITECTURE}).encode()).hexdigest()[:16]
+    keys = [key for key in ARCHITECTURE if key not in HASHED_OFF_DEFAULT]  # the keys before model.base_size
+    before = hashlib.sha256(json.dumps({key: flat[key] for key in keys}).encode()).hexdigest()[:16]
     assert checkpoint.architecture_hash(off) == before, "checkpoints written before hack 21 still resume"
+    assert checkpoint.architecture_hash(load_config(None, [*TINY, "model.base_size=2"])) != before
     hashes = {checkpoint.architecture_hash(conditional_cfg(f"hacks.conditioning={c}", f"hacks.g_conditioning={g}"))
               for c in ("projection", "auxiliary") for g in ("batch_norm", "concat")}
     assert len(hashes) == 4 and before not in hashes
