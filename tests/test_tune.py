@@ -616,7 +616,8 @@ def test_a_moved_study_reads_the_journal_beside_it(tmp_path):
     tuning_module.prepare(tuning)
     study = tuning_module.optuna_study(tuning)
     trial = study.ask(tuning.space.distributions())
-    tuning_module.plan_trial(tuning, trial)
+    directory = tuning_module.plan_trial(tuning, trial)
+    assert json.loads((directory / tuning_module.TRIAL).read_text())["storage"] == "journal:../../journal.log"
     study.tell(trial, 12.5)
     (tmp_path / "here").rename(tmp_path / "there")
     moved = tuning_module.load(tmp_path / "there")

@@ -253,10 +253,11 @@ def plan_trial(tuning: Tuning, trial) -> Path:
     for k, (run, cfg) in enumerate(zip(tuning.run_directories(directory), configs)):
         plan_run(run, cfg, variant=f"trial {trial.number}", seed=k, changes=changes, evaluation=tuning.evaluation)
     # The storage's id of the trial, which a worker needs to rebuild it (optuna.trial.Trial(study, id)); Optuna
-    # keeps it as _trial_id and gives it no public name.
+    # keeps it as _trial_id and gives it no public name. A journal is named relative to the trial's directory, so
+    # the study moves (or is committed) without a path of the machine it ran on.
     spec = {"number": trial.number, "trial_id": trial._trial_id, "values": {p: _plain(v) for p, v in values.items()},
             "runs": [run.relative_to(directory).as_posix() for run in tuning.run_directories(directory)],
-            "storage": tuning.storage_url(), "name": tuning.name, "objective": tuning.objective,
+            "storage": tuning.storage or f"journal:../../{JOURNAL}", "name": tuning.name, "objective": tuning.objective,
             "pruner": tuning.pruner, "steps": tuning.base.train.steps, "eval_every": tuning.base.output.eval_every,
             "constraints": [c.text() for c in tuning.constraints]}
     write_atomically(directory / TRIAL, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))

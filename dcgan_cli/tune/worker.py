@@ -48,12 +48,15 @@ def run_trial(directory: str | Path) -> dict:
 
 def _trial(spec: dict, directory: Path):
     """The study and the trial, from the journal of the study directory the trial is in (it may have moved since
-    it was planned), else from the storage trial.json names (a Ray task's copy, a database)."""
+    it was planned), else from the storage trial.json names (a database; a journal relative to the trial's
+    directory, or absolute as trials planned before were written)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    beside = directory.resolve().parent.parent / JOURNAL
-    storage = f"journal:{beside}" if spec["storage"].startswith("journal:") and beside.is_file() else spec["storage"]
+    storage = spec["storage"]
+    if storage.startswith("journal:"):
+        beside = directory.resolve().parent.parent / JOURNAL
+        storage = f"journal:{beside if beside.is_file() else (directory / storage.removeprefix('journal:')).resolve()}"
     study = optuna.load_study(study_name=spec["name"], storage=open_storage(storage),
                               pruner=pruner(spec["pruner"], steps=spec["steps"], seeds=len(spec["runs"]),
                                             eval_every=spec["eval_every"]))
