@@ -53,8 +53,7 @@ def check(constraints: tuple[Constraint, ...], runs: list[dict]) -> list[dict]:
     naming the score where the runs' scores lack it (it depends on the features)."""
     checked = []
     for constraint in constraints:
-        missing = [k for k, scores in enumerate(runs) if constraint.score not in scores]
-        if missing:
+        if any(constraint.score not in scores for scores in runs):
             raise KeyError(constraint.score)
         value = float(np.mean([scores[constraint.score] for scores in runs]))
         violation = constraint.violation(value)

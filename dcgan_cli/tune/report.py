@@ -181,7 +181,7 @@ def _markdown(tuning: Tuning, rows: list[TrialRow], top: TrialRow | None, drawn:
         f"{base.output.eval_every} steps); storage {tuning.storage or 'journal.log in this directory'}, study "
         f"{tuning.name!r}. Compute so far: {seconds / 60:.1f} min.",
         *([f"- Constraints, on the mean over the seeds of each run's final score: "
-           f"{'; '.join(c.text() for c in tuning.constraints)}. A trial that breaks one is infeasible: listed below, "
+           f"{'; '.join(tuning.constraint_texts())}. A trial that breaks one is infeasible: listed below, "
            "never the best."] if tuning.constraints else []),
         "",
         "| parameter | searched |",
@@ -225,7 +225,7 @@ def _top_table(tuning: Tuning, rows: list[TrialRow]) -> list[str]:
 
 def _infeasible_table(tuning: Tuning, rows: list[TrialRow]) -> list[str]:
     """The trials that completed but broke a constraint: their objective and each bounded score."""
-    texts = [c.text() for c in tuning.constraints]
+    texts = tuning.constraint_texts()
     lines = [f"| trial | {_metric(tuning)} | {' | '.join(texts)} |", "|---|---|" + "---|" * len(texts)]
     for row in sorted((r for r in rows if r.state == "infeasible"), key=lambda r: r.value):
         found = _bounded(row)
@@ -259,7 +259,7 @@ def _importances(study) -> dict[str, float]:
 
 def _write_csv(tuning: Tuning, rows: list[TrialRow]) -> None:
     paths = [param.path for param in tuning.space.params]
-    texts = [c.text() for c in tuning.constraints]
+    texts = tuning.constraint_texts()
     columns = ["trial", "state", "value", *[f"seed{k}" for k in range(tuning.seeds)], *paths, *texts, "pruned_at",
                "seconds", "note", "directory"]
     buffer = io.StringIO()

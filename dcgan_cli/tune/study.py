@@ -80,10 +80,14 @@ class Tuning:
         return {"format": FORMAT, "base": config_module.to_dict(self.base), "space": self.space.to_dict(),
                 "seeds": self.seeds, "objective": self.objective, "sampler": self.sampler, "pruner": self.pruner,
                 "evaluation": self.evaluation,
-                "constraints": [c.text() for c in self.constraints] if self.constraints else None}
+                "constraints": self.constraint_texts() or None}
+
+    def constraint_texts(self) -> list[str]:
+        """The --constraint bounds as the study's files and its report write them."""
+        return [c.text() for c in self.constraints]
 
     def storage_url(self) -> str:
-        """The storage as trial.json names it: the database URL, or journal:<absolute path of the journal>."""
+        """The storage to open: the database URL, or journal:<absolute path of the journal in root>."""
         return self.storage or f"journal:{(self.root / JOURNAL).resolve()}"
 
     def trial_directory(self, number: int) -> Path:
@@ -153,18 +157,18 @@ def optuna_study(tuning: Tuning):
                         f"{_safe(tuning.storage_url())}") from None
     mine = _shared_identity(tuning.identity())
     saved = study.user_attrs.get(IDENTITY_ATTR)
-    if saved is not None:  # a study begun before some config keys existed holds them at their defaults
-        saved = _shared_identity({**saved, "base": config_module.with_defaults(saved["base"])})
     if saved is None:
         study.set_user_attr(IDENTITY_ATTR, mine)
         # The first trial is the base itself, as far as the space holds its values: the study then measures what
         # it is trying to beat, and the sampler starts from it. Processes starting together enqueue it once.
         study.enqueue_trial(tuning.space.drawn(tuning.base), skip_if_exists=True)
-    elif any(saved.get(key) != mine[key] for key in mine):
+    else:  # a study begun before some config keys (or constraints) existed reads them at their defaults
+        saved = _shared_identity({**saved, "base": config_module.with_defaults(saved["base"])})
         differing = [key for key in mine if saved.get(key) != mine[key]]
-        raise TuneError(f"--storage: the study {tuning.name!r} there is another one (its {', '.join(differing)} "
-                        f"differ); continue it with the same options, or give --study-name. "
-                        f"Received: {_safe(tuning.storage_url())}")
+        if differing:
+            raise TuneError(f"--storage: the study {tuning.name!r} there is another one (its "
+                            f"{', '.join(differing)} differ); continue it with the same options, or give "
+                            f"--study-name. Received: {_safe(tuning.storage_url())}")
     study.sampler = sampler(tuning.sampler, seed=process_seed(tuning, len(study.get_trials(deepcopy=False))))
     return study
 
@@ -259,7 +263,7 @@ def plan_trial(tuning: Tuning, trial) -> Path:
             "runs": [run.relative_to(directory).as_posix() for run in tuning.run_directories(directory)],
             "storage": tuning.storage or f"journal:../../{JOURNAL}", "name": tuning.name, "objective": tuning.objective,
             "pruner": tuning.pruner, "steps": tuning.base.train.steps, "eval_every": tuning.base.output.eval_every,
-            "constraints": [c.text() for c in tuning.constraints]}
+            "constraints": tuning.constraint_texts()}
     write_atomically(directory / TRIAL, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))
     trial.set_user_attr("directory", directory.relative_to(tuning.root).as_posix())
     return directory

@@ -40,7 +40,7 @@ def run_trial(directory: str | Path) -> dict:
         spec = json.loads((directory / TRIAL).read_text(encoding="utf-8"))
         study, trial = _trial(spec, directory)
         result = trial_result(directory) or _run(directory, spec, trial)
-        _tell(study, trial, spec["number"], result)
+        _tell(study, trial, result)
         return result
     finally:
         lock.release()
@@ -123,11 +123,12 @@ def _check(result: dict, constraints: tuple) -> None:
     result["feasible"] = all(item["met"] for item in result["constraints"])
 
 
-def _tell(study, trial, number: int, result: dict) -> None:
+def _tell(study, trial, result: dict) -> None:
     """Tell the study the trial's outcome, with how far it breaks each constraint (once: a trial told already is
     left as it is)."""
     from optuna.trial import TrialState
 
+    number = result["number"]
     if result["status"] == "complete":
         if study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
             for item in result.get("constraints", []):
