@@ -95,8 +95,8 @@ def rank(args: argparse.Namespace) -> None:
         for path in found:
             row = {}
             for space in ("rotation", "domain"):
-                _, result = scoring.evaluate_checkpoint(path, count=args.n, features=space, seed=0,
-                                                        inception_weights=None, progress=False, log=quiet)
+                _, result = scoring.evaluate_checkpoint(path, count=args.n, features=space, seed=0, progress=False,
+                                                        log=quiet)
                 row[space] = result["scores"]
             step = checkpoint.read_state(path)["step"]
             names.append(f"{Path(run).name}@{step}")

@@ -40,7 +40,7 @@ def scores(root: Path, *, count: int, overrides: list[str]) -> list[dict]:
             continue
         for found in checkpoint.complete(run.directory):
             _, result = scoring.evaluate_checkpoint(found, count=count, features=study.evaluation["features"],
-                                                    seed=0, inception_weights=None, overrides=overrides,
+                                                    seed=0, overrides=overrides,
                                                     progress=False, log=lambda _: None)
             rows.append({"variant": run.variant, "seed": run.seed, "step": checkpoint.read_state(found)["step"],
                          "frechet_distance": round(result["scores"]["frechet_distance"], 4)})

@@ -137,7 +137,7 @@ def planned(root: Path, *, seeds: int = 2, design: str = "leave-one-out", factor
     made, reference, varied, _ = variants(BASE, parse_factors(factors)[0], design=design)
     return study.Study(root=root, design=design, factors=tuple(f.name for f in varied), seeds=seeds,
                        variants=tuple(made), reference=reference, base=BASE,
-                       evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+                       evaluation={"count": 50, "features": "domain", "seed": 0})
 
 
 def test_prepare_writes_each_runs_config_and_refuses_another_study(tmp_path):

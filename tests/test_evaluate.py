@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import yaml
@@ -17,7 +16,7 @@ from dcgan_cli.data import sources
 from dcgan_cli.training import train
 from dcgan_cli.cli import main
 from dcgan_cli.config import load_config
-from dcgan_cli.evaluate import domain, inception, scoring
+from dcgan_cli.evaluate import domain, scoring
 from dcgan_cli.evaluate.features import EvaluationError, dataset_key, summarise
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -116,25 +115,7 @@ def test_skill_is_measured_against_chance_and_the_held_out_sets_size():
     assert classifier(0.55, 1500, 0.5).skill() < 0.1 < classifier(0.55, 1500, 0.1).skill(), "two classes vs ten"
 
 
-# ------------------------------------------------------------------ Inception features (never downloaded)
-
-
-def test_inception_features_with_random_weights_give_fid_kid_precision_recall():
-    extractor = inception.InceptionFeatures(None)
-    rng = np.random.default_rng(0)
-    grey = rng.integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
-    colour = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
-    features, probabilities = extractor(colour[:3])
-    assert features.shape == (3, 2048) and probabilities is None and np.isfinite(features).all()
-    # A second batch size relaxes the traced shape; grey must still be repeated to RGB after that.
-    real = summarise(extractor, batches(grey, 4), batch_size=4, total=8, progress=False, description="real")
-    np.testing.assert_allclose(extractor(grey[:4])[0], extractor(np.repeat(grey[:4], 3, axis=-1))[0], rtol=1e-5)
-    fakes = summarise(extractor, batches(colour, 4), batch_size=4, total=8, progress=False, description="fake")
-    scores = scoring.compare("inception", fakes, real)
-    assert set(scores) == {"fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall",
-                           "nearest_k", "pr_images"}
-    assert scores["fid"] > 0 and scores["kid_subset_size"] == 8 and scores["pr_images"] == 8
-    assert scoring.compare("inception", real, real)["fid"] == pytest.approx(0.0, abs=1e-6)
+# ------------------------------------------------------------------ feature extraction
 
 
 def test_features_are_extracted_at_most_batch_size_images_at_a_time():
@@ -150,28 +131,6 @@ def test_features_are_extracted_at_most_batch_size_images_at_a_time():
     np.testing.assert_allclose(summary.mean, images.reshape(10, -1).mean(axis=0))
 
 
-def test_offline_without_weights_the_error_says_how_to_get_them(monkeypatch):
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: no network")
-    monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(EvaluationError) as caught:
-        inception.weights_file(None)
-    message = str(caught.value)
-    assert inception.WEIGHTS_URL in message and "--inception-weights FILE" in message
-    assert "DCGAN_INCEPTION_WEIGHTS" in message and "no network" in message
-    with pytest.raises(EvaluationError, match="--inception-weights: no such file. Received: 'missing.h5'"):
-        inception.weights_file("missing.h5")
-
-
-@pytest.fixture(scope="module")
-def random_inception_weights(tmp_path_factory) -> Path:
-    """A weights file of the right architecture with random values: what a user passes, minus the training."""
-    path = tmp_path_factory.mktemp("inception") / "random.weights.h5"
-    keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
-                                   input_shape=(299, 299, 3)).save_weights(path)
-    return path
-
-
 def image_folder(root: Path, images: np.ndarray) -> Path:
     root.mkdir(parents=True)
     for i, image in enumerate(images):
@@ -184,42 +143,30 @@ def yaml_file(path: Path, raw: dict) -> Path:
     return path
 
 
-@pytest.mark.e2e
-def test_evaluate_images_with_inception_caches_the_real_statistics(tmp_path, random_inception_weights):
-    digits = sources.load_dataset(load_config(None, []), progress=False).images
-    folder = image_folder(tmp_path / "made-elsewhere", digits[-16:])  # as many as real ones: one InceptionV3 trace
-    config = yaml_file(tmp_path / "digits.yaml", {"data": {"limit": 16, "cache_dir": str(tmp_path / "cache")}})
-    args = ["evaluate", "--images", folder, "--config", config, "--features", "inception", "--json"]
-    result = invoke(*args, "--inception-weights", random_inception_weights)
-    assert result.exit_code == 0, result.output
-    scores = json.loads(result.stdout)
-    assert scores["features"] == "inception" and scores["images"] == 16 and scores["real_images"] == 16
-    assert scores["scores"]["fid"] > 0 and scores["inception_weights"] == str(random_inception_weights)
-    cached = list((tmp_path / "cache").glob("inception-*.npz"))
-    assert len(cached) == 1
-    stamp = cached[0].stat().st_mtime_ns
-    again = CliRunner(env={"DCGAN_INCEPTION_WEIGHTS": str(random_inception_weights)}).invoke(main, map(str, args))
-    assert again.exit_code == 0, again.output
-    assert cached[0].stat().st_mtime_ns == stamp, "the real statistics come from the cache the second time"
-    assert json.loads(again.stdout)["scores"]["fid"] == pytest.approx(scores["scores"]["fid"], rel=1e-5)
-    assert json.loads((folder / "eval.json").read_text())["inception"]["images"] == 16
-
-
-def test_a_file_that_is_not_inception_weights_is_a_clean_error(tmp_path):
-    folder = image_folder(tmp_path / "pngs", np.zeros((10, 16, 16, 1), np.uint8))
-    config = yaml_file(tmp_path / "digits.yaml", {"data": {"limit": 16}})
-    bad = tmp_path / "not-weights.h5"
-    bad.write_bytes(b"not an HDF5 file")
-    result = invoke("evaluate", "--images", folder, "--config", config, "--features", "inception",
-                    "--inception-weights", bad)
-    assert result.exit_code == 2 and "cannot load InceptionV3 weights" in result.output
-    assert f"Received: {str(bad)!r}" in result.output and "Traceback" not in result.output
-
-
 # ------------------------------------------------------------------ during training: output.eval_every
 
 
 EVAL = ["output.eval_every=1", "output.eval_samples=50", "output.checkpoint_every=1", "output.keep_checkpoints=1"]
+
+
+def test_scoring_that_would_take_over_a_fifth_of_the_run_is_warned_of_once_with_a_cadence_that_would_not():
+    from types import SimpleNamespace
+    from dcgan_cli.training.upkeep import BestKeeper
+
+    cfg = load_config(None, ["train.steps=1000", "output.eval_every=100"])
+    scorer = SimpleNamespace(cfg=cfg, reference=SimpleNamespace(features="fid"))
+    said: list[str] = []
+    keeper = BestKeeper(scorer, Path("unused"), resume=False, start=0, log=said.append)
+    keeper.clock = (0, 0.0)
+    keeper._warn_if_costly(100, seconds=2.0, now=10.0)  # 100 s of steps, 10 scores of 2 s: 17%
+    assert said == [] and keeper.clock is None
+    keeper.clock = (0, 0.0)
+    keeper._warn_if_costly(100, seconds=10.0, now=10.0)  # 10 scores of 10 s: half the run
+    assert len(said) == 1 and "one score in fid features takes 10.0 s" in said[0] and "50%" in said[0]
+    assert "set output.eval_every to 500 or more" in said[0]  # 2 scores of 10 s: 20 s of 120 s
+    keeper.clock = (200, 0.0)  # resumed at step 200: the pace is of the steps since
+    keeper._warn_if_costly(300, seconds=200.0, now=10.0)
+    assert "set output.eval_every to 0" in said[-1]
 
 
 def test_eval_every_keeps_the_best_through_rotation_and_resume(tmp_path, tiny_overrides):

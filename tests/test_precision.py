@@ -114,7 +114,7 @@ def test_an_ablation_screens_in_auto_unless_told_and_a_confirmation_trains_in_fl
     tuning = tuning_module.Tuning(
         root=tmp_path / "tune", base=base, space=parse_space({"hacks.beta_1": {"choice": [0.0, 0.5]}}, source="s"),
         seeds=1, objective="final", sampler="random", pruner="none", storage=None, name="study",
-        evaluation={"count": 50, "features": "domain", "seed": 0, "inception_weights": None})
+        evaluation={"count": 50, "features": "domain", "seed": 0})
     confirm = tuning_module.confirmation_study(tuning, {"hacks.beta_1": 0.0}, seeds=2)
     assert confirm.base.train.mixed_precision == "off"
     kept = tuning_module.confirmation_study(tuning, {"hacks.beta_1": 0.0}, seeds=2,

@@ -46,7 +46,7 @@ def tuning_in(root: Path, *, space: dict = SPACE, **fields) -> tuning_module.Tun
     """A study's definition as `dcgan tune` builds it, on the tiny settings; `fields` replace the defaults."""
     defaults = {"base": load_config(DIGITS, SETS), "seeds": 1, "objective": "final", "sampler": "random",
                 "pruner": "none", "storage": None, "name": "study",
-                "evaluation": {"count": 50, "features": "domain", "seed": 0, "inception_weights": None}}
+                "evaluation": {"count": 50, "features": "domain", "seed": 0}}
     return tuning_module.Tuning(root=root, space=parse_space(space, source="space.yaml"), **{**defaults, **fields})
 
 

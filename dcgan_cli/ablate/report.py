@@ -28,9 +28,9 @@ from dcgan_cli.training.monitor import METRICS
 SCORES = ("frechet_distance", "modes_covered", "classes", "class_kl", "mean_confidence", "fid", "kid", "ndb", "bins",
           "ndb_k", "bins_covered", "precision", "recall")
 FIRST_COLUMN = {"domain": ("modes_covered", "modes", 1), "rotation": ("bins_covered", "bins covered", 1),
-                "inception": ("fid", "FID", 2)}  # the table's column after the verdict: key, heading, decimals
+                "fid": ("kid", "KID", 4)}  # the table's column after the verdict: key, heading, decimals
 SPACE_WORDS = {"domain": "the domain classifier's features", "rotation": "the rotation network's features (no labels)",
-               "inception": "Inception features"}
+               "fid": "the standard FID network's features"}
 CSV_COLUMNS = ("variant", "seed", "train_seed", "status", "changes", "features", "tail_score", "tail_spread",
                *SCORES, "diversity", "collapsed", *METRICS, "step", "train_seconds", "directory")
 

@@ -14,16 +14,15 @@ from dcgan_cli.ablate import executors
 from dcgan_cli.ablate.design import AblationError
 from dcgan_cli.ablate.study import LOG, Run, Study, finished
 from dcgan_cli.config import Config, ConfigError, with_overrides
-from dcgan_cli.evaluate import inception, scoring
+from dcgan_cli.evaluate import scoring
 from dcgan_cli.evaluate.features import PRIMARY, EvaluationError
 
 
-def evaluation_plan(base: Config, *, count: int, features: str | None, inception_weights: Path | None,
-                    overrides: tuple[str, ...] = ()) -> dict:
+def evaluation_plan(base: Config, *, count: int, features: str | None, overrides: tuple[str, ...] = ()) -> dict:
     """How every run is scored, checked before any run starts: the feature space suits the data (found from the
     file names where they tell, before anything is decoded), the data loads, and the space's reference (the domain
-    classifier, the rotation network, or the real images' Inception features) is built and cached once for all.
-    auto (--features, else the base's output.eval_features) is resolved here, so every run is scored alike.
+    classifier, the rotation network, or the real images' statistics in the standard FID network) is built and
+    cached once for all. auto (--features, else the base's output.eval_features) is resolved here, so every run is scored alike.
     `overrides` (--score-set) change the data the runs are scored against, e.g. the whole folder a small training
     subset came from."""
     refused = [o for o in overrides if not o.strip().startswith(scoring.EVALUATE_KEYS)]
@@ -35,19 +34,16 @@ def evaluation_plan(base: Config, *, count: int, features: str | None, inception
         base = with_overrides(base, overrides)
         key = "--features" if features else "output.eval_features"
         asked = features or base.output.eval_features
-        scoring.preflight(base, asked, key=key, inception_weights=inception_weights)
+        scoring.preflight(base, asked, key=key)
         if trained.output.eval_every:
             scoring.preflight(trained, trained.output.eval_features, key="output.eval_features")
-        weights = inception.weights_file(inception_weights) if asked == "inception" else None
         dataset = sources.load_dataset(base, progress=base.output.progress)
-        chosen = scoring.reference(dataset, asked, cfg=base, inception_weights=weights, progress=base.output.progress,
-                                   key=key).features
+        chosen = scoring.reference(dataset, asked, cfg=base, progress=base.output.progress, key=key).features
     except (sources.DataError, EvaluationError) as error:
         raise AblationError(str(error)) from None
     except ConfigError as error:
         raise AblationError("--score-set: " + "; ".join(error.problems)) from None
-    return {"count": count, "features": chosen, "seed": 0,
-            "inception_weights": str(weights) if weights is not None else None, "overrides": list(overrides)}
+    return {"count": count, "features": chosen, "seed": 0, "overrides": list(overrides)}
 
 
 @dataclass

@@ -44,8 +44,8 @@ class Run:
 
 @dataclass(frozen=True)
 class Study:
-    """Everything that defines an ablation; `evaluation` says how each run is scored (count, features, seed,
-    inception_weights)."""
+    """Everything that defines an ablation; `evaluation` says how each run is scored (count, features, seed, and
+    the --score-set overrides)."""
 
     root: Path
     design: str
@@ -134,15 +134,27 @@ def plan_run(directory: Path, cfg: Config, *, variant: str, seed: int, changes: 
     write_atomically(directory / SPEC, lambda file: file.write((json.dumps(spec, indent=1) + "\n").encode()))
 
 
+RETIRED_EVALUATION = ("inception_weights",)  # how runs were scored in earlier versions, no longer asked
+
+
+def upgraded(saved: dict) -> dict:
+    """A saved study identity as this version states it: config keys added since read at their defaults, and
+    RETIRED_EVALUATION dropped, so a study begun earlier continues."""
+    if isinstance(saved.get("base"), dict):
+        saved = {**saved, "base": config_module.with_defaults(saved["base"])}
+    if isinstance(saved.get("evaluation"), dict):
+        saved = {**saved, "evaluation": {key: value for key, value in saved["evaluation"].items()
+                                         if key not in RETIRED_EVALUATION}}
+    return saved
+
+
 def claim(plan: Path, identity: dict, *, kind: str, article: str, version: int, error: type[Exception]) -> bool:
     """Whether the study directory `plan` lies in already holds this study (the same `identity` keys); `error`
     when it holds another one, or anything else, so nothing is overwritten. `kind` names the study in messages
     ("ablation", with `article` "an")."""
     root = plan.parent
     if plan.is_file():
-        saved = read_plan(plan, kind=kind, article=article, version=version, error=error)
-        if isinstance(saved.get("base"), dict):  # keys added since the study began read as their defaults
-            saved = {**saved, "base": config_module.with_defaults(saved["base"])}
+        saved = upgraded(read_plan(plan, kind=kind, article=article, version=version, error=error))
         differing = [key for key in identity if saved.get(key) != json.loads(json.dumps(identity[key]))]
         if differing:
             raise error(f"--run-dir: this directory holds another {kind} (its {', '.join(differing)} differ"
@@ -184,7 +196,7 @@ def read_study(root: Path, plan: str, *, kind: str, article: str, version: int,
     """A study directory's plan (read_plan) and its base config (base.yaml), else `error` saying what is wrong."""
     if not (root / plan).is_file():
         raise error(f"no {kind} here (no {plan}); give the --run-dir of a study. Received: {str(root)!r}")
-    saved = read_plan(root / plan, kind=kind, article=article, version=version, error=error)
+    saved = upgraded(read_plan(root / plan, kind=kind, article=article, version=version, error=error))
     try:
         return saved, load_config(root / BASE, saved=True)
     except ConfigError as problem:

@@ -119,8 +119,7 @@ def _score(found: Path, evaluation: dict) -> dict:
     """A checkpoint scored as the study's evaluation says, as `dcgan evaluate` scores it."""
     _, scored = scoring.evaluate_checkpoint(
         found, count=evaluation["count"], features=evaluation["features"], seed=evaluation["seed"],
-        inception_weights=evaluation["inception_weights"], overrides=evaluation.get("overrides", ()),
-        progress=False)
+        overrides=evaluation.get("overrides", ()), progress=False)
     return scored
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from dcgan_cli.cli.common import (SCREEN_DEFAULTS, RunFailed, UserError, executor_options, features_option,
-                                  inception_option, load, set_option, start_keras, study_worker, worker_threads)
+                                  load, set_option, start_keras, study_worker, worker_threads)
 
 
 @click.command()
@@ -37,7 +37,6 @@ from dcgan_cli.cli.common import (SCREEN_DEFAULTS, RunFailed, UserError, executo
               help="Score the runs against other data than they trained on, e.g. --score-set data.limit=null: a "
                    "small training subset's runs against the whole folder. Repeatable.")
 @features_option
-@inception_option
 @click.option("--plan", is_flag=True, help="Write the study's directory and print one shell command per run "
                                            "(Slurm job arrays, GNU parallel), each capped at cores / --jobs "
                                            "threads; run nothing.")
@@ -47,7 +46,7 @@ from dcgan_cli.cli.common import (SCREEN_DEFAULTS, RunFailed, UserError, executo
 def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, design: str, seeds: int,
            jobs: int | None, executor: str, address: str | None, cpus_per_run: int, gpus_per_run: float,
            run_dir: Path | None, count: int, score_overrides: tuple[str, ...], features: str | None,
-           inception_weights: Path | None, plan: bool, report_dir: Path | None, yes: bool) -> None:
+           plan: bool, report_dir: Path | None, yes: bool) -> None:
     """Measure which hacks matter: train each variant of a base config with several seeds, score every run, and
     write a report (report.md, results.csv, report.png, samples.png). Interrupted, the same command continues.
     Runs compute in train.mixed_precision auto (bfloat16 where the device has it natively) unless the config or a
@@ -70,8 +69,7 @@ def ablate(config_path: Path | None, overrides: tuple[str, ...], factors: str, d
         start_keras()
         from dcgan_cli.ablate import runner
 
-        evaluation = runner.evaluation_plan(base, count=count, features=features,
-                                            inception_weights=inception_weights, overrides=score_overrides)
+        evaluation = runner.evaluation_plan(base, count=count, features=features, overrides=score_overrides)
         planned = studies.extended(studies.Study(
             root=root, design=design, factors=tuple(f.name for f in varied), seeds=seeds, variants=tuple(made),
             reference=reference, base=base, evaluation=evaluation))

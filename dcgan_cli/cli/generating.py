@@ -11,7 +11,6 @@ from dcgan_cli.cli.common import (
     UserError,
     features_option,
     generator,
-    inception_option,
     load,
     raw_option,
     set_option,
@@ -152,7 +151,9 @@ def export(checkpoint_path: Path, out: Path, raw: bool) -> None:
 @click.option("--n", "count", type=click.IntRange(min=10), default=None,
               help="Images to generate and score [default: 5000]; with --images, score at most this many.")
 @features_option
-@inception_option
+@click.option("--reference", "statistics", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --features fid: score against precomputed statistics (an .npz of mu and sigma, as "
+                   "pytorch-fid saves them) instead of the config's data; FID alone is scored.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latent draw.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
@@ -160,12 +161,13 @@ def export(checkpoint_path: Path, out: Path, raw: bool) -> None:
                    "with --raw].")
 @raw_option
 def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Path | None,
-             overrides: tuple[str, ...], count: int | None, features: str | None, inception_weights: Path | None,
+             overrides: tuple[str, ...], count: int | None, features: str | None, statistics: Path | None,
              seed: int, as_json: bool, out: Path | None, raw: bool) -> None:
     """Score a checkpoint's generator (or a folder of images) against the real training data.
 
     Domain features: Frechet distance in a classifier's feature space, modes covered, class-histogram KL, mean
-    confidence. Inception features: FID and KID. Both: k-NN precision and recall. The result goes into eval.json.
+    confidence. Rotation features: Frechet distance without labels. fid: FID and KID in the standard network of
+    published FIDs, with the protocol. All: k-NN precision and recall. The result goes into eval.json.
     """
     if (checkpoint_path is None) == (images is None):
         raise UserError("give either --checkpoint PATH or --images DIR (with --config)")
@@ -184,12 +186,11 @@ def evaluate(checkpoint_path: Path | None, images: Path | None, config_path: Pat
     try:
         if checkpoint_path is not None:
             found, result = scoring.evaluate_checkpoint(
-                checkpoint_path, count=count or 5000, features=features, seed=seed,
-                inception_weights=inception_weights, overrides=overrides, raw=raw)
+                checkpoint_path, count=count or 5000, features=features, seed=seed, overrides=overrides,
+                statistics=statistics, raw=raw)
             target = out or found / (scoring.RAW_SCORES_FILE if raw else scoring.SCORES_FILE)
         else:
-            result = scoring.evaluate_images(images, cfg, limit=count, features=features,
-                                             inception_weights=inception_weights)
+            result = scoring.evaluate_images(images, cfg, limit=count, features=features, statistics=statistics)
             target = out or images / scoring.SCORES_FILE
     except (checkpoint.CheckpointError, DataError, EvaluationError) as error:
         raise UserError(str(error)) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dcgan_cli.cli.common import (SCREEN_DEFAULTS, RunFailed, UserError, executor_options, features_option,
-                                  inception_option, load, set_option, start_keras, study_worker, worker_threads)
+                                  load, set_option, start_keras, study_worker, worker_threads)
 
 INSTALL = 'pip install "dcgan-cli[tune]"'
 
@@ -58,7 +58,6 @@ def _need_optuna() -> None:
 @click.option("--n", "count", type=click.IntRange(min=10), default=5000, show_default=True,
               help="Images of each run's final generator to score.")
 @features_option
-@inception_option
 @executor_options("trial", ray_note="; trials on other machines need --storage")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the report of the study in this directory from the trials finished so far; run nothing.")
@@ -71,7 +70,7 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
          timeout: float | None, jobs: int, seeds: int | None, objective: str, constraint_texts: tuple[str, ...],
          sampler: str, pruner: str,
          storage: str | None, study_name: str | None, run_dir: Path | None, count: int, features: str | None,
-         inception_weights: Path | None, executor: str, address: str | None, cpus_per_run: int,
+         executor: str, address: str | None, cpus_per_run: int,
          gpus_per_run: float, report_dir: Path | None, confirm_dir: Path | None) -> None:
     """Search the values of a config's keys with Optuna: each trial an ordinary run scored as it trains, hopeless
     ones pruned, then a report (report.md, trials.csv, Optuna's plots, best.yaml, samples.png). Interrupted, the
@@ -118,8 +117,7 @@ def tune(config_path: Path | None, overrides: tuple[str, ...], space_path: Path 
         from dcgan_cli.ablate.design import AblationError
 
         try:
-            evaluation = ablate_runner.evaluation_plan(base, count=count, features=features,
-                                                       inception_weights=inception_weights)
+            evaluation = ablate_runner.evaluation_plan(base, count=count, features=features)
         except AblationError as error:
             raise UserError(str(error)) from None
         tuning = tuning_module.Tuning(root=root, base=base, space=space, seeds=seeds or 1, objective=objective,

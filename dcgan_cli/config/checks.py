@@ -24,6 +24,8 @@ def check_value(value: Any, hint: Any, checks: dict) -> Any:
         choices = checks.get("choices")
         if isinstance(value, bool) and choices and {"on", "off"} & set(choices):  # YAML 1.1: bare on/off are booleans
             value = "on" if value else "off"
+        if isinstance(value, str) and value in checks.get("retired", {}):
+            raise ValueError(f"no longer a choice: {checks['retired'][value]}")
         if not isinstance(value, str) or (choices and value not in choices):
             expected = f"one of {', '.join(choices)}" if choices else "a string"
             hint_text = suggest(str(value), choices) if choices and isinstance(value, str) else ""

@@ -9,13 +9,17 @@ from typing import Any
 
 
 def setting(default: Any, *, choices: tuple | None = None, low: float | None = None,
-            high: float | None = None, high_open: bool = False) -> Any:
-    """A dataclass field with its default and the checks the loader applies to a user's value."""
-    return field(default=default, metadata={"choices": choices, "low": low, "high": high, "high_open": high_open})
+            high: float | None = None, high_open: bool = False, retired: dict[str, str] | None = None) -> Any:
+    """A dataclass field with its default and the checks the loader applies to a user's value (`retired`: values
+    an earlier version took, each with what replaced it)."""
+    return field(default=default, metadata={"choices": choices, "low": low, "high": high, "high_open": high_open,
+                                            "retired": retired or {}})
 
 
 DATASETS = ("digits", "folder", "mnist", "fashion_mnist", "cifar10", "npz", "npy")
-FEATURE_SPACES = ("domain", "rotation", "inception")  # what scores can be measured in (evaluate/features.py)
+FEATURE_SPACES = ("domain", "rotation", "fid")  # what scores can be measured in (evaluate/features.py)
+RETIRED_SPACES = {"inception": "Keras' InceptionV3 features were retired for the standard network of published "
+                               "FIDs: use fid (pip install \"dcgan-cli[fid]\")"}
 NEEDS_PATH = ("folder", "npz", "npy")
 AUGMENT_POLICY = ("color", "translation", "cutout")  # DiffAugment's operation groups (Zhao et al. 2020's policy)
 
@@ -159,8 +163,9 @@ class OutputConfig:
     eval_every: int = setting(0, low=0)  # score G every this many steps (and at the end) on fixed latents, keep
     #                                      the best as checkpoints/best; 0 = off
     eval_samples: int = setting(1000, low=10)  # images scored at each eval_every, from one fixed latent set
-    eval_features: str = setting("auto", choices=("auto", *FEATURE_SPACES))  # the score's feature space: auto =
-    #                                      domain where the data has class labels, else rotation (no labels)
+    eval_features: str = setting("auto", choices=("auto", *FEATURE_SPACES), retired=RETIRED_SPACES)  # the
+    #                                      score's feature space: auto = domain where the data has class labels,
+    #                                      else rotation (no labels); fid: the standard network of published FIDs
     eval_min_skill: float = setting(0.35, low=0.0, high=1.0)  # refuse domain scores when the classifier's
     #                                      held-out accuracy (its 95% lower bound) is less than this far from
     #                                      chance (0) to perfect (1); auto then scores in rotation features

@@ -100,7 +100,7 @@ def load_or_train(dataset: Dataset, *, cache_dir: str | Path | None, progress: b
     if dataset.labels is None:
         raise EvaluationError(f"domain features need class labels, and {dataset.source} has none (a folder needs "
                               "one subfolder per class; an .npz an array 'y'); score with --features rotation "
-                              "(no labels needed) or inception. Received: features domain")
+                              "(no labels needed) or fid. Received: features domain")
     key = dataset_key(dataset)
     path = cache_root(cache_dir) / f"domain-v{VERSION}-{key}.npz"
     classes = int(dataset.labels.max()) + 1

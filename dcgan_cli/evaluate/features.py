@@ -2,7 +2,7 @@
 batched feature extraction into a Summary, and the cache of real-data summaries.
 
 An extractor is any callable uint8 images (B, H, W, C) -> (features (B, D), class probabilities (B, K) or None):
-the domain classifier (class labels), the rotation network (no labels) and InceptionV3 (ImageNet weights), each
+the domain classifier (class labels), the rotation network (no labels) and the standard FID network, each
 with a `batch_size`, the most images it is given at once (what bounds its memory).
 """
 
@@ -23,7 +23,7 @@ from dcgan_cli.files import exclusive, write_atomically
 
 KEEP = 10_000  # feature vectors kept per set for KID and precision/recall; the mean and covariance use all
 REAL_LIMIT = 50_000  # real images in a reference: all of them up to this many, from a fixed shuffle
-PRIMARY = {"domain": "frechet_distance", "rotation": "frechet_distance", "inception": "kid"}  # lower is better:
+PRIMARY = {"domain": "frechet_distance", "rotation": "frechet_distance", "fid": "fid"}  # lower is better:
 #                                       what checkpoints/best keeps and what an ablation compares
 SCORE_NAMES = {"frechet_distance": ("Frechet distance", "FD"), "kid": ("KID", "KID"), "fid": ("FID", "FID")}  # long,
 #                                       short

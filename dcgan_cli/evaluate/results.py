@@ -34,8 +34,9 @@ def lines(result: dict) -> list[str]:
     head = [f"{result['images']:,} images ({result['generated']})",
             f"  against {result['real_set']}",
             f"  in {result['feature_space']}"]
-    pr = row(f"precision, recall (k={s['nearest_k']}, {space})",
-             f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} real)")
+    pr = [row(f"precision, recall (k={s['nearest_k']}, {space})",
+              f"{s['precision']:.3f}, {s['recall']:.3f}   ({s['pr_images']:,} generated vs {s['pr_images']:,} "
+              f"real)")] if "precision" in s else []
     binned = [row(f"NDB ({space})", f"{s['ndb']} of {s['bins']} bins differ (NDB/K {s['ndb_k']:.2f}); "
                                     f"{s['bins_covered']} of {s['bins']} bins covered")] if "ndb" in s else []
     if space == "domain":
@@ -43,14 +44,22 @@ def lines(result: dict) -> list[str]:
                 row("modes covered", f"{s['modes_covered']} of {s['classes']} classes (>= {s['mode_share']:.0%} of "
                                      f"the images each: {', '.join(s['covered_classes'])})"),
                 row("class histogram KL", f"{s['class_kl']:.4f} nats, KL(generated || real) of the predicted classes"),
-                row("mean top-class confidence", f"{s['mean_confidence']:.3f}"), *binned, pr]
+                row("mean top-class confidence", f"{s['mean_confidence']:.3f}"), *binned, *pr]
     elif space == "rotation":
-        body = [row("Frechet distance (rotation)", f"{s['frechet_distance']:.3f}"), *binned, pr]
+        body = [row("Frechet distance (rotation)", f"{s['frechet_distance']:.3f}"), *binned, *pr]
     else:
-        body = [row("FID (Inception)", f"{s['fid']:.3f}"),
-                row("KID (Inception)", f"{s['kid']:.5f} +- {s['kid_std']:.5f}   ({s['kid_subsets']} subsets of "
-                                       f"{s['kid_subset_size']:,})"), *binned, pr]
+        kid = [row("KID", f"{s['kid']:.5f} +- {s['kid_std']:.5f}   ({s['kid_subsets']} subsets of "
+                          f"{s['kid_subset_size']:,})")] if "kid" in s else []
+        body = [row("FID", f"{s['fid']:.3f}"), *kid, *binned, *pr, *protocol_lines(result["protocol"], row)]
     return head + body + conditional_lines(result.get("conditional"), row) + [f"  {result['seconds']:.1f} s"]
+
+
+def protocol_lines(protocol: dict, row: Callable[[str, str], str]) -> list[str]:
+    """How an FID was measured, so that figures measured otherwise are not taken for comparable ones."""
+    reference = protocol["reference_images"]
+    return [row("protocol", f"{protocol['generated_images']:,} generated against "
+                            f"{f'{reference:,} real images' if reference else 'precomputed statistics'}; "
+                            f"{protocol['resize']}; input {protocol['range']}")]
 
 
 def conditional_lines(found: dict | None, row: Callable[[str, str], str]) -> list[str]:

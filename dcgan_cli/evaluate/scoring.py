@@ -3,9 +3,9 @@
 A Reference is one feature space over one real set (its extractor, the real images' summary and NDB bins, cached);
 score() runs the extractor over a stream of uint8 image batches (a generator's or a folder's) and returns a result
 that names the feature space, the number of images and the real set beside every score. The feature space is
-asked for by name (--features, output.eval_features): domain (class labels), rotation (no labels), inception, or
-auto, which takes domain where the data has usable class labels and rotation otherwise, so every dataset can be
-scored. What cannot be scored is found before any image is decoded where the file names tell (preflight).
+asked for by name (--features, output.eval_features): domain (class labels), rotation (no labels), fid (the
+standard Inception network of published FIDs), or auto, which takes domain where the data has usable class labels
+and rotation otherwise, so every dataset can be scored. What cannot be scored is found before any image is decoded where the file names tell (preflight).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dcgan_cli.nets import hacks
 from dcgan_cli.config import Config, ConfigError, load_config
 from dcgan_cli.data import folder
 from dcgan_cli.data.common import Dataset, cache_root
-from dcgan_cli.evaluate import domain, inception, rotation, stats
+from dcgan_cli.evaluate import domain, fid, rotation, stats
 from dcgan_cli.evaluate.features import (PRIMARY, EvaluationError, cached_summary, dataset_key, image_batches,
                                          load_arrays, real_order, save_arrays, summarise)
 from dcgan_cli.files import exclusive, to_stderr
@@ -43,8 +43,8 @@ class Reference:
     """One feature space over one real set: the extractor, the real images' summary and NDB bins, and what to
     call them."""
 
-    features: str  # "domain", "rotation" or "inception"
-    extractor: domain.DomainFeatures | rotation.RotationFeatures | inception.InceptionFeatures
+    features: str  # "domain", "rotation" or "fid"
+    extractor: domain.DomainFeatures | rotation.RotationFeatures | fid.StandardInception
     real: stats.Summary
     real_set: str  # e.g. "scikit-learn digits: 1,797 real images, 16x16x1"
     class_names: tuple[str, ...] = ()  # the domain classifier's classes
@@ -64,14 +64,14 @@ def describe_real(dataset: Dataset, used: int) -> str:
     return f"{dataset.source}: {count}, {h}x{w}x{c}"
 
 
-def preflight(cfg: Config, features: str, *, key: str, inception_weights: str | Path | None = None) -> None:
+def preflight(cfg: Config, features: str, *, key: str) -> None:
     """Refuse a feature space that cannot score this config's data before any image is decoded: domain features
-    where the file names already show there are no class labels, Inception features without their weights.
-    `key` names the option that asked (--features, output.eval_features)."""
+    where the file names already show there are no class labels, fid features without the extra that holds their
+    network. `key` names the option that asked (--features, output.eval_features)."""
     if features == "domain" and sources.probe_labels(cfg) is False:
         raise EvaluationError(_unlabelled(key, cfg.data.path or cfg.data.name))
-    if features == "inception":
-        inception.weights_file(inception_weights)
+    if features == "fid":
+        fid.locate()
 
 
 def _unlabelled(key: str, source: str) -> str:
@@ -80,15 +80,15 @@ def _unlabelled(key: str, source: str) -> str:
             f"(rotation, or auto to choose by the data). Received: domain")
 
 
-def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights: str | Path | None = None,
-              progress: bool = True, log: Callable[[str], None] = to_stderr, key: str = "--features") -> Reference:
+def reference(dataset: Dataset, features: str, *, cfg: Config, progress: bool = True,
+              log: Callable[[str], None] = to_stderr, key: str = "--features") -> Reference:
     """The reference of `features` for this dataset, from the cache where it was measured before.
 
     auto: domain where the dataset has labels of two classes or more and its classifier passes the floors, else
     rotation (said in one line when the classifier was refused).
     domain: the dataset's classifier (trained now when not cached), refused below output.eval_min_skill and
-    output.eval_min_accuracy. rotation: the dataset's rotation network. inception: InceptionV3 with the ImageNet
-    weights of weights_file(inception_weights).
+    output.eval_min_accuracy. rotation: the dataset's rotation network. fid: the standard Inception network, its
+    reference statistics cached beside the data cache under the dataset's key.
     """
     if features == "auto":
         if dataset.labels is not None and len(np.unique(dataset.labels)) >= 2:
@@ -108,17 +108,24 @@ def reference(dataset: Dataset, features: str, *, cfg: Config, inception_weights
         extractor = rotation.load_or_train(dataset, cache_dir=cfg.data.cache_dir, progress=progress, log=log)
         real, cache = extractor.real, extractor.cache
     else:
-        weights = inception.weights_file(inception_weights)
-        extractor = inception.InceptionFeatures(weights)
+        extractor = fid.StandardInception()
         content = dataset_key(dataset)
         order = real_order(len(dataset.images), content)
-        cache = cache_root(cfg.data.cache_dir) / f"inception-{content}-{inception.weights_key(weights)}.npz"
+        cache = cache_root(cfg.data.cache_dir) / f"fid-{content}-{extractor.key}.npz"
         real = cached_summary(cache, lambda: summarise(
             extractor, image_batches(dataset.images, order, extractor.batch_size), batch_size=extractor.batch_size,
-            total=len(order), progress=progress, description="real Inception features"),
-            {"source": dataset.source, "images": len(order), "weights": str(weights)})
+            total=len(order), progress=progress, description="real images, FID features"),
+            {"source": dataset.source, "images": len(order), "protocol": fid.PROTOCOL})
     return Reference(features=features, extractor=extractor, real=real, class_names=names,
                      real_set=describe_real(dataset, real.count), bins=real_bins(real, cache))
+
+
+def statistics_reference(path: Path) -> Reference:
+    """The fid reference of a user's precomputed statistics (--reference FILE.npz: mu and sigma); FID alone is
+    scored against it, since it holds no feature vectors."""
+    real = fid.load_statistics(path)
+    return Reference(features="fid", extractor=fid.StandardInception(), real=real,
+                     real_set=f"the statistics in {path} (mu and sigma; their images are not known here)")
 
 
 def real_bins(real: stats.Summary, cache: Path) -> stats.Bins | None:
@@ -142,6 +149,8 @@ def compare(features: str, samples: stats.Summary, real: stats.Summary, class_na
     """The scores of a summary of images against the real one, in the given feature space (the domain's classes
     named by `class_names`; NDB over `bins` where given)."""
     fd = stats.frechet_distance(samples.mean, samples.covariance, real.mean, real.covariance)
+    if features == "fid" and not len(real.kept):
+        return {"fid": fd}  # precomputed statistics: no real vectors for KID, NDB, precision or recall
     pr_count = min(len(samples.kept), len(real.kept))
     precision, recall = stats.precision_recall(real.kept[:pr_count], samples.kept[:pr_count], progress=progress)
     pr = {"precision": precision, "recall": recall, "nearest_k": stats.NEAREST_K, "pr_images": pr_count}
@@ -180,7 +189,8 @@ def score(ref: Reference, batches: Iterable[np.ndarray], *, total: int, generate
         result["rotation_network"] = {"held_out_accuracy": ref.extractor.accuracy,
                                       "held_out_images": ref.extractor.held_out, "cache": str(ref.extractor.cache)}
     else:
-        result["inception_weights"] = str(ref.extractor.weights)
+        result["protocol"] = {**fid.PROTOCOL, "generated_images": samples.count, "reference": ref.real_set,
+                              "reference_images": ref.real.count or None}
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
 
@@ -248,38 +258,56 @@ def checkpoint_config(found: Path, overrides: Iterable[str]) -> Config:
     return load_config(found / "config.yaml", overrides, saved=True)
 
 
-def _space(cfg: Config, features: str | None, inception_weights: str | Path | None) -> tuple[str, str]:
+def _space(cfg: Config, features: str | None, statistics: Path | None) -> tuple[str, str]:
     """The feature space asked for (--features, else the config's output.eval_features) and the option that asked,
-    checked by preflight before the data is read."""
+    checked by preflight before the data is read; precomputed statistics (--reference) are of the fid space."""
     key = "--features" if features else "output.eval_features"
     chosen = features or cfg.output.eval_features
-    preflight(cfg, chosen, key=key, inception_weights=inception_weights)
+    if statistics is not None and chosen != "fid":
+        raise EvaluationError(f"--reference: precomputed statistics are in the fid features; add --features fid. "
+                              f"Received: {key} {chosen}")
+    preflight(cfg, chosen, key=key)
     return chosen, key
 
 
-def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: int,
-                        inception_weights: str | Path | None, overrides: Iterable[str] = (), progress: bool = True,
+def _reference(cfg: Config, chosen: str, *, key: str, statistics: Path | None, progress: bool,
+               log: Callable[[str], None]) -> tuple[Reference, Callable[[], Dataset]]:
+    """The reference to score against (a user's statistics, else the config's data in `chosen`), and the config's
+    data, read once and only when asked for (statistics need none)."""
+    loaded: list[Dataset] = []
+
+    def dataset() -> Dataset:
+        if not loaded:
+            loaded.append(sources.load_dataset(cfg, progress=progress, log=log))
+        return loaded[0]
+
+    if statistics is not None:
+        return statistics_reference(statistics), dataset
+    return reference(dataset(), chosen, cfg=cfg, progress=progress, log=log, key=key), dataset
+
+
+def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: int, overrides: Iterable[str] = (),
+                        statistics: Path | None = None, progress: bool = True,
                         log: Callable[[str], None] = to_stderr, raw: bool = False) -> tuple[Path, dict]:
     """Score `count` images of a checkpoint's generator (latents drawn with `seed`; its moving average where it
-    holds one, unless `raw`) against its run's training data, in `features` (else the space its config's
-    output.eval_features names). Returns the checkpoint directory and the result."""
+    holds one, unless `raw`) against its run's training data, or against precomputed fid `statistics`, in
+    `features` (else the space its config's output.eval_features names). Returns the checkpoint directory and the
+    result."""
     started = time.perf_counter()
     found = checkpoint.resolve(path)
     cfg = checkpoint_config(found, overrides)
-    chosen, key = _space(cfg, features, inception_weights)
+    chosen, key = _space(cfg, features, statistics)
     _, g = checkpoint.load_generator(found, raw=raw)
     source = f"the moving average of G in {found}" if checkpoint.has_ema(found) and not raw else str(found)
     step = checkpoint.read_state(found).get("step")
-    dataset = sources.load_dataset(cfg, progress=progress, log=log)
-    ref = reference(dataset, chosen, cfg=cfg, inception_weights=inception_weights, progress=progress, log=log,
-                    key=key)
+    ref, dataset = _reference(cfg, chosen, key=key, statistics=statistics, progress=progress, log=log)
     classes = checkpoint.saved_classes(found)
     labels = drawn_classes(classes, count, np.random.default_rng([seed, CLASS_STREAM]))
     batches = generated_batches(g, cfg, drawn_latents(cfg, count, np.random.default_rng(seed)), labels)
     result = score(ref, batches, total=count, progress=progress,
                    generated=f"generated by {source}, step {step}, latent seed {seed}")
     if classes is not None:
-        domain_ref = ref if ref.features == "domain" else reference(dataset, "domain", cfg=cfg, progress=progress,
+        domain_ref = ref if ref.features == "domain" else reference(dataset(), "domain", cfg=cfg, progress=progress,
                                                                     log=log, key="--features")
         rng = np.random.default_rng([seed, CLASS_STREAM, 1])
 
@@ -288,7 +316,7 @@ def evaluate_checkpoint(path: Path, *, count: int, features: str | None, seed: i
             batches = (z[i:i + GENERATE_BATCH] for i in range(0, n, GENERATE_BATCH))
             return np.concatenate(list(generated_batches(g, cfg, batches, np.full(n, index, np.int32))))
 
-        result["conditional"] = conditional_scores(domain_ref.extractor, draw, classes, dataset, count=count)
+        result["conditional"] = conditional_scores(domain_ref.extractor, draw, classes, dataset(), count=count)
     return found, {**result, "seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -316,15 +344,14 @@ def conditional_scores(extractor: domain.DomainFeatures, draw: Callable[[int, in
 
 
 def evaluate_images(root: Path, cfg: Config, *, limit: int | None, features: str | None,
-                    inception_weights: str | Path | None, progress: bool = True,
+                    statistics: Path | None = None, progress: bool = True,
                     log: Callable[[str], None] = to_stderr) -> dict:
-    """Score the images of a folder (made by any tool; sized to the config's model) against the config's data."""
+    """Score the images of a folder (made by any tool; sized to the config's model) against the config's data, or
+    against precomputed fid `statistics`."""
     started = time.perf_counter()
-    chosen, key = _space(cfg, features, inception_weights)
+    chosen, key = _space(cfg, features, statistics)
     batches, total = folder_images(root, cfg, limit=limit, log=log)
-    dataset = sources.load_dataset(cfg, progress=progress, log=log)
-    ref = reference(dataset, chosen, cfg=cfg, inception_weights=inception_weights, progress=progress, log=log,
-                    key=key)
+    ref, _ = _reference(cfg, chosen, key=key, statistics=statistics, progress=progress, log=log)
     result = score(ref, batches, total=total, progress=progress, generated=f"images in {root}")
     return {**result, "seconds": round(time.perf_counter() - started, 3)}
 

@@ -84,7 +84,7 @@ def _train(cfg: Config, models: Models, real_images: np.ndarray, real_labels: np
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda file: file.write(config_module.to_yaml(cfg).encode()))
         log = RunLog(run_dir, cfg, start=start, events=events)
-    keeper = BestKeeper(scorer, run_dir, resume=resume, judge=judge) if scorer is not None else None
+    keeper = BestKeeper(scorer, run_dir, resume=resume, judge=judge, start=start) if scorer is not None else None
     health = Health(cfg, real_images, sample_latents, log, start=start, classes=models.classes,
                     real_labels=real_labels, held_out=held_out)
     step_draws = draws.Draws(cfg, count=len(real_images), seed=seed, classes=models.classes)

@@ -3,6 +3,7 @@ keeper with its scores, the sample grid, and turning a failed write or a NaN int
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from dcgan_cli import images
 from dcgan_cli.config import Config
 from dcgan_cli.evaluate.features import EVAL_LOGGED, SCORE_NAMES, coverage
 from dcgan_cli.evaluate.scoring import TrainingScorer
+from dcgan_cli.files import to_stderr
 from dcgan_cli.nets.models import Models, generate
 from dcgan_cli.state import checkpoint
 from dcgan_cli.training.monitor import METRICS
@@ -80,15 +82,20 @@ def postfix(means: dict[str, float], cfg: Config) -> str:
 
 
 Judge = Callable[[int, float], bool]  # (step, the primary score then) -> stop the run now
+SCORING_SHARE = 0.2  # warn when scoring at output.eval_every would take more than this share of a run's time
 
 
 class BestKeeper:
     """output.eval_every: scores G at its cadence and knows the best score so far (its feature space's primary
-    score), which checkpoints/best holds (read back from it when a run resumes)."""
+    score), which checkpoints/best holds (read back from it when a run resumes). At its first score it warns
+    when scoring would take more than SCORING_SHARE of the run (the standard FID network on a CPU)."""
 
-    def __init__(self, scorer: TrainingScorer, run_dir: Path, *, resume: bool, judge: Judge | None = None):
+    def __init__(self, scorer: TrainingScorer, run_dir: Path, *, resume: bool, judge: Judge | None = None,
+                 start: int = 0, log: Callable[[str], None] = to_stderr):
         self.scorer = scorer
         self.judge = judge
+        self.log = log
+        self.clock: tuple[int, float] | None = (start, time.perf_counter())  # until the first score
         best = checkpoint.best_score(run_dir) if resume else None
         same_space = best is not None and best["result"]["features"] == scorer.reference.features
         self.best = best if same_space else None  # a best from another feature space is not comparable
@@ -96,7 +103,10 @@ class BestKeeper:
 
     def __call__(self, models: Models, *, step: int) -> tuple[dict, dict | None]:
         """G's score now, as a metrics.jsonl entry, and the score record for checkpoints/best when it improved."""
+        began = time.perf_counter()
         result = self.scorer(models.sampler, step=step)
+        if self.clock is not None:
+            self._warn_if_costly(step, seconds=time.perf_counter() - began, now=began)
         key = self.scorer.reference.primary
         scores = result["scores"]
         value = scores[key]
@@ -109,6 +119,24 @@ class BestKeeper:
         self.note = (f" | {SCORE_NAMES[key][1]} {value:.4g}{f', {covered}' if covered else ''} "
                      f"(best {self.best['value']:.4g} @ {self.best['step']})")
         return record, new_best
+
+    def _warn_if_costly(self, step: int, *, seconds: float, now: float) -> None:
+        """Once: the share of the run's time that scoring at this cadence would take, from the steps so far and
+        this score's time, and the output.eval_every that keeps it under SCORING_SHARE, when it is over."""
+        (first, began), self.clock = self.clock, None
+        cfg = self.scorer.cfg
+        every, steps = cfg.output.eval_every, cfg.train.steps
+        training = steps * (now - began) / max(step - first, 1)  # the run's steps at the pace so far
+        scores = steps // every + (steps % every != 0)
+        share = scores * seconds / (scores * seconds + training)
+        if share <= SCORING_SHARE:
+            return
+        allowed = math.floor(training * SCORING_SHARE / (1 - SCORING_SHARE) / seconds)
+        advice = f"set output.eval_every to {math.ceil(steps / allowed)} or more" if allowed else \
+            "set output.eval_every to 0"
+        self.log(f"output.eval_every: one score in {self.scorer.reference.features} features takes {seconds:.1f} s, "
+                 f"so scoring every {every} steps would take {share:.0%} of this run's time; {advice}, and score "
+                 f"the final checkpoint with dcgan evaluate")
 
     def stops(self, step: int, record: dict) -> bool:
         """Whether the judge, given this score, stops the run."""

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from dcgan_cli import config as config_module
-from dcgan_cli.ablate.study import claim, plan_run, read_study
+from dcgan_cli.ablate.study import claim, plan_run, read_study, upgraded
 from dcgan_cli.config import Config, ConfigError
 from dcgan_cli.files import write_atomically
 from dcgan_cli.tune.constraints import Constraint, ConstraintError, parse
@@ -163,7 +163,7 @@ def optuna_study(tuning: Tuning):
         # it is trying to beat, and the sampler starts from it. Processes starting together enqueue it once.
         study.enqueue_trial(tuning.space.drawn(tuning.base), skip_if_exists=True)
     else:  # a study begun before some config keys (or constraints) existed reads them at their defaults
-        saved = _shared_identity({**saved, "base": config_module.with_defaults(saved["base"])})
+        saved = _shared_identity(upgraded(saved))
         differing = [key for key in mine if saved.get(key) != mine[key]]
         if differing:
             raise TuneError(f"--storage: the study {tuning.name!r} there is another one (its "
