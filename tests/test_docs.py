@@ -66,3 +66,37 @@ def test_every_page_in_the_navigation_exists_and_every_docs_page_is_in_it():
                if not any(fnmatch.fnmatch(str(path.parent.relative_to(ROOT / "docs")), folder)
                           for folder in folders)}
     assert listed == on_disk
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|home|Users|mnt|scratch)/[\w.-]+|[A-Z]:\\\\Users")
+
+
+def committed_text_files() -> list[Path]:
+    """Every file git tracks that reads as UTF-8 text (images and archives skipped)."""
+    import subprocess
+
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    found = []
+    for name in filter(None, names):
+        path = ROOT / name
+        try:
+            path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, IsADirectoryError, FileNotFoundError):
+            continue
+        found.append(path)
+    return found
+
+
+def test_no_committed_file_names_a_path_of_the_machine_that_wrote_it():
+    """Study state, reports and pages name their files relative to the repository (a study restored from
+    docs/studies/ resumes anywhere); a path of one machine's disk in them is a leak and breaks elsewhere."""
+    leaks = [f"{path.relative_to(ROOT)}: {match.group(0)}" for path in committed_text_files()
+             for match in MACHINE_PATH.finditer(path.read_text(encoding="utf-8"))
+             if path.name != "test_docs.py"]
+    assert leaks == []
+
+
+def test_a_machine_path_is_caught():
+    assert MACHINE_PATH.search('"storage": "journal:/root/runs/mnist-tune/journal.log"')
+    assert MACHINE_PATH.search("see /home/me/pictures") and not MACHINE_PATH.search("~/pictures or data/cifar10")
