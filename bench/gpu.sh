@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Issue 10's GPU table in one call on a lent GPU (under 8 minutes on an H100): the compiled step alone, the full
-# step and `dcgan train` itself for DCGAN-64 at batch 64/256/1024 in float32 and bfloat16 (JAX), the train_on_batch
-# loop's breakdown and `dcgan train` with it, the seed-style reference loop, several steps per call against one,
-# and the pytorch/examples-style loop (PTex) beside them. One JSON line per figure on stdout, also collected in
-# $OUT/gpu.jsonl where OUT is set.
+# The GPU table of docs/loops.md in one call on an NVIDIA GPU (under 8 minutes on an H100): the compiled step alone,
+# the full step and `dcgan train` itself for DCGAN-64 at batch 64/256/1024 in float32 and bfloat16 (JAX), the
+# train_on_batch loop's breakdown and `dcgan train` with it, the seed-style reference loop, several steps per call
+# against one, and the pytorch/examples-style loop (PTex) beside them. One JSON line per figure on stdout, also
+# collected in $OUT/gpu.jsonl where OUT is set.
 #
-#   bash bench/gpu.sh --prepare    here, once: Keras' wheels into .whl/, the PTex loop into .peers/ (both ignored)
-#   bash bench/gpu.sh              there: the device tool's run with carry [".whl", ".peers"]
+#   PEER=FILE bash bench/gpu.sh --prepare
+#                                  on a machine with the internet, once: Keras' wheels into .whl/ and the PTex loop
+#                                  (FILE, pytorch/examples' dcgan/main.py as a benchmark) into .peers/ (both
+#                                  git-ignored), for a GPU machine without the internet or TensorFlow
+#   bash bench/gpu.sh              on the GPU machine, with .whl/ and .peers/ copied beside the checkout
 #   bash bench/gpu.sh --quick      anywhere: the same sequence at the tiny size, batch 8, a few steps, on the CPU
 #                                  (tests/test_bench.py runs it: a measurement that fails makes the script fail)
 set -euo pipefail
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = --prepare ]; then
     for ignored in /.whl/ /.peers/; do grep -qxF "$ignored" .git/info/exclude || echo "$ignored" >> .git/info/exclude; done
     mkdir -p .whl .peers
-    cp ../shared/peers/torch_loop.py .peers/
+    if [ -n "${PEER:-}" ]; then cp "$PEER" .peers/torch_loop.py; else echo "no PEER=FILE: the PTex loop is skipped"; fi
     version=$(python3 -c "import keras; print(keras.__version__)")
     python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
@@ -30,8 +33,7 @@ if [ -d .whl ] && ! python3 -c "import keras" 2>/dev/null; then
 fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" KERAS_BACKEND="${KERAS_BACKEND:-jax}" PYTHONUNBUFFERED=1
 log="${OUT:-$(mktemp -d)}/gpu.jsonl"
-peer=.peers/torch_loop.py
-[ -f "$peer" ] || peer=../shared/peers/torch_loop.py
+peer=${PEER:-.peers/torch_loop.py}
 
 if [ "${1:-}" = --quick ]; then
     arch=tiny peer_arch=dcgan32 batches="8" half_batches="8" big=8 steps=3 cli_steps=10 device=cpu small=tiny
