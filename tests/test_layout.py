@@ -29,7 +29,7 @@ LAYERS = [
 ROOMS = {
     "config": ["schema", "checks", "edit", "loader"],
     "nets.hacks": ["architecture", "optimisers", "pixels", "labels", "d_inputs", "memory", "penalties"],
-    "training": ["monitor", "upkeep", "loops", "steps", "train"],
+    "training": ["monitor", "upkeep", "steps", "compiled", "loops", "duties", "train"],
 }
 
 

@@ -25,6 +25,7 @@ from dcgan_cli.nets.models import AdaptiveState, Models, ReplayBuffer, build_opt
 from dcgan_cli.state import draws
 from dcgan_cli.training.feed import Feed
 from dcgan_cli.training.monitor import METRICS
+from dcgan_cli.training.steps import d_metrics
 
 
 def step_preparer(g: keras.Model, step_draws: draws.Draws, *, resident: bool,
@@ -72,10 +73,7 @@ def update_d(models: Models, batches: tuple, *, cfg: Config) -> dict[str, float]
     models.d.trainable = True
     logs: dict[str, float] = {}
     for (x, targets), held in zip(batches, draws.d_sources(cfg) * hacks.d_steps(cfg.hacks), strict=True):
-        out = models.d.train_on_batch(x, targets, return_dict=True)
-        for source in held:
-            names = (f"d_loss_{source}", f"d_{source}_mean", f"d_{source}_score")
-            logs.update({name: out[name] for name in names + (("d_real_sign",) if source == "real" else ())})
+        d_metrics(logs, held, models.d.train_on_batch(x, targets, return_dict=True))
     return logs
 
 

@@ -1,5 +1,6 @@
 """A training run: `run` loads the data, builds G and D and trains them into the run directory, from scratch or
-from a checkpoint, and rebuilds the loop after a rollback; the steps themselves are training/steps.py.
+from a checkpoint, and rebuilds the loop after a rollback; its loop of steps is training/duties.py, one step
+training/steps.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dcgan_cli.training import tensorboard_log
 from dcgan_cli.training.health import Health, RollBack, roll_back
 from dcgan_cli.training.loops import CompiledLoop, SplitLoop
 from dcgan_cli.training.runlog import RunLog
-from dcgan_cli.training.steps import Steps
+from dcgan_cli.training.duties import Steps
 from dcgan_cli.training.upkeep import BestKeeper, Judge, writing
 
 
