@@ -8,8 +8,8 @@
 MNIST is read from the IDX files in --mnist (default ../shared/data/mnist-t10k beside the project). The generator
 is the 28x28 (or, for fid, the digits') DCGAN with fresh weights: speed and memory do not depend on what it
 learned, and every image is resized to 299x299 before the network, whatever its size. The fid mode needs the fid
-extra (pip install -e ".[fid]"); its threads are PyTorch's (OMP_NUM_THREADS). Each mode runs in its own process so that its peak RSS is its own; caches
-go to a fresh temporary folder unless --cache names one.
+extra (pip install -e ".[fid]"); its threads are PyTorch's (OMP_NUM_THREADS). Each mode runs in its own process
+so that its peak RSS is its own; caches go to a fresh temporary folder unless --cache names one.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ def evaluation_plan(base: Config, *, count: int, features: str | None, overrides
     """How every run is scored, checked before any run starts: the feature space suits the data (found from the
     file names where they tell, before anything is decoded), the data loads, and the space's reference (the domain
     classifier, the rotation network, or the real images' statistics in the standard FID network) is built and
-    cached once for all. auto (--features, else the base's output.eval_features) is resolved here, so every run is scored alike.
-    `overrides` (--score-set) change the data the runs are scored against, e.g. the whole folder a small training
-    subset came from."""
+    cached once for all. auto (--features, else the base's output.eval_features) is resolved here, so every run
+    is scored alike. `overrides` (--score-set) change the data the runs are scored against, e.g. the whole folder
+    a small training subset came from."""
     refused = [o for o in overrides if not o.strip().startswith(scoring.EVALUATE_KEYS)]
     if refused:
         raise AblationError(f"--score-set: only data.* can change for scoring (the generators are the runs'). "

