@@ -98,6 +98,16 @@ def test_evaluate_with_fid_writes_the_protocol_and_caches_the_reference(tmp_path
     again = CliRunner().invoke(main, [*args, "--json"])
     assert cached[0].stat().st_mtime_ns == stamp, "the real statistics come from the cache the second time"
     assert json.loads(again.stdout)["scores"]["fid"] == pytest.approx(saved["scores"]["fid"], rel=1e-6)
+    (real / "a").mkdir(), (real / "b").mkdir()  # the same images, in the same order, in two classes
+    for k, image in enumerate(sorted(real.glob("*.png"))):
+        image.rename(real / "ab"[k >= 12] / image.name)
+    labelled = tmp_path / "labelled.yaml"
+    labelled.write_text(config.read_text().replace("labels: false", "labels: true"))
+    by_class = CliRunner().invoke(main, [*args[:-4], "--config", str(labelled), "--features", "fid", "--json"])
+    assert by_class.exit_code == 0, by_class.output
+    assert [path for path in (tmp_path / "cache").glob("fid-*.npz") if "-bins" not in path.name] == cached
+    assert cached[0].stat().st_mtime_ns == stamp, "labels do not change the images' FID reference"
+    assert json.loads(by_class.stdout)["scores"]["fid"] == pytest.approx(saved["scores"]["fid"], rel=1e-6)
 
     mu, sigma = np.zeros(2048), np.eye(2048)  # a user's statistics: FID alone, against them
     np.savez(tmp_path / "stats.npz", mu=mu, sigma=sigma)

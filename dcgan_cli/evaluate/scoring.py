@@ -12,7 +12,7 @@ decoded where the file names tell (preflight).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -110,7 +110,7 @@ def reference(dataset: Dataset, features: str, *, cfg: Config, progress: bool = 
         real, cache = extractor.real, extractor.cache
     else:
         extractor = fid.StandardInception()
-        content = dataset_key(dataset)
+        content = dataset_key(replace(dataset, labels=None))  # FID never reads labels: one reference per folder
         order = real_order(len(dataset.images), content)
         cache = cache_root(cfg.data.cache_dir) / f"fid-{content}-{extractor.key}.npz"
         real = cached_summary(cache, lambda: summarise(
