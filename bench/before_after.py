@@ -1,5 +1,5 @@
 """Does a change alter what a config trains? The same config on the same seeds with the code of two commits, scored
-alike and compared paired by seed (docs/results.md: Losses on D's logits).
+alike and compared paired by seed (docs/measurements.md: Losses on D's logits).
 
     python bench/before_after.py run STUDY --before REV [--after REV] --config C [--set KEY=VALUE ...] [--seeds 0 1 2]
     python bench/before_after.py report STUDY

@@ -51,7 +51,7 @@ def quiet(message: str) -> None:
 
 
 def blurred(images: np.ndarray) -> np.ndarray:
-    """Gaussian blur of radius 1 (colour) or 1.5 (grey, as the MNIST table of docs/results.md)."""
+    """Gaussian blur of radius 1 (colour) or 1.5 (grey, as the MNIST table of docs/measurements.md)."""
     radius = 1.0 if images.shape[-1] == 3 else 1.5
     out = [np.asarray(Image.fromarray(i[..., 0] if i.shape[-1] == 1 else i).filter(ImageFilter.GaussianBlur(radius)))
            for i in images]

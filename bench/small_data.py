@@ -1,4 +1,4 @@
-"""The score over training steps of a small-data study's runs (docs/results.md: Small folders).
+"""The score over training steps of a small-data study's runs (docs/measurements.md: Small folders).
 
     python bench/small_data.py STUDY [--n 1000] [--set data.limit=null] [--out small-data.png]
     python bench/small_data.py --gap RUN [RUN ...] [--out gap.png]

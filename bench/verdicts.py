@@ -1,5 +1,5 @@
 """How many of a study's verdicts leave "within noise" as seeds are added, under the old statistics and the new
-(docs/results.md: Sharper comparisons).
+(docs/measurements.md: Sharper comparisons).
 
     python bench/verdicts.py STUDY [--seeds 2 3]
 

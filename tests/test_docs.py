@@ -100,3 +100,25 @@ def test_no_committed_file_names_a_path_of_the_machine_that_wrote_it():
 def test_a_machine_path_is_caught():
     assert MACHINE_PATH.search('"storage": "journal:/root/runs/mnist-tune/journal.log"')
     assert MACHINE_PATH.search("see /home/me/pictures") and not MACHINE_PATH.search("~/pictures or data/cifar10")
+
+
+def opening_comment(text: str) -> list[str]:
+    """The comment lines a config opens with, before its first key."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return lines
+
+
+def test_every_shipped_config_opens_with_at_most_eight_lines_of_comment():
+    """A config's comment says what it is for, how to run it, its headline figure and a link; the tables live on
+    docs/results.md, so a config never carries a figure's history."""
+    long = {path.name: len(opening_comment(path.read_text())) for path in sorted((ROOT / "configs").glob("*.yaml"))}
+    assert {name: count for name, count in long.items() if count > 8} == {}
+    assert all(count >= 1 for count in long.values()), long
+
+
+def test_a_long_config_comment_is_caught():
+    assert len(opening_comment("# one\n" * 9 + "data:\n  name: digits  # two\n")) == 9
